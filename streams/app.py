@@ -1,0 +1,493 @@
+"""The Faust worker: post-stat records in, exact window totals out to the sink.
+
+Faust gives us the consumer group, partition assignment, a changelog topic with
+recovery, and the web server. Everything that decides a number lives in pure code
+(``streams.state``, ``streams.windows``, ``schemas.events``); this module only moves
+records between Kafka, that code and the sink:
+
+    records --decode--> dead letters
+            --wrong partition for the creator--> rekey topic (counted there)
+            --PartitionState.apply_record--> windows
+    every flush interval: changelog (durable) -> ack -> rows to ClickHouse
+
+Records are taken in batches and acknowledged only after the state that includes them
+is durable in the changelog, so Faust never commits an offset whose effects could be
+lost (DESIGN.md §4-5).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import defaultdict
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import faust
+import orjson
+from kafka.partitioner.default import murmur2
+
+from schemas.events import PostStatEvent, decode_record
+from schemas.reference import CampaignContract, CreatorProfile
+from schemas.rows import DeadLetter
+from streams.sink_writer import SinkWriter
+from streams.state import PartitionState, WindowKey, changelog_partition
+from streams.windows import DEFAULT_GRACE_S, DEFAULT_WINDOW_SIZES_S
+
+log = logging.getLogger("creatorpulse.worker")
+
+
+@dataclass(frozen=True)
+class WorkerConfig:
+    """Everything the worker needs, as plain values (settings are read at the entry point)."""
+
+    kafka_bootstrap: str
+    app_id: str = "creatorpulse"
+    input_topic: str = "post-stats"
+    dead_letter_topic: str = "post-stats-dead-letters"
+    profiles_topic: str = "creator-profiles"
+    contracts_topic: str = "campaign-contracts"
+    partitions: int = 4
+    grace_s: int = DEFAULT_GRACE_S
+    window_sizes_s: tuple[int, ...] = DEFAULT_WINDOW_SIZES_S
+    flush_interval_s: float = 1.0
+    max_batch: int = 10_000
+    data_dir: Path = Path(".creatorpulse/faust")
+    web_port: int | None = None
+    stats_interval_s: float = 10.0
+
+    def __post_init__(self) -> None:
+        if self.partitions < 1:
+            raise ValueError("partitions must be at least 1")
+        if self.grace_s < 0:
+            raise ValueError("grace_s must not be negative")
+        if not self.window_sizes_s or min(self.window_sizes_s) <= 0:
+            raise ValueError("window sizes must be positive seconds, e.g. 60,3600")
+        if self.flush_interval_s <= 0:
+            raise ValueError("flush_interval_s must be positive")
+
+    @property
+    def rekey_topic(self) -> str:
+        return f"{self.app_id}-{self.input_topic}-rekeyed"
+
+
+@dataclass(slots=True)
+class WorkerStats:
+    records: int = 0
+    events_counted: int = 0
+    duplicates: int = 0
+    late: int = 0
+    invalid: int = 0
+    rekeyed: int = 0
+    replayed_records: int = 0
+    flushes: int = 0
+    started: float = field(default_factory=time.monotonic)
+
+    def as_dict(self) -> dict[str, float]:
+        return {name: getattr(self, name) for name in self.__slots__ if name != "started"}
+
+
+def partition_for(key: bytes, partitions: int) -> int:
+    """Kafka's default partitioner (murmur2), as kafka-python and aiokafka compute it."""
+    return (murmur2(key) & 0x7FFFFFFF) % partitions
+
+
+class StreamProcessor:
+    """Owns the partition states of this worker and their flush cycle."""
+
+    def __init__(
+        self,
+        app: faust.App,
+        config: WorkerConfig,
+        writer: SinkWriter,
+        table: Any,
+        rekey_topic: Any,
+        dead_letter_topic: Any,
+        baseline: Mapping[WindowKey, Sequence[int]] | None = None,
+    ) -> None:
+        self.app = app
+        self.config = config
+        self.writer = writer
+        self.table = table
+        self.rekey_topic = rekey_topic
+        self.dead_letter_topic = dead_letter_topic
+        self.baseline = dict(baseline or {})
+        self.states: dict[int, PartitionState] = {}
+        self.stats = WorkerStats()
+        self.lock = asyncio.Lock()
+        self._unacked: list[Any] = []
+        self._stream: Any = None
+        self._outbox_dead: list[DeadLetter] = []
+        self._partition_cache: dict[str, int] = {}
+        self._last_flush = time.monotonic()
+
+    # -- per record -------------------------------------------------------------------
+
+    def _partition_of(self, creator_id: str) -> int:
+        partition = self._partition_cache.get(creator_id)
+        if partition is None:
+            partition = partition_for(creator_id.encode(), self.config.partitions)
+            self._partition_cache[creator_id] = partition
+        return partition
+
+    def _state(self, partition: int) -> PartitionState:
+        state = self.states.get(partition)
+        if state is None:
+            state = self._restore(partition)
+            self.states[partition] = state
+        return state
+
+    def _restore(self, partition: int) -> PartitionState:
+        entries = [
+            (key, value)
+            for key, value in self.table.data.items()
+            if changelog_partition(key) == partition
+        ]
+        state = PartitionState.restore(
+            partition,
+            entries,
+            window_sizes_s=self.config.window_sizes_s,
+            grace_s=self.config.grace_s,
+            baseline={
+                k: v for k, v in self.baseline.items() if self._partition_of(k[1]) == partition
+            },
+        )
+        if entries:
+            log.info(
+                "partition %d restored: %d windows, %d posts, %d ids, offsets %s",
+                partition,
+                len(state.windows),
+                len(state.posts),
+                len(state.seen),
+                state.offsets,
+            )
+        # Rewrite every restored window: ClickHouse may miss the last rows before a crash.
+        self.writer.submit(state.all_rows(), on_written=_confirm(state, state.flush_seq))
+        for key, dead in state.unwritten_dead_letters.items():
+            self.writer.submit((), dead, self._deleter(partition, key))
+        state.unwritten_dead_letters.clear()
+        return state
+
+    def apply_batch(self, events: Sequence[Any]) -> None:
+        """Apply a batch of Faust events (records); pure CPU, no awaits."""
+        input_topic = self.config.input_topic
+        stats = self.stats
+        for event in events:
+            message = event.message
+            topic = message.topic
+            partition = message.partition
+            offset = message.offset
+            self._unacked.append(event)
+            stats.records += 1
+            state = self._state(partition)
+            if offset <= state.offsets.get(topic, -1):
+                stats.replayed_records += 1
+                continue
+            decoded = decode_record(message.value)
+            positions = decoded.positions()
+            local: list[PostStatEvent] = decoded.events
+            if topic == input_topic:
+                local, positions = self._rekey_misplaced(partition, local, positions)
+            outcome = state.apply_record(topic, offset, local)
+            stats.events_counted += outcome.counted
+            stats.duplicates += outcome.duplicates
+            if decoded.rejected or outcome.late:
+                now = datetime.now(UTC)
+                dead = [
+                    DeadLetter(now, topic, partition, offset, r.index, r.reason, r.payload)
+                    for r in decoded.rejected
+                ]
+                horizon = state.watermark.horizon_ms()
+                for index in outcome.late:
+                    late_event = local[index]
+                    dead.append(
+                        DeadLetter(
+                            now,
+                            topic,
+                            partition,
+                            offset,
+                            positions[index],
+                            f"late: event time {late_event.ts} ms is older than the "
+                            f"watermark minus grace ({horizon} ms)",
+                            late_event.to_json(),
+                        )
+                    )
+                stats.invalid += len(decoded.rejected)
+                stats.late += len(outcome.late)
+                state.add_dead_letters(dead)
+                self._outbox_dead.extend(dead)
+
+    def _rekey_misplaced(
+        self, partition: int, events: list[PostStatEvent], positions: list[int]
+    ) -> tuple[list[PostStatEvent], list[int]]:
+        """Send events whose creator belongs to another partition to the rekey topic.
+
+        A creator's windows, dedup ids and post totals live in one partition; an event
+        in a record keyed by something else is counted when it arrives there.
+        """
+        partition_of = self._partition_of
+        if all(partition_of(e.creator_id) == partition for e in events):
+            return events, positions
+        keep: list[PostStatEvent] = []
+        keep_positions: list[int] = []
+        moved: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        for event, position in zip(events, positions):
+            if partition_of(event.creator_id) == partition:
+                keep.append(event)
+                keep_positions.append(position)
+            else:
+                moved[event.creator_id].append(event.model_dump())
+        for creator_id, group in moved.items():
+            self.rekey_topic.send_soon(
+                key=creator_id.encode(),
+                value=orjson.dumps(group),
+                partition=partition_of(creator_id),
+            )
+            self.stats.rekeyed += len(group)
+        return keep, keep_positions
+
+    # -- flush cycle ------------------------------------------------------------------
+
+    def flush_due(self) -> bool:
+        return time.monotonic() - self._last_flush >= self.config.flush_interval_s
+
+    async def flush(self) -> None:
+        """Make everything applied so far durable, acknowledge it, hand rows to the sink.
+
+        Call with :attr:`lock` held so no batch is applied half-way through.
+        """
+        self._last_flush = time.monotonic()
+        flushes = [(p, s.flush()) for p, s in self.states.items() if s.has_changes()]
+        if not flushes and not self._unacked:
+            return
+        # Rows first: if this task is cancelled at an await below, they are not lost.
+        for partition, result in flushes:
+            state = self.states[partition]
+            self.writer.submit(
+                result.rows,
+                result.dead_letters,
+                _confirm(state, result.seq, self._deleter(partition, result.dead_letter_key)),
+            )
+        # Forwarded events and dead-letter records must be durable before the
+        # checkpoint that says their source records are done.
+        for dead in self._outbox_dead:
+            self.dead_letter_topic.send_soon(
+                key=f"{dead.topic}:{dead.partition}:{dead.offset}:{dead.idx}".encode(),
+                value=_dead_letter_message(dead),
+            )
+        self._outbox_dead = []
+        producer = self.app.producer
+        await producer.flush()
+        for partition, result in flushes:
+            for key, value in result.changelog:
+                if value is None:
+                    self.table.data.pop(key, None)
+                else:
+                    self.table.data[key] = value
+                self.table.send_changelog(partition, key, value, "raw", "raw")
+        await producer.flush()
+        for partition, _ in flushes:
+            self.states[partition].confirm_durable()
+        unacked, self._unacked = self._unacked, []
+        stream = self._stream
+        if stream is not None:
+            for event in unacked:
+                await stream.ack(event)
+        self.stats.flushes += 1
+        await self.writer.wait_for_room()
+
+    def _deleter(self, partition: int, key: bytes | None) -> Callable[[], None] | None:
+        """A callback that deletes a changelog key (dead letters now in ClickHouse)."""
+        if key is None:
+            return None
+
+        def delete() -> None:
+            if key in self.table.data:
+                self.table.data.pop(key, None)
+                self.table.send_changelog(partition, key, None, "raw", "raw")
+
+        return delete
+
+    def forget(self, partitions: set[int]) -> None:
+        """Drop partitions this worker no longer owns; their new owner restores them."""
+        for partition in partitions:
+            self.states.pop(partition, None)
+        self._unacked = [e for e in self._unacked if e.message.partition not in partitions]
+
+
+def _confirm(
+    state: PartitionState, seq: int, then: Callable[[], None] | None = None
+) -> Callable[[], None]:
+    """A callback for the sink writer: rows of flush ``seq`` are in ClickHouse."""
+
+    def confirmed() -> None:
+        state.confirm_written(seq)
+        if then is not None:
+            then()
+
+    return confirmed
+
+
+def _dead_letter_message(dead: DeadLetter) -> bytes:
+    return orjson.dumps(
+        {
+            "received_at": dead.received_at.isoformat(),
+            "topic": dead.topic,
+            "partition": dead.partition,
+            "offset": dead.offset,
+            "idx": dead.idx,
+            "reason": dead.reason,
+            "payload": dead.payload.decode("utf-8", "replace"),
+        }
+    )
+
+
+@dataclass
+class Worker:
+    """The assembled Faust app and the pieces tests and the CLI reach into."""
+
+    app: faust.App
+    processor: StreamProcessor
+    writer: SinkWriter
+
+
+def build_worker(
+    config: WorkerConfig,
+    sink: Any,
+    *,
+    baseline: Mapping[WindowKey, Sequence[int]] | None = None,
+    extra_pages: Callable[[faust.App], None] | None = None,
+) -> Worker:
+    """Build the Faust app: the stream agent, reference-data agents and the flush timer.
+
+    ``sink`` is a started ``sinks.clickhouse.ClickHouseSink`` (or anything with the
+    same write methods).
+    """
+    brokers = [f"kafka://{host.strip()}" for host in config.kafka_bootstrap.split(",")]
+    app = faust.App(
+        config.app_id,
+        broker=brokers,
+        store="memory://",
+        topic_partitions=config.partitions,
+        topic_replication_factor=1,
+        datadir=str(config.data_dir),
+        web_enabled=config.web_port is not None,
+        web_host="127.0.0.1",
+        web_port=config.web_port or 6066,
+        broker_commit_interval=config.flush_interval_s,
+        consumer_auto_offset_reset="earliest",
+        producer_acks=-1,
+        stream_wait_empty=False,
+        table_standby_replicas=0,
+        logging_config=None,
+    )
+    raw: dict[str, Any] = dict(
+        key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw"
+    )
+    records = app.topic(config.input_topic, config.rekey_topic, **raw)
+    rekey_topic = app.topic(config.rekey_topic, partitions=config.partitions, internal=True, **raw)
+    dead_letter_topic = app.topic(config.dead_letter_topic, **raw)
+    profiles = app.topic(config.profiles_topic, **raw)
+    contracts = app.topic(config.contracts_topic, **raw)
+    table = app.Table(
+        "state",
+        default=None,
+        partitions=config.partitions,
+        key_type=bytes,
+        value_type=bytes,
+        key_serializer="raw",
+        value_serializer="raw",
+    )
+    writer = SinkWriter(sink)
+    processor = StreamProcessor(
+        app, config, writer, table, rekey_topic, dead_letter_topic, baseline=baseline
+    )
+
+    @app.agent(records, concurrency=1)
+    async def post_stats(stream: Any) -> None:
+        processor._stream = stream
+        async for events in stream.noack_take(config.max_batch, within=0.05):
+            async with processor.lock:
+                processor.apply_batch(events)
+                if processor.flush_due():
+                    await processor.flush()
+
+    @app.timer(config.flush_interval_s / 2)
+    async def flush_timer() -> None:
+        if processor.flush_due():
+            async with processor.lock:
+                await processor.flush()
+
+    @app.agent(profiles)
+    async def creator_profiles(stream: Any) -> None:
+        async for values in stream.take(1000, within=1.0):
+            rows = _valid(CreatorProfile, values)
+            if rows:
+                await asyncio.to_thread(sink.write_profiles, rows)
+
+    @app.agent(contracts)
+    async def campaign_contracts(stream: Any) -> None:
+        async for values in stream.take(1000, within=1.0):
+            rows = _valid(CampaignContract, values)
+            if rows:
+                await asyncio.to_thread(sink.write_contracts, rows)
+
+    @app.timer(config.stats_interval_s)
+    async def report() -> None:
+        s = processor.stats
+        log.info(
+            "records %d, events counted %d, duplicates %d, late %d, invalid %d, "
+            "rekeyed %d, rows written %d, sink failures %d",
+            s.records,
+            s.events_counted,
+            s.duplicates,
+            s.late,
+            s.invalid,
+            s.rekeyed,
+            writer.stats.rows_written,
+            writer.stats.failures,
+        )
+
+    @app.task
+    async def start_writer() -> None:
+        writer.start()
+
+    @app.on_partitions_revoked.connect  # type: ignore[arg-type]  # mode types miss async receivers
+    async def on_revoked(sender: Any, *args: Any, signal: Any, **_: Any) -> None:
+        revoked: set[Any] = args[0]
+        mine = {
+            tp.partition for tp in revoked if tp.topic in (config.input_topic, config.rekey_topic)
+        }
+        if mine:
+            async with processor.lock:
+                processor.forget(mine)
+
+    @app.on_before_shutdown.connect  # type: ignore[arg-type]  # as above
+    async def on_shutdown(sender: Any, *args: Any, signal: Any, **_: Any) -> None:
+        # Consumer is stopped, producer still up: make the last batch durable and
+        # written, so Ctrl-C loses nothing even on the memory-only embedded broker.
+        async with processor.lock:
+            processor._stream = None  # offsets can no longer be committed
+            await processor.flush()
+        await writer.stop()
+        log.info("worker stopped: %s", processor.stats.as_dict())
+
+    if extra_pages is not None:
+        extra_pages(app)
+    # Typed as Any on purpose: tests poke at these to drive a worker in-process.
+    _ = (post_stats, flush_timer, creator_profiles, campaign_contracts, report, start_writer)
+    return Worker(app, processor, writer)
+
+
+def _valid(model: type[Any], values: Sequence[bytes]) -> list[Any]:
+    rows = []
+    for value in values:
+        try:
+            rows.append(model.model_validate_json(value))
+        except ValueError:
+            log.warning("ignoring invalid %s record: %.200r", model.__name__, value)
+    return rows

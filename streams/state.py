@@ -1,0 +1,417 @@
+"""The state of one partition and the rules that keep its totals exact: pure, no Faust.
+
+One :class:`PartitionState` holds everything a partition's events change: the
+watermark, the event ids seen within the grace period (dedup), the highest lifetime
+totals per post (snapshot -> delta), and the open windows' totals. It is a
+deterministic function of the partition's records in offset order, which is what makes
+replays exact.
+
+Durability (DESIGN.md §4) without Kafka transactions: :meth:`PartitionState.flush`
+returns the changelog records to write, in an order that matters —
+
+1. the changed windows and posts, each carrying the source offsets they include;
+2. dedup and dead-letter segments (what is new since the last flush);
+3. last, a checkpoint: the offsets applied and the watermark after them.
+
+Kafka keeps one partition's records in order, so a durable checkpoint means every
+record before it is durable too. :meth:`PartitionState.restore` rebuilds the state
+from the changelog: records after the checkpoint's offsets are replayed; a window or
+post written by a flush whose checkpoint was lost is *ahead* and skips the replayed
+records it already holds; segments from such a flush are dropped, because the replay
+rebuilds them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from schemas.events import METRICS, PostStatEvent
+from schemas.rows import CreatorWindowRow, DeadLetter
+from streams.windows import Watermark, window_end_ms, window_start_ms
+
+WindowKey = tuple[str, str, int, int]  # campaign_id, creator_id, window_size_s, window_start_ms
+PostKey = tuple[str, str, str]  # campaign_id, creator_id, post_id
+Offsets = dict[str, int]  # source topic -> offset of the last record applied
+ChangelogRecord = tuple[bytes, bytes | None]  # key, value (None deletes the key)
+
+ZERO: tuple[int, ...] = (0,) * len(METRICS)
+
+
+@dataclass(slots=True)
+class RecordOutcome:
+    """What happened to the events of one record."""
+
+    counted: int = 0
+    duplicates: int = 0
+    late: list[int] = field(default_factory=list)  # indexes of late events in the record
+    skipped: bool = False  # the whole record was applied before the checkpoint
+
+
+@dataclass(slots=True)
+class Flush:
+    """The output of one flush: changelog records to write, then rows for ClickHouse."""
+
+    seq: int
+    changelog: list[ChangelogRecord]
+    rows: list[CreatorWindowRow]
+    dead_letters: list[DeadLetter]
+    dead_letter_key: bytes | None  # delete this key once the dead letters are in ClickHouse
+
+    @property
+    def empty(self) -> bool:
+        return not self.changelog and not self.rows and not self.dead_letters
+
+
+def changelog_key(partition: int, *parts: Any) -> bytes:
+    return orjson.dumps([partition, *parts])
+
+
+def changelog_partition(key: bytes) -> int:
+    """The partition a changelog key belongs to (its first element)."""
+    return int(orjson.loads(key)[0])
+
+
+def _ahead(offsets: Mapping[str, int], checkpoint: Mapping[str, int]) -> bool:
+    return any(offset > checkpoint.get(topic, -1) for topic, offset in offsets.items())
+
+
+def _dead_letter_json(dead: DeadLetter) -> dict[str, Any]:
+    return {
+        "received_at": dead.received_at.timestamp(),
+        "topic": dead.topic,
+        "partition": dead.partition,
+        "offset": dead.offset,
+        "idx": dead.idx,
+        "reason": dead.reason,
+        "payload": dead.payload.decode("utf-8", "replace"),
+    }
+
+
+def _dead_letter_from_json(data: Mapping[str, Any]) -> DeadLetter:
+    from datetime import UTC, datetime
+
+    return DeadLetter(
+        received_at=datetime.fromtimestamp(data["received_at"], UTC),
+        topic=data["topic"],
+        partition=data["partition"],
+        offset=data["offset"],
+        idx=data["idx"],
+        reason=data["reason"],
+        payload=data["payload"].encode(),
+    )
+
+
+class PartitionState:
+    """Everything one partition's events change, plus what changed since the last flush."""
+
+    def __init__(
+        self,
+        partition: int,
+        *,
+        window_sizes_s: Sequence[int],
+        grace_s: int,
+        baseline: Mapping[WindowKey, Sequence[int]] | None = None,
+    ) -> None:
+        if not window_sizes_s or any(size <= 0 for size in window_sizes_s):
+            raise ValueError("window sizes must be positive seconds")
+        self.partition = partition
+        self.window_sizes_s = tuple(window_sizes_s)
+        self.watermark = Watermark(grace_ms=grace_s * 1000)
+        self.offsets: Offsets = {}
+        self.windows: dict[WindowKey, list[int]] = {}
+        self.posts: dict[PostKey, list[int]] = {}
+        self.seen: dict[str, int] = {}  # event_id -> event time, for ids within grace
+        self.flush_seq = 0
+        # Expiry (closed windows, old dedup ids) follows the watermark of the last
+        # checkpoint known to be durable, never a newer one: if a crash loses the newest
+        # checkpoint, the replay from the older one may still need what expired.
+        self._durable_horizon: int | None = None
+        self._flushed_horizon: int | None = None
+        # Windows whose newest row the sink has not confirmed: window -> flush seq.
+        # A closed window stays until its final row is written, or a crash could lose it.
+        self._unwritten: dict[WindowKey, int] = {}
+        self._flushed_offsets: Offsets = {}
+        # Totals already in ClickHouse from an earlier run whose broker state is gone
+        # (the embedded broker keeps nothing): a window starts from them, not from zero.
+        self._baseline: dict[WindowKey, Sequence[int]] = dict(baseline or {})
+        # Since the last flush.
+        self._dirty_windows: set[WindowKey] = set()
+        self._dirty_posts: set[PostKey] = set()
+        self._new_ids: list[tuple[str, int]] = []
+        self._new_dead: list[DeadLetter] = []
+        # Dedup segments still needed: seq -> (newest event time, ids).
+        self._segments: dict[int, tuple[int, list[str]]] = {}
+        self._drop_keys: list[bytes] = []  # stale segment keys found at restore
+        # After a restore: keys written by a flush whose checkpoint was lost.
+        self._ahead_windows: dict[WindowKey, Offsets] = {}
+        self._ahead_posts: dict[PostKey, Offsets] = {}
+        # Dead letters restored from the changelog that may not be in ClickHouse yet.
+        self.unwritten_dead_letters: dict[bytes, list[DeadLetter]] = {}
+
+    # -- applying records -------------------------------------------------------------
+
+    def apply_record(
+        self, topic: str, offset: int, events: Sequence[PostStatEvent]
+    ) -> RecordOutcome:
+        """Apply the valid events of one record, in order."""
+        outcome = RecordOutcome()
+        if offset <= self.offsets.get(topic, -1):
+            outcome.skipped = True
+            return outcome
+        watermark = self.watermark
+        for index, event in enumerate(events):
+            ts = event.ts
+            if watermark.is_late(ts):
+                outcome.late.append(index)
+                continue
+            watermark.observe(ts)
+            if event.event_id in self.seen:
+                outcome.duplicates += 1
+                continue
+            self.seen[event.event_id] = ts
+            self._new_ids.append((event.event_id, ts))
+            counts = (
+                self._snapshot_delta(event, topic, offset)
+                if event.kind == "snapshot"
+                else event.counts()
+            )
+            outcome.counted += 1
+            if any(counts):
+                self._add_to_windows(event, counts, topic, offset)
+        self.offsets[topic] = offset
+        return outcome
+
+    def _snapshot_delta(self, event: PostStatEvent, topic: str, offset: int) -> tuple[int, ...]:
+        """Per metric, max(0, new total - highest total seen so far); keeps the highest."""
+        key = (event.campaign_id, event.creator_id, event.post_id)
+        totals = event.counts()
+        highest = self.posts.get(key)
+        if highest is None:
+            self.posts[key] = list(totals)
+            self._dirty_posts.add(key)
+            delta = totals
+        else:
+            delta = tuple(new - old if new > old else 0 for new, old in zip(totals, highest))
+            if any(delta):
+                self.posts[key] = [max(new, old) for new, old in zip(totals, highest)]
+                self._dirty_posts.add(key)
+        ahead = self._ahead_posts.get(key)
+        if ahead is not None and offset <= ahead.get(topic, -1):
+            # The post's totals already include this record (a flush outran its
+            # checkpoint); the windows it fed are ahead too and will skip it.
+            return ZERO
+        return delta
+
+    def _add_to_windows(
+        self, event: PostStatEvent, counts: tuple[int, ...], topic: str, offset: int
+    ) -> None:
+        ts = event.ts
+        for size in self.window_sizes_s:
+            key = (event.campaign_id, event.creator_id, size, window_start_ms(ts, size))
+            if self._ahead_windows:
+                ahead = self._ahead_windows.get(key)
+                if ahead is not None and offset <= ahead.get(topic, -1):
+                    continue
+            totals = self.windows.get(key)
+            if totals is None:
+                base = self._baseline.pop(key, None)
+                self.windows[key] = [a + b for a, b in zip(base, counts)] if base else list(counts)
+            else:
+                self.windows[key] = [a + b for a, b in zip(totals, counts)]
+            self._dirty_windows.add(key)
+
+    def add_dead_letters(self, dead_letters: Iterable[DeadLetter]) -> None:
+        """Dead letters become durable with the next flush, like the counts."""
+        self._new_dead.extend(dead_letters)
+
+    # -- flushing ---------------------------------------------------------------------
+
+    def has_changes(self) -> bool:
+        return bool(
+            self._dirty_windows
+            or self._dirty_posts
+            or self._new_ids
+            or self._new_dead
+            or self._drop_keys
+            or self.offsets != self._flushed_offsets
+        )
+
+    def flush(self) -> Flush:
+        """Take everything changed since the last flush as changelog records and rows."""
+        self.flush_seq += 1
+        seq = self.flush_seq
+        p = self.partition
+        offsets = dict(self.offsets)
+        self._flushed_offsets = offsets
+        # Stale segments found at restore go first: this flush may reuse their keys.
+        records: list[ChangelogRecord] = [(key, None) for key in self._drop_keys]
+        rows: list[CreatorWindowRow] = []
+
+        for key in self._dirty_windows:
+            totals = self.windows[key]
+            marker = self._marker(offsets, self._ahead_windows.get(key))
+            records.append((changelog_key(p, "w", *key), orjson.dumps({"c": totals, "o": marker})))
+            rows.append(CreatorWindowRow(key[0], key[1], key[2], key[3], tuple(totals)))
+            self._unwritten[key] = seq
+        # Closed windows leave memory; their final totals were written when they last
+        # changed (above, or in an earlier flush).
+        horizon = self._durable_horizon
+        if horizon is not None:
+            unwritten = self._unwritten
+            closed = [
+                k
+                for k in self.windows
+                if window_end_ms(k[3], k[2]) <= horizon and k not in unwritten
+            ]
+            for key in closed:
+                del self.windows[key]
+                records.append((changelog_key(p, "w", *key), None))
+        for post in self._dirty_posts:
+            marker = self._marker(offsets, self._ahead_posts.get(post))
+            records.append(
+                (changelog_key(p, "p", *post), orjson.dumps({"h": self.posts[post], "o": marker}))
+            )
+        if self._new_ids:
+            newest = max(ts for _, ts in self._new_ids)
+            self._segments[seq] = (newest, [event_id for event_id, _ in self._new_ids])
+            records.append(
+                (
+                    changelog_key(p, "d", seq),
+                    orjson.dumps({"i": self._new_ids, "m": newest, "o": offsets}),
+                )
+            )
+        records.extend((key, None) for key in self._expire_segments())
+        dead = self._new_dead
+        dead_key = None
+        if dead:
+            dead_key = changelog_key(p, "x", seq)
+            payload = {"l": [_dead_letter_json(d) for d in dead], "o": offsets}
+            records.append((dead_key, orjson.dumps(payload)))
+        records.append(
+            (
+                changelog_key(p, "c"),
+                orjson.dumps({"o": offsets, "w": self.watermark.value_ms, "s": seq}),
+            )
+        )
+
+        self._dirty_windows = set()
+        self._dirty_posts = set()
+        self._new_ids = []
+        self._new_dead = []
+        self._drop_keys = []
+        self._forget_passed_ahead_markers()
+        self._flushed_horizon = self.watermark.horizon_ms()
+        return Flush(seq, records, rows, dead, dead_key)
+
+    def confirm_written(self, seq: int) -> None:
+        """Call once the rows of flush ``seq`` (and all before it) are in the sink."""
+        self._unwritten = {k: s for k, s in self._unwritten.items() if s > seq}
+
+    def confirm_durable(self) -> None:
+        """Call once the changelog records of the last flush are durable (acked)."""
+        self._durable_horizon = self._flushed_horizon
+
+    @staticmethod
+    def _marker(offsets: Offsets, ahead: Offsets | None) -> Offsets:
+        """The offsets a key's value includes: still the ahead marker while replaying."""
+        if not ahead:
+            return offsets
+        merged = dict(offsets)
+        for topic, offset in ahead.items():
+            if offset > merged.get(topic, -1):
+                merged[topic] = offset
+        return merged
+
+    def _expire_segments(self) -> list[bytes]:
+        """Dedup ids older than the horizon are no longer needed: a copy would be late."""
+        horizon = self._durable_horizon
+        if horizon is None:
+            return []
+        expired = [seq for seq, (newest, _) in self._segments.items() if newest < horizon]
+        for seq in expired:
+            for event_id in self._segments.pop(seq)[1]:
+                self.seen.pop(event_id, None)
+        return [changelog_key(self.partition, "d", seq) for seq in expired]
+
+    def _forget_passed_ahead_markers(self) -> None:
+        if not (self._ahead_windows or self._ahead_posts):
+            return
+
+        def passed(marker: Offsets) -> bool:
+            return all(self.offsets.get(t, -1) >= o for t, o in marker.items())
+
+        self._ahead_windows = {k: m for k, m in self._ahead_windows.items() if not passed(m)}
+        self._ahead_posts = {k: m for k, m in self._ahead_posts.items() if not passed(m)}
+
+    def all_rows(self) -> list[CreatorWindowRow]:
+        """Rows for every window in memory (after a restore, to rewrite them all).
+
+        They count as written by flush :attr:`flush_seq` for :meth:`confirm_written`.
+        """
+        for key in self.windows:
+            self._unwritten[key] = self.flush_seq
+        return [CreatorWindowRow(k[0], k[1], k[2], k[3], tuple(v)) for k, v in self.windows.items()]
+
+    # -- restoring --------------------------------------------------------------------
+
+    @classmethod
+    def restore(
+        cls,
+        partition: int,
+        changelog: Iterable[tuple[bytes, bytes]],
+        *,
+        window_sizes_s: Sequence[int],
+        grace_s: int,
+        baseline: Mapping[WindowKey, Sequence[int]] | None = None,
+    ) -> PartitionState:
+        """Rebuild a partition's state from the latest value of each changelog key."""
+        state = cls(partition, window_sizes_s=window_sizes_s, grace_s=grace_s, baseline=baseline)
+        entries: list[tuple[list[Any], dict[str, Any], bytes]] = []
+        checkpoint: dict[str, Any] = {"o": {}, "w": None, "s": 0}
+        for raw_key, raw_value in changelog:
+            key = orjson.loads(raw_key)
+            if key[0] != partition or raw_value is None:
+                continue
+            value = orjson.loads(raw_value)
+            if key[1] == "c":
+                checkpoint = value
+            else:
+                entries.append((key, value, raw_key))
+        applied: Offsets = dict(checkpoint["o"])
+        state.offsets = dict(applied)
+        state._flushed_offsets = dict(applied)
+        state.watermark.value_ms = checkpoint["w"]
+        state._durable_horizon = state._flushed_horizon = state.watermark.horizon_ms()
+        state.flush_seq = int(checkpoint["s"])
+        for key, value, raw_key in entries:
+            kind = key[1]
+            ahead = _ahead(value["o"], applied)
+            if kind == "w":
+                wkey: WindowKey = (key[2], key[3], int(key[4]), int(key[5]))
+                state.windows[wkey] = list(value["c"])
+                if ahead:
+                    state._ahead_windows[wkey] = dict(value["o"])
+            elif kind == "p":
+                pkey: PostKey = (key[2], key[3], key[4])
+                state.posts[pkey] = list(value["h"])
+                if ahead:
+                    state._ahead_posts[pkey] = dict(value["o"])
+            elif kind == "d":
+                if ahead:  # the replay adds these ids again
+                    state._drop_keys.append(raw_key)
+                    continue
+                ids = [event_id for event_id, _ in value["i"]]
+                state.seen.update((event_id, ts) for event_id, ts in value["i"])
+                state._segments[int(key[2])] = (int(value["m"]), ids)
+            elif kind == "x":
+                if ahead:  # the replay dead-letters these records again
+                    state._drop_keys.append(raw_key)
+                    continue
+                state.unwritten_dead_letters[raw_key] = [
+                    _dead_letter_from_json(d) for d in value["l"]
+                ]
+        return state

@@ -1,0 +1,52 @@
+"""Event-time windows and the watermark: pure functions, no Faust.
+
+Faust's own windowed tables expire windows on the wall clock and skip closes across
+partitions (DESIGN.md §3), so window assignment, lateness and closing live here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+#: Default tumbling window sizes in seconds (contract: 60 s and 3600 s).
+DEFAULT_WINDOW_SIZES_S: tuple[int, ...] = (60, 3600)
+#: Default grace period (contract: 10 minutes).
+DEFAULT_GRACE_S = 600
+
+
+def window_start_ms(ts_ms: int, size_s: int) -> int:
+    """Start of the tumbling window of ``size_s`` seconds that holds ``ts_ms``."""
+    size_ms = size_s * 1000
+    return ts_ms - ts_ms % size_ms
+
+
+def window_end_ms(start_ms: int, size_s: int) -> int:
+    return start_ms + size_s * 1000
+
+
+@dataclass(slots=True)
+class Watermark:
+    """The highest event time seen on a partition, and the lateness rule it implies.
+
+    An event is late when its time is older than ``watermark - grace``. Nothing that is
+    on time can land in a window that ended at or before that horizon, so such windows
+    are final and may leave memory.
+    """
+
+    grace_ms: int
+    value_ms: int | None = None
+
+    def is_late(self, ts_ms: int) -> bool:
+        return self.value_ms is not None and ts_ms < self.value_ms - self.grace_ms
+
+    def observe(self, ts_ms: int) -> None:
+        if self.value_ms is None or ts_ms > self.value_ms:
+            self.value_ms = ts_ms
+
+    def horizon_ms(self) -> int | None:
+        """Events older than this are late; windows ending at or before it are closed."""
+        return None if self.value_ms is None else self.value_ms - self.grace_ms
+
+    def is_closed(self, window_end: int) -> bool:
+        horizon = self.horizon_ms()
+        return horizon is not None and window_end <= horizon
