@@ -397,10 +397,9 @@ def build_worker(
         "state",
         default=None,
         partitions=config.partitions,
+        # bytes in and out: Faust picks the "raw" codec for its changelog from these.
         key_type=bytes,
         value_type=bytes,
-        key_serializer="raw",
-        value_serializer="raw",
     )
     writer = SinkWriter(sink)
     processor = StreamProcessor(

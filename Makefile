@@ -1,0 +1,49 @@
+# creatorpulse - `make help` lists the targets.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+
+.DEFAULT_GOAL := help
+.PHONY: help install run test test-unit test-integration lint format bench kafka clean
+
+help: ## List the targets
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-17s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "creatorpulse needs Python 3.11+ (set PYTHON=python3.11)")'
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	@touch $@
+
+install: $(STAMP) ## Create .venv with creatorpulse and the dev tools
+
+run: $(STAMP) ## Run the whole pipeline on the embedded default with a live leaderboard
+	$(VENV)/bin/creatorpulse run
+
+test: $(STAMP) ## Run every test (real Apache Kafka is fetched with Maven and started)
+	-$(PY) deploy/kafka/kafka_launcher.py fetch
+	$(PY) -m pytest
+
+test-unit: $(STAMP) ## Unit tests only (seconds, no I/O)
+	$(PY) -m pytest tests/unit
+
+test-integration: $(STAMP) ## Integration and end-to-end tests (Kafka, chDB)
+	-$(PY) deploy/kafka/kafka_launcher.py fetch
+	$(PY) -m pytest tests/integration tests/e2e
+
+lint: $(STAMP) ## ruff (lint + format check) and mypy
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+
+format: $(STAMP) ## Apply ruff's formatting and safe fixes
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+kafka: $(STAMP) ## Run a real Apache Kafka on 127.0.0.1 in the foreground
+	$(PY) deploy/kafka/kafka_launcher.py run
+
+clean: ## Remove .venv, caches and local state (.creatorpulse)
+	rm -rf $(VENV) .creatorpulse .pytest_cache .mypy_cache .ruff_cache deploy/kafka/.cache *.egg-info

@@ -1,0 +1,478 @@
+"""The ``creatorpulse`` command.
+
+Shared settings are options of the command itself (each also an environment
+variable); each subcommand adds only what is its own::
+
+    creatorpulse run                                   # everything, embedded
+    creatorpulse --kafka-bootstrap k:9092 --clickhouse-url http://ch:8123/db worker
+    creatorpulse --kafka-bootstrap k:9092 replay stats.jsonl
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+import threading
+import time
+import urllib.request
+from collections.abc import Sequence
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Annotated, Any
+
+import click
+import typer
+from rich.console import Console
+from rich.live import Live
+
+from creatorpulse.settings import Settings, SettingsError, load_settings
+
+app = typer.Typer(
+    name="creatorpulse",
+    help=(
+        "Streaming metrics for influencer campaigns: post-stat events from Kafka, "
+        "exact event-time windows per creator and campaign, totals in ClickHouse.\n\n"
+        "Start with `creatorpulse run`: it needs no Kafka and no ClickHouse."
+    ),
+    no_args_is_help=True,
+    add_completion=False,
+    rich_markup_mode="rich",
+    pretty_exceptions_enable=False,
+)
+console = Console(stderr=True)
+
+
+def _default(name: str) -> str:
+    field = Settings.model_fields[name]
+    default = "unset" if field.default is None else field.default
+    return f"{field.description} \\[default: {default}]"  # escaped: rich markup
+
+
+def _env(name: str) -> str:
+    return f"CREATORPULSE_{name.upper()}"
+
+
+def _setting(name: str, *flags: str) -> Any:
+    return typer.Option(
+        "--" + name.replace("_", "-"),
+        *flags,
+        envvar=_env(name),
+        show_envvar=True,
+        help=_default(name),
+    )
+
+
+class _State:
+    overrides: dict[str, Any] = {}
+
+    @classmethod
+    def settings(cls) -> Settings:
+        return load_settings(**cls.overrides)
+
+
+@app.callback()
+def main_options(
+    kafka_bootstrap: Annotated[str | None, _setting("kafka_bootstrap")] = None,
+    clickhouse_url: Annotated[str | None, _setting("clickhouse_url")] = None,
+    input_topic: Annotated[str | None, _setting("input_topic")] = None,
+    grace_s: Annotated[int | None, _setting("grace_s")] = None,
+    windows: Annotated[str | None, _setting("windows")] = None,
+    partitions: Annotated[int | None, _setting("partitions")] = None,
+    data_dir: Annotated[Path | None, _setting("data_dir")] = None,
+    app_id: Annotated[str | None, _setting("app_id")] = None,
+    flush_interval_s: Annotated[float | None, _setting("flush_interval_s")] = None,
+    web_port: Annotated[int | None, _setting("web_port")] = None,
+) -> None:
+    """Settings shared by every command (flags win over environment variables)."""
+    _State.overrides = {k: v for k, v in locals().items() if v is not None}
+
+
+# -- run and worker ----------------------------------------------------------------------
+
+
+@app.command()
+def run(
+    mode: Annotated[
+        str, typer.Option(help="Simulator: 'poller' (snapshots) or 'clickstream' (deltas).")
+    ] = "poller",
+    seed: Annotated[int, typer.Option(help="Simulator seed (same seed, same creators).")] = 7,
+    campaigns: Annotated[int, typer.Option(help="Simulated campaigns.")] = 3,
+    creators: Annotated[int, typer.Option(help="Simulated creators per campaign.")] = 12,
+    simulate: Annotated[bool, typer.Option(help="Run the built-in campaign simulator.")] = True,
+    refresh_s: Annotated[float, typer.Option(help="Leaderboard refresh interval.")] = 1.0,
+) -> None:
+    """Run everything in one process: broker, worker, simulator, live leaderboard.
+
+    Without --kafka-bootstrap an embedded broker starts on 127.0.0.1; without
+    --clickhouse-url the totals go to a chDB store in --data-dir, which survives
+    restarts. Ctrl-C stops cleanly; run it again to continue.
+    """
+    from creatorpulse import runtime
+    from creatorpulse.leaderboard import screen
+
+    settings = _State.settings()
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    log_path = settings.data_dir / "run.log"
+    runtime.configure_logging(path=log_path)
+    with ExitStack() as stack:
+        bootstrap = _bootstrap(settings, stack)
+        sink = runtime.open_sink(settings)
+        stack.callback(sink.close)
+        runtime.ensure_topics(settings, bootstrap)
+        baseline = runtime.load_baseline(sink, settings) if settings.embedded_broker else None
+        worker = runtime.build(settings, sink, bootstrap, baseline=baseline)
+        stop = threading.Event()
+        stack.callback(stop.set)
+        if simulate:
+            sim_thread = threading.Thread(
+                target=_simulate_forever,
+                args=(settings, bootstrap, stop, mode, seed, campaigns, creators),
+                name="simulator",
+                daemon=True,
+            )
+            sim_thread.start()
+        console.print(
+            f"[bold]creatorpulse[/] broker {bootstrap}"
+            f"{' (embedded)' if settings.embedded_broker else ''}"
+            f", store {sink.target.display_url()}, logs {log_path}"
+        )
+
+        def draw() -> None:
+            with Live(console=Console(), refresh_per_second=4, transient=False) as live:
+                while not stop.is_set():
+                    try:
+                        rows = sink.leaderboard(limit=15)
+                    except Exception as exc:  # the board must never take the pipeline down
+                        rows = []
+                        runtime.log.warning("leaderboard query failed: %s", exc)
+                    stats = worker.processor.stats
+                    live.update(
+                        screen(
+                            rows,
+                            title="creatorpulse: top creators, last hour of event time",
+                            stats={
+                                "records": stats.records,
+                                "events counted": stats.events_counted,
+                                "duplicates": stats.duplicates,
+                                "late": stats.late,
+                                "invalid": stats.invalid,
+                                "rows written": worker.writer.stats.rows_written,
+                            },
+                        )
+                    )
+                    stop.wait(refresh_s)
+
+        board = threading.Thread(target=draw, name="leaderboard", daemon=True)
+        board.start()
+        code = runtime.run_faust(worker, logfile=log_path)
+        stop.set()
+        board.join(timeout=5)
+    console.print(f"stopped (exit {code}); totals are in {settings.resolved_clickhouse_url()}")
+    raise typer.Exit(code)
+
+
+@app.command()
+def worker() -> None:
+    """Run the stream processors and the ClickHouse sink until SIGINT/SIGTERM.
+
+    Flushes everything on stop and exits 0. Logs go to stderr.
+    """
+    from creatorpulse import runtime
+
+    settings = _State.settings()
+    runtime.configure_logging()
+    with ExitStack() as stack:
+        bootstrap = _bootstrap(settings, stack)
+        sink = runtime.open_sink(settings)
+        stack.callback(sink.close)
+        runtime.ensure_topics(settings, bootstrap)
+        baseline = runtime.load_baseline(sink, settings) if settings.embedded_broker else None
+        built = runtime.build(settings, sink, bootstrap, baseline=baseline)
+        runtime.log.info(
+            "worker %s: kafka %s, topic %s (%d partitions), windows %s s, grace %d s, store %s",
+            settings.app_id,
+            bootstrap,
+            settings.input_topic,
+            settings.partitions,
+            ",".join(map(str, settings.window_sizes_s)),
+            settings.grace_s,
+            sink.target.display_url(),
+        )
+        code = runtime.run_faust(built)
+    raise typer.Exit(code)
+
+
+def _bootstrap(settings: Settings, stack: ExitStack) -> str:
+    if settings.kafka_bootstrap:
+        return settings.kafka_bootstrap
+    from creatorpulse.embedded import EmbeddedBroker
+
+    broker = EmbeddedBroker(log_dir=settings.data_dir)
+    broker.start()
+    stack.callback(broker.stop)
+    return broker.bootstrap
+
+
+def _simulate_forever(
+    settings: Settings,
+    bootstrap: str,
+    stop: threading.Event,
+    mode: str,
+    seed: int,
+    campaigns: int,
+    creators: int,
+) -> None:
+    from creatorpulse import runtime
+    from producers.loops import simulate as simulate_loop
+    from producers.publisher import Publisher
+    from producers.simulator import CampaignSimulator, SimulationConfig
+
+    config = SimulationConfig(
+        seed=seed,
+        campaigns=campaigns,
+        creators_per_campaign=creators,
+        mode=mode,  # type: ignore[arg-type]
+        poll_interval_s=5.0,
+        duplicate_rate=0.01,
+        late_rate=0.005,
+        bad_rate=0.005,
+        stale_rate=0.02,
+        grace_s=float(settings.grace_s),
+        run_id=f"run{int(time.time())}",
+    )
+    try:
+        with Publisher(bootstrap, settings.input_topic) as publisher:
+            simulate_loop(
+                publisher,
+                CampaignSimulator(config),
+                duration_s=None,
+                realtime=True,
+                progress=False,
+                stop=stop,
+            )
+    except Exception:
+        runtime.log.exception("simulator stopped")
+
+
+# -- producers -----------------------------------------------------------------------
+
+
+def _require_broker(settings: Settings) -> str:
+    if not settings.kafka_bootstrap:
+        raise SettingsError(
+            "this command publishes to a running Kafka: set --kafka-bootstrap / "
+            "CREATORPULSE_KAFKA_BOOTSTRAP (with `creatorpulse run`, the embedded broker "
+            "lives inside that process)"
+        )
+    return settings.kafka_bootstrap
+
+
+@app.command()
+def produce(
+    mode: Annotated[
+        str, typer.Option(help="'poller' (lifetime snapshots) or 'clickstream' (deltas).")
+    ] = "poller",
+    duration_s: Annotated[float, typer.Option(help="Seconds of event time to simulate.")] = 3600.0,
+    realtime: Annotated[
+        bool, typer.Option(help="Pace by the wall clock instead of as fast as possible.")
+    ] = False,
+    events_per_record: Annotated[
+        int, typer.Option(help="Events per Kafka record (>1: batch records).")
+    ] = 1,
+    seed: Annotated[int, typer.Option(help="Simulator seed.")] = 7,
+    campaigns: Annotated[int, typer.Option(help="Campaigns.")] = 3,
+    creators: Annotated[int, typer.Option(help="Creators per campaign.")] = 12,
+    duplicate_rate: Annotated[float, typer.Option(help="Share of events sent twice.")] = 0.01,
+    late_rate: Annotated[
+        float, typer.Option(help="Share of events older than the grace period.")
+    ] = 0.005,
+    bad_rate: Annotated[
+        float, typer.Option(help="Share of invalid records (dead letters).")
+    ] = 0.005,
+    rate_scale: Annotated[float, typer.Option(help="Multiply how often posts report.")] = 1.0,
+) -> None:
+    """Publish a simulated campaign (profiles, contracts, post stats) to Kafka."""
+    from producers.loops import simulate as simulate_loop
+    from producers.publisher import Publisher
+    from producers.simulator import CampaignSimulator, SimulationConfig
+
+    settings = _State.settings()
+    bootstrap = _require_broker(settings)
+    config = SimulationConfig(
+        seed=seed,
+        campaigns=campaigns,
+        creators_per_campaign=creators,
+        mode=mode,  # type: ignore[arg-type]
+        duplicate_rate=duplicate_rate,
+        late_rate=late_rate,
+        bad_rate=bad_rate,
+        grace_s=float(settings.grace_s),
+    )
+    with Publisher(
+        bootstrap, settings.input_topic, events_per_record=events_per_record
+    ) as publisher:
+        stats = simulate_loop(
+            publisher,
+            CampaignSimulator(config),
+            duration_s=duration_s,
+            realtime=realtime,
+            rate_scale=rate_scale,
+        )
+    console.print(
+        f"published {stats.records:,} records ({stats.publisher.events_sent:,} events) "
+        f"in {stats.elapsed_s:.1f}s; {dict(stats.labels)}"
+    )
+
+
+@app.command()
+def replay(
+    file: Annotated[
+        Path,
+        typer.Argument(
+            exists=True, dir_okay=False, help="A .jsonl or .csv file of post-stat events."
+        ),
+    ],
+    speed: Annotated[
+        float | None,
+        typer.Option(
+            help="Pace by event time (1 = original pace, 60 = a minute per second); "
+            "default as fast as possible."
+        ),
+    ] = None,
+    events_per_record: Annotated[
+        int, typer.Option(help="Events per Kafka record (>1: batch records).")
+    ] = 1,
+) -> None:
+    """Publish a JSONL or CSV file of events to the input topic, with a progress bar.
+
+    Lines that are not valid events are published too: the pipeline turns them into
+    dead letters with a reason, so nothing in the file goes missing silently.
+    """
+    from producers.loops import replay_file
+    from producers.publisher import Publisher
+
+    settings = _State.settings()
+    bootstrap = _require_broker(settings)
+    with Publisher(
+        bootstrap, settings.input_topic, events_per_record=events_per_record
+    ) as publisher:
+        stats = replay_file(publisher, file, speed=speed)
+    console.print(
+        f"replayed {stats.records:,} records ({stats.valid_events:,} valid events, "
+        f"{stats.rejected:,} that will be dead letters) in {stats.elapsed_s:.1f}s"
+    )
+
+
+# -- ClickHouse ----------------------------------------------------------------------
+
+
+@app.command("migrate")
+def migrate_command() -> None:
+    """Create the ClickHouse database, tables and BI views (idempotent)."""
+    from creatorpulse import runtime
+    from sinks.migrate import migrate
+
+    settings = _State.settings()
+    sink = runtime.open_sink(settings, migrate_schema=False)
+    try:
+        applied = migrate(sink)
+    finally:
+        sink.close()
+    target = sink.target.display_url()
+    console.print(
+        f"applied {', '.join(applied)} to {target}" if applied else f"{target} is up to date"
+    )
+
+
+@app.command()
+def top(
+    campaign: Annotated[str | None, typer.Option(help="Only this campaign.")] = None,
+    last_s: Annotated[
+        int, typer.Option(help="Seconds of event time, back from the newest window.")
+    ] = 3600,
+    limit: Annotated[int, typer.Option(help="Creators to show.")] = 20,
+    watch: Annotated[bool, typer.Option(help="Refresh every second until Ctrl-C.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+) -> None:
+    """Show the creator leaderboard from ClickHouse.
+
+    With an embedded chDB store held by a running worker, reads through that worker's
+    HTTP port (--web-port), since only one process may open the store.
+    """
+    from creatorpulse.leaderboard import screen
+
+    settings = _State.settings()
+    fetch = _leaderboard_source(settings)
+    scope = f" in {campaign}" if campaign else ""
+    title = f"top creators{scope}, last {last_s // 60} min of event time"
+    if as_json:
+        print(json.dumps(fetch(campaign, last_s, limit), default=str, indent=2))
+        return
+    if not watch:
+        Console().print(screen(fetch(campaign, last_s, limit), title=title))
+        return
+    with Live(console=Console(), refresh_per_second=2) as live:
+        while True:
+            live.update(screen(fetch(campaign, last_s, limit), title=title))
+            time.sleep(1.0)
+
+
+def _leaderboard_source(settings: Settings) -> Any:
+    """Direct ClickHouse access if the store is free, else through the running worker."""
+    from creatorpulse import runtime
+
+    try:
+        sink = runtime.open_sink(settings, migrate_schema=False)
+    except SettingsError as exc:
+        if "held by another" not in str(exc) or not settings.web_port:
+            raise
+        base = f"http://127.0.0.1:{settings.web_port}/leaderboard"
+
+        def through_worker(campaign: str | None, last_s: int, limit: int) -> list[dict[str, Any]]:
+            query = f"?last_s={last_s}&limit={limit}" + (
+                f"&campaign={campaign}" if campaign else ""
+            )
+            try:
+                with urllib.request.urlopen(base + query, timeout=10) as response:
+                    return list(json.loads(response.read()))
+            except OSError as err:
+                raise SettingsError(
+                    f"the store is held by a process that does not answer on {base} ({err}); "
+                    "set --web-port to the worker's port"
+                ) from None
+
+        return through_worker
+
+    def direct(campaign: str | None, last_s: int, limit: int) -> list[dict[str, Any]]:
+        return [runtime.row_to_json(r) for r in sink.leaderboard(campaign, last_s, limit)]
+
+    return direct
+
+
+# -- entry points --------------------------------------------------------------------
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI in-process; returns the exit code (tests call this)."""
+    command = typer.main.get_command(app)
+    try:
+        result = command.main(args=list(argv) if argv is not None else None, standalone_mode=False)
+    except SettingsError as exc:
+        console.print(f"[red]error:[/] {exc}")
+        return 2
+    except click.exceptions.Exit as exc:
+        return int(exc.exit_code)
+    except click.ClickException as exc:
+        exc.show()
+        return exc.exit_code
+    except click.exceptions.Abort:
+        return 130
+    except KeyboardInterrupt:
+        return 130
+    return int(result) if isinstance(result, int) else 0
+
+
+def run_cli() -> None:
+    signal.signal(signal.SIGPIPE, signal.SIG_DFL)  # `creatorpulse top --json | head` is fine
+    sys.exit(main())

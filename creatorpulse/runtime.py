@@ -1,0 +1,236 @@
+"""Starting the pieces for a command: broker checks, the sink, the Faust worker.
+
+Thin adapters around I/O; the CLI composes them. Each failure that a user can fix
+becomes a :class:`~creatorpulse.settings.SettingsError` naming the fix.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import IO, Any
+
+from creatorpulse.settings import Settings, SettingsError
+from sinks.clickhouse import ClickHouseSink
+from sinks.migrate import migrate
+from streams.app import Worker, WorkerConfig, build_worker
+from streams.state import WindowKey
+
+log = logging.getLogger("creatorpulse")
+
+QUIET_LOGGERS = ("faust", "aiokafka", "mode", "kafka", "chdb", "clickhouse_connect")
+
+
+def configure_logging(
+    level: str = "INFO", stream: IO[str] | None = None, path: Path | None = None
+) -> None:
+    """Our logs at ``level``; the libraries' chatter only from WARNING up."""
+    handler: logging.Handler
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handler = logging.FileHandler(path)
+    else:
+        handler = logging.StreamHandler(stream or sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    for name in QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+def open_sink(settings: Settings, *, migrate_schema: bool = True) -> ClickHouseSink:
+    """A started (and migrated) sink, or a SettingsError that says what to fix."""
+    url = settings.resolved_clickhouse_url()
+    if url.startswith("chdb://"):
+        Path(url.removeprefix("chdb://")).parent.mkdir(parents=True, exist_ok=True)
+    try:
+        sink = ClickHouseSink(url)
+    except ValueError as exc:
+        raise SettingsError(f"--clickhouse-url / CREATORPULSE_CLICKHOUSE_URL: {exc}") from None
+    try:
+        sink.start()
+        if migrate_schema:
+            applied = migrate(sink)
+            if applied:
+                log.info("ClickHouse migrations applied: %s", ", ".join(applied))
+    except Exception as exc:
+        sink.close()
+        if "lock" in str(exc).lower():
+            raise SettingsError(
+                f"the chDB store {url} is held by another creatorpulse process; stop it, or "
+                "ask it: `creatorpulse top` reads through the running worker"
+            ) from None
+        raise SettingsError(
+            f"cannot use ClickHouse at {sink.target.display_url()}: {exc}"
+        ) from None
+    return sink
+
+
+def ensure_topics(settings: Settings, bootstrap: str, *, timeout_s: float = 30.0) -> None:
+    """Create the worker's topics if missing; refuse partition counts that do not match.
+
+    Created here rather than left to broker auto-creation: state is partitioned like
+    the input topic, so the input and rekey topics must have exactly ``partitions``,
+    and the reference topics are compacted (latest value per key).
+    """
+    from kafka import KafkaAdminClient
+    from kafka.admin import NewTopic
+    from kafka.errors import KafkaError, TopicAlreadyExistsError
+
+    config = worker_config(settings, bootstrap)
+    compacted = {"cleanup.policy": "compact"}
+    wanted: dict[str, tuple[int, dict[str, str], bool]] = {
+        config.input_topic: (config.partitions, {}, True),
+        config.rekey_topic: (config.partitions, {}, True),
+        config.dead_letter_topic: (config.partitions, {}, False),
+        config.profiles_topic: (1, compacted, False),
+        config.contracts_topic: (1, compacted, False),
+    }
+    deadline = time.monotonic() + timeout_s
+    admin = None
+    while admin is None:
+        try:
+            admin = KafkaAdminClient(
+                bootstrap_servers=bootstrap.split(","), client_id="creatorpulse-admin"
+            )
+        except KafkaError as exc:
+            if time.monotonic() > deadline:
+                raise SettingsError(
+                    f"cannot reach Kafka at {bootstrap} ({exc}); check "
+                    "--kafka-bootstrap / CREATORPULSE_KAFKA_BOOTSTRAP, or unset it to use "
+                    "the embedded broker"
+                ) from None
+            time.sleep(0.5)
+    try:
+        described = admin.describe_topics(list(wanted))
+        existing = {
+            t.get("name", t.get("topic")): len(t["partitions"])
+            for t in described
+            if not t["error_code"] and t["partitions"]
+        }
+        for topic, (partitions, topic_config, must_match) in wanted.items():
+            have = existing.get(topic)
+            if have is None:
+                try:
+                    admin.create_topics(
+                        [NewTopic(topic, partitions, 1, topic_configs=topic_config)],
+                        timeout_ms=10_000,
+                    )
+                    log.info("created topic %s with %d partitions", topic, partitions)
+                except TopicAlreadyExistsError:
+                    pass
+            elif must_match and have != partitions:
+                raise SettingsError(
+                    f"topic {topic!r} has {have} partitions but the worker is set to "
+                    f"{partitions}; set --partitions / CREATORPULSE_PARTITIONS={have} "
+                    "(state is partitioned like the input topic)"
+                )
+    finally:
+        admin.close()
+
+
+def load_baseline(
+    sink: ClickHouseSink, settings: Settings, now_ms: int | None = None
+) -> dict[WindowKey, tuple[int, ...]]:
+    """Totals of windows still open, for a worker whose broker kept nothing (embedded).
+
+    The embedded broker stores nothing across restarts, so a new run would otherwise
+    start those windows from zero and its rows would replace the totals in ClickHouse.
+    """
+    now_ms = int(time.time() * 1000) if now_ms is None else now_ms
+    horizon_ms = now_ms - settings.grace_s * 1000
+    rows = sink.query_rows(
+        "SELECT campaign_id, creator_id, window_size_s, toUnixTimestamp(window_start) * 1000, "
+        "views, likes, comments, shares, saves, watch_time_ms, completions, replays, clicks, "
+        "conversions, revenue_cents FROM {database}.creator_metrics FINAL "
+        "WHERE toUnixTimestamp(window_end) * 1000 > {horizon:Int64}",
+        {"horizon": horizon_ms},
+    )
+    return {(r[0], r[1], int(r[2]), int(r[3])): tuple(int(v) for v in r[4:]) for r in rows}
+
+
+def worker_config(settings: Settings, bootstrap: str, *, web: bool = True) -> WorkerConfig:
+    return WorkerConfig(
+        kafka_bootstrap=bootstrap,
+        app_id=settings.app_id,
+        input_topic=settings.input_topic,
+        partitions=settings.partitions,
+        grace_s=settings.grace_s,
+        window_sizes_s=settings.window_sizes_s,
+        flush_interval_s=settings.flush_interval_s,
+        data_dir=settings.data_dir / "faust",
+        web_port=settings.web_port if (web and settings.web_port) else None,
+    )
+
+
+def add_query_pages(sink: ClickHouseSink) -> Callable[[Any], None]:
+    """HTTP pages served by the worker, so other processes can read a chDB store it owns."""
+
+    def install(app: Any) -> None:
+        from faust.web import Request, Response, View
+
+        @app.page("/leaderboard")
+        class Leaderboard(View):
+            async def get(self, request: Request) -> Response:
+                query = request.query
+                rows = await asyncio.to_thread(
+                    sink.leaderboard,
+                    query.get("campaign") or None,
+                    int(query.get("last_s", 3600)),
+                    int(query.get("limit", 20)),
+                )
+                return self.json([row_to_json(r) for r in rows])
+
+        @app.page("/healthz")
+        class Health(View):
+            async def get(self, request: Request) -> Response:
+                return self.json({"ok": True})
+
+    return install
+
+
+def row_to_json(row: Any) -> dict[str, Any]:
+    from dataclasses import asdict
+
+    return asdict(row)
+
+
+def run_faust(worker: Worker, *, loglevel: str = "INFO", logfile: Path | None = None) -> int:
+    """Run the worker until SIGINT/SIGTERM; returns the exit code (0 after a clean stop)."""
+    import faust
+
+    runner = faust.Worker(
+        worker.app,
+        loglevel=loglevel,
+        logfile=str(logfile) if logfile else None,
+        quiet=True,
+        redirect_stdouts=False,
+        override_logging=False,
+    )
+    try:
+        runner.execute_from_commandline()
+    except SystemExit as exc:
+        return int(exc.code or 0)
+    return 0
+
+
+def build(
+    settings: Settings,
+    sink: ClickHouseSink,
+    bootstrap: str,
+    *,
+    baseline: dict[WindowKey, tuple[int, ...]] | None = None,
+) -> Worker:
+    config = worker_config(settings, bootstrap)
+    config.data_dir.mkdir(parents=True, exist_ok=True)
+    return build_worker(
+        config,
+        sink,
+        baseline=baseline,
+        extra_pages=add_query_pages(sink),
+    )

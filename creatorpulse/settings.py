@@ -1,0 +1,105 @@
+"""Configuration: one pydantic-settings class, read at the entry point only.
+
+Every field is an environment variable ``CREATORPULSE_<NAME>`` and a CLI flag
+``--<name>``; the CLI passes flags in, pydantic-settings fills the rest from the
+environment and defaults, and a bad value stops the program at start with a message
+that names the variable to fix.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from streams.windows import DEFAULT_GRACE_S
+
+
+class Settings(BaseSettings):
+    """Runtime settings of every creatorpulse command."""
+
+    model_config = SettingsConfigDict(env_prefix="CREATORPULSE_", frozen=True, extra="ignore")
+
+    kafka_bootstrap: str | None = Field(
+        default=None,
+        description="Kafka host:port list (comma separated). Unset: start the embedded broker.",
+    )
+    clickhouse_url: str | None = Field(
+        default=None,
+        description="http(s)://user:pass@host:port/db or chdb:///path. Unset: chDB in DATA_DIR.",
+    )
+    input_topic: str = Field(default="post-stats", description="Topic of post-stat events.")
+    grace_s: int = Field(
+        default=DEFAULT_GRACE_S, ge=0, description="Grace period for late events, seconds."
+    )
+    windows: str = Field(default="60,3600", description="Tumbling window sizes in seconds.")
+    partitions: int = Field(
+        default=4, ge=1, le=1024, description="Partitions of the input topic (created if missing)."
+    )
+    data_dir: Path = Field(
+        default=Path(".creatorpulse"), description="Local state: chDB store, logs, worker data."
+    )
+    app_id: str = Field(
+        default="creatorpulse", description="Consumer group and prefix of internal topics."
+    )
+    flush_interval_s: float = Field(
+        default=1.0, gt=0, le=60, description="How often state is made durable and rows written."
+    )
+    web_port: int = Field(
+        default=6066, ge=0, le=65535, description="Worker HTTP port on 127.0.0.1 (0: off)."
+    )
+
+    @field_validator("kafka_bootstrap")
+    @classmethod
+    def _bootstrap(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        for host in value.split(","):
+            name, _, port = host.strip().rpartition(":")
+            if not name or not port.isdigit():
+                raise ValueError(f"expected host:port[,host:port...], got {host.strip()!r}")
+        return value.strip()
+
+    @field_validator("windows")
+    @classmethod
+    def _windows(cls, value: str) -> str:
+        try:
+            sizes = [int(part) for part in value.split(",") if part.strip()]
+        except ValueError as exc:
+            raise ValueError(f"expected seconds like 60,3600, got {value!r}") from exc
+        if not sizes or min(sizes) <= 0:
+            raise ValueError(f"expected positive seconds like 60,3600, got {value!r}")
+        return value
+
+    @property
+    def window_sizes_s(self) -> tuple[int, ...]:
+        return tuple(sorted({int(part) for part in self.windows.split(",") if part.strip()}))
+
+    @property
+    def embedded_broker(self) -> bool:
+        return self.kafka_bootstrap is None
+
+    def resolved_clickhouse_url(self) -> str:
+        if self.clickhouse_url:
+            return self.clickhouse_url
+        return f"chdb://{(self.data_dir / 'chdb').resolve()}"
+
+
+class SettingsError(Exception):
+    """Configuration that cannot work, with a message that says what to fix."""
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Settings from flags (``overrides``, ``None`` = not given), env and defaults."""
+    given = {k: v for k, v in overrides.items() if v is not None}
+    try:
+        return Settings(**given)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        lines = []
+        for error in exc.errors(include_url=False):
+            name = str(error["loc"][0]) if error["loc"] else "?"
+            lines.append(
+                f"  --{name.replace('_', '-')} / CREATORPULSE_{name.upper()}: {error['msg']}"
+            )
+        raise SettingsError("invalid configuration:\n" + "\n".join(lines)) from None

@@ -1,0 +1,674 @@
+"""The ClickHouse writer and reader: one code path for a server and for embedded chDB.
+
+``ClickHouseSink`` turns pipeline rows into inserts (contract section 2) and answers
+the few queries the CLI and the terminal leaderboard need. It talks to ClickHouse
+only through clickhouse-connect's ``Client``, which serves ``http(s)://`` servers and
+the in-process chDB engine (``chdb:///path``, clickhouse-connect >= 1.12 with
+``chdb``) with the same API.
+
+Writes are idempotent: ``creator_metrics`` holds whole window totals in a
+``ReplacingMergeTree(version)``, and every write of creator rows re-derives the
+affected ``campaign_metrics`` rows from ``creator_metrics FINAL`` in one server-side
+``INSERT ... SELECT``, so campaign totals are exact however often, and in whatever
+order, a window is written.
+
+What chDB allows (clickhouse-connect 1.12.0, chdb 4.4.0 / engine 26.9, measured):
+
+- One engine data directory per *process*. Any number of clients may be open on
+  that directory (each gets its own handle, session state and lock), but opening a
+  different directory while a client is still open fails with
+  ``EmbeddedServer already initialized with path ...``. Once every client is closed,
+  another directory can be opened (about 0.05 s; the first engine start in a process
+  takes 0.5-1.5 s).
+- One *process* per data directory: a second process fails with
+  ``Error initializing EmbeddedServer`` (DESIGN.md saw "Cannot lock file .../status").
+  So in embedded mode the process that owns the store serves every query: the CLI
+  and the terminal leaderboard go through this sink.
+- Several clients on the one directory would work, but the sink shares ONE client
+  between its writer and its readers (e.g. a terminal leaderboard thread) and
+  serialises every call with a ``threading.Lock``: a query issued on a chDB handle
+  whose result stream is still open silently returns an empty result, and a write
+  plus its campaign refresh must not interleave with a reader. Readers in the same
+  process should use this sink rather than open clients of their own; other
+  processes cannot read an embedded store at all.
+- The reported server time zone is the host's, and ``DateTime('UTC')`` columns come
+  back in the host zone (same instant); the client is created with
+  ``tz_mode="aware"`` and the sink passes times as epoch seconds or aware datetimes,
+  so nothing depends on the host zone.
+- The async client and external data are not supported on chDB; this sink uses
+  neither. Every statement in ``sinks/migrations`` (``CREATE OR REPLACE VIEW``,
+  ``FINAL`` inside views and subqueries, scalar subqueries, ``LEFT JOIN`` with
+  ``toNullable``, ``nullIf``) runs on chDB unchanged. What ClickHouse (chDB or not)
+  rejects: a ``DateTime`` query parameter given as a short epoch number (``0``), so
+  times are bound as integers and converted with ``toDateTime(x, 'UTC')``.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from types import TracebackType
+from typing import Any, Literal
+from urllib.parse import parse_qs, unquote, urlsplit
+
+import clickhouse_connect
+from clickhouse_connect.driver.client import Client
+from clickhouse_connect.driver.insert import InsertContext
+
+from schemas.events import METRICS
+from schemas.reference import CampaignContract, CreatorProfile
+from schemas.rows import CREATOR_WINDOW_COLUMNS, DEAD_LETTER_COLUMNS, CreatorWindowRow, DeadLetter
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_DATABASE = "creatorpulse"
+DEFAULT_HTTP_PORT = 8123
+DEFAULT_HTTPS_PORT = 8443
+#: The leaderboard reads the short tumbling windows (contract default: 60 s).
+LEADERBOARD_WINDOW_S = 60
+
+_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
+
+CREATOR_METRICS_COLUMNS: tuple[str, ...] = (*CREATOR_WINDOW_COLUMNS, "updated_at")
+PROFILE_COLUMNS: tuple[str, ...] = (
+    "creator_id",
+    "handle",
+    "follower_count",
+    "niche",
+    "tier",
+    "updated_at",
+)
+CONTRACT_COLUMNS: tuple[str, ...] = ("campaign_id", "creator_id", "fee", "currency", "updated_at")
+
+
+def validate_identifier(name: str, what: str = "database") -> str:
+    """Return ``name`` if it is a plain SQL identifier, else raise ``ValueError``.
+
+    Database and table names are spliced into SQL text (ClickHouse cannot bind
+    identifiers in DDL), so only names that need no quoting are accepted.
+    """
+    if not _IDENTIFIER.match(name):
+        raise ValueError(
+            f"{what} name {name!r} is not a plain identifier: use letters, digits and "
+            "underscores, not starting with a digit (at most 128 characters)"
+        )
+    return name
+
+
+# ---------------------------------------------------------------------------------
+# URL parsing
+
+
+@dataclass(frozen=True, slots=True)
+class ClickHouseTarget:
+    """Where the sink connects: a server over HTTP(S), or a chDB data directory."""
+
+    kind: Literal["http", "chdb"]
+    database: str = DEFAULT_DATABASE
+    host: str = ""
+    port: int = 0
+    username: str = "default"
+    password: str = field(default="", repr=False)
+    secure: bool = False
+    path: str = ""
+
+    @property
+    def embedded(self) -> bool:
+        return self.kind == "chdb"
+
+    def display_url(self) -> str:
+        """The URL without its password, for logs and error messages."""
+        if self.kind == "chdb":
+            return f"chdb://{self.path}?database={self.database}"
+        scheme = "https" if self.secure else "http"
+        secret = ":***" if self.password else ""
+        return f"{scheme}://{self.username}{secret}@{self.host}:{self.port}/{self.database}"
+
+
+_URL_FORMS = "http(s)://user:pass@host:port/db or chdb:///absolute/path"
+
+
+def parse_clickhouse_url(url: str) -> ClickHouseTarget:
+    """Parse ``http(s)://user:pass@host:port/db`` or ``chdb:///abs/path[?database=db]``.
+
+    Pure: no I/O. The database defaults to ``creatorpulse``. Raises ``ValueError``
+    saying what to fix for anything else.
+    """
+    if not url or not url.strip():
+        raise ValueError(f"ClickHouse URL is empty: expected {_URL_FORMS}")
+    url = url.strip()
+    try:
+        parts = urlsplit(url)
+    except ValueError as exc:
+        raise ValueError(f"ClickHouse URL {_redact(url)!r} cannot be parsed: {exc}") from exc
+    scheme = parts.scheme.lower()
+    if scheme in ("http", "https"):
+        return _parse_http(url, parts, secure=scheme == "https")
+    if scheme == "chdb":
+        return _parse_chdb(url, parts)
+    shown = f"{scheme!r}" if scheme else "none"
+    raise ValueError(
+        f"ClickHouse URL {_redact(url)!r} has scheme {shown}: use http://, https:// "
+        f"or chdb:// ({_URL_FORMS})"
+    )
+
+
+def _parse_http(url: str, parts: Any, *, secure: bool) -> ClickHouseTarget:
+    shown = _redact(url)
+    host = parts.hostname or ""
+    if not host:
+        raise ValueError(f"ClickHouse URL {shown!r} has no host: use {_URL_FORMS}")
+    try:
+        port = parts.port
+    except ValueError:
+        raw = parts.netloc.rpartition("@")[2].rpartition(":")[2]
+        raise ValueError(
+            f"ClickHouse URL {shown!r}: port {raw!r} is not a number between 1 and 65535"
+        ) from None
+    if port == 0:
+        raise ValueError(f"ClickHouse URL {shown!r}: port must be between 1 and 65535")
+    if port is None:
+        port = DEFAULT_HTTPS_PORT if secure else DEFAULT_HTTP_PORT
+    if parts.query:
+        raise ValueError(
+            f"ClickHouse URL {shown!r}: query parameters are not supported for http(s); "
+            "put the database in the path (http://host:8123/mydb)"
+        )
+    if parts.fragment:
+        raise ValueError(f"ClickHouse URL {shown!r}: remove the '#...' fragment")
+    segments = [s for s in parts.path.split("/") if s]
+    if len(segments) > 1:
+        raise ValueError(
+            f"ClickHouse URL {shown!r}: the path must be a single database name (/db), "
+            f"got {parts.path!r}"
+        )
+    database = unquote(segments[0]) if segments else DEFAULT_DATABASE
+    return ClickHouseTarget(
+        kind="http",
+        database=validate_identifier(database),
+        host=host,
+        port=port,
+        username=unquote(parts.username) if parts.username else "default",
+        password=unquote(parts.password) if parts.password else "",
+        secure=secure,
+    )
+
+
+def _parse_chdb(url: str, parts: Any) -> ClickHouseTarget:
+    if parts.netloc:
+        raise ValueError(
+            f"ClickHouse URL {url!r}: chdb URLs take an absolute path and no host; "
+            f"use three slashes, e.g. chdb:///var/lib/creatorpulse (got host {parts.netloc!r})"
+        )
+    path = unquote(parts.path)
+    if not path or path.strip("/") == "":
+        raise ValueError(f"ClickHouse URL {url!r} has no data directory: use chdb:///absolute/path")
+    if not path.startswith("/"):
+        raise ValueError(
+            f"ClickHouse URL {url!r}: the chdb path must be absolute (chdb:///absolute/path)"
+        )
+    if parts.fragment:
+        raise ValueError(f"ClickHouse URL {url!r}: remove the '#...' fragment")
+    query = parse_qs(parts.query, keep_blank_values=True)
+    unknown = sorted(set(query) - {"database"})
+    if unknown:
+        raise ValueError(
+            f"ClickHouse URL {url!r}: unsupported query parameter(s) {', '.join(unknown)}; "
+            "only ?database=name is understood"
+        )
+    values = query.get("database", [DEFAULT_DATABASE])
+    if len(values) != 1:
+        raise ValueError(f"ClickHouse URL {url!r}: give ?database= once")
+    return ClickHouseTarget(
+        kind="chdb", database=validate_identifier(values[0]), path=path.rstrip("/")
+    )
+
+
+def _redact(url: str) -> str:
+    # Error messages echo the URL; the password must not end up in logs.
+    return re.sub(r"(//[^/@:]*:)[^/@]*@", r"\1***@", url)
+
+
+# ---------------------------------------------------------------------------------
+# Leaderboard
+
+
+@dataclass(frozen=True, slots=True)
+class LeaderRow:
+    """One creator's totals over the leaderboard's time range, with derived rates.
+
+    Rates are ``None`` where the denominator is 0. ``handle`` and ``tier`` are
+    ``None`` when no profile is known for the creator.
+    """
+
+    campaign_id: str
+    creator_id: str
+    handle: str | None
+    tier: str | None
+    windows: int
+    views: int
+    likes: int
+    comments: int
+    shares: int
+    saves: int
+    watch_time_ms: int
+    completions: int
+    replays: int
+    clicks: int
+    conversions: int
+    revenue_cents: int
+    engagement_rate: float | None
+    ctr: float | None
+    avg_watch_time_s: float | None
+    conversion_rate: float | None
+
+    @property
+    def engagements(self) -> int:
+        return self.likes + self.comments + self.shares + self.saves
+
+    @property
+    def revenue(self) -> float:
+        """Revenue in the campaign currency's major unit."""
+        return self.revenue_cents / 100
+
+
+def _ratio(numerator: float, denominator: float) -> float | None:
+    return numerator / denominator if denominator else None
+
+
+def _leader_row(record: Sequence[Any]) -> LeaderRow:
+    campaign_id, creator_id, handle, tier, windows, *counts = record
+    totals = dict(zip(METRICS, (int(c) for c in counts), strict=True))
+    views = totals["views"]
+    engagements = totals["likes"] + totals["comments"] + totals["shares"] + totals["saves"]
+    return LeaderRow(
+        campaign_id=campaign_id,
+        creator_id=creator_id,
+        handle=handle,
+        tier=tier,
+        windows=int(windows),
+        **totals,
+        engagement_rate=_ratio(engagements, views),
+        ctr=_ratio(totals["clicks"], views),
+        avg_watch_time_s=_ratio(totals["watch_time_ms"] / 1000, views),
+        conversion_rate=_ratio(totals["conversions"], totals["clicks"]),
+    )
+
+
+# ---------------------------------------------------------------------------------
+# SQL. ``{database}`` is replaced by a validated identifier; ``{name:Type}`` are
+# server-side query parameters, so user data never becomes SQL text. Times travel as
+# epoch seconds (Int64/UInt32) and are converted with an explicit 'UTC': a datetime
+# parameter would be formatted in the client's idea of the server zone, which for
+# chDB is the host's zone.
+
+_SUMS = ",\n        ".join(f"sum({m}) AS {m}" for m in METRICS)
+
+_REFRESH_CAMPAIGNS_SQL = f"""
+INSERT INTO {{database}}.campaign_metrics
+    (campaign_id, window_size_s, window_start, window_end, creators,
+     {", ".join(METRICS)}, updated_at, version)
+SELECT
+    campaign_id, window_size_s, window_start, any(window_end), count(),
+    {", ".join(f"sum({m})" for m in METRICS)}, now64(3), sum(version)
+FROM {{database}}.creator_metrics FINAL
+WHERE campaign_id IN {{campaign_ids:Array(String)}}
+  AND window_start BETWEEN toDateTime({{min_start_s:Int64}}, 'UTC')
+                       AND toDateTime({{max_start_s:Int64}}, 'UTC')
+  AND (campaign_id, window_size_s, toUnixTimestamp(window_start))
+      IN {{keys:Array(Tuple(String, UInt32, UInt32))}}
+GROUP BY campaign_id, window_size_s, window_start
+"""
+
+_NEWEST_WINDOW_END_SQL = """
+SELECT count(), toUnixTimestamp(max(window_end))
+FROM {database}.creator_metrics
+WHERE window_size_s = {window_size_s:UInt32} {campaign_filter}
+"""
+
+_LEADERBOARD_SQL = f"""
+SELECT
+    t.campaign_id, t.creator_id, p.handle, p.tier, t.windows,
+    {", ".join(f"t.{m}" for m in METRICS)}
+FROM (
+    SELECT
+        campaign_id,
+        creator_id,
+        count() AS windows,
+        {_SUMS}
+    FROM {{database}}.creator_metrics FINAL
+    WHERE window_size_s = {{window_size_s:UInt32}}
+      AND window_start >= toDateTime({{from_s:Int64}}, 'UTC')
+      AND window_start < toDateTime({{to_s:Int64}}, 'UTC')
+      {{campaign_filter}}
+    GROUP BY campaign_id, creator_id
+) AS t
+LEFT JOIN (
+    SELECT creator_id, toNullable(handle) AS handle, toNullable(tier) AS tier
+    FROM {{database}}.creator_profiles FINAL
+) AS p ON p.creator_id = t.creator_id
+ORDER BY t.views DESC, t.campaign_id, t.creator_id
+LIMIT {{limit:UInt32}}
+"""
+
+_CAMPAIGN_FILTER = "AND campaign_id = {campaign_id:String}"
+
+
+def _utc(epoch_ms: int) -> datetime:
+    return datetime.fromtimestamp(epoch_ms / 1000, tz=UTC)
+
+
+def _aware(value: datetime) -> datetime:
+    # A naive datetime from a producer means UTC here; never the host zone.
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
+def _refresh_parameters(keys: set[tuple[str, int, int]]) -> dict[str, Any]:
+    # The exact key set decides; the campaign list and start range are redundant but
+    # let ClickHouse prune by primary key and partition before it reads FINAL.
+    starts = [start for _, _, start in keys]
+    return {
+        "keys": sorted(keys),
+        "campaign_ids": sorted({campaign for campaign, _, _ in keys}),
+        "min_start_s": min(starts),
+        "max_start_s": max(starts),
+    }
+
+
+# ---------------------------------------------------------------------------------
+# The sink
+
+
+class ClickHouseSink:
+    """Writes pipeline rows to ClickHouse and reads them back for the CLI.
+
+    ``url`` is ``http(s)://user:pass@host:port/db`` or ``chdb:///abs/path``;
+    ``database`` overrides the URL's database. The client is created by
+    :meth:`start` (not here) and released by :meth:`close`; the sink is also a
+    context manager doing both. Every method is thread-safe: one lock serialises
+    all use of the one client (see the module docstring for why chDB needs that).
+
+    Tables must exist: run :func:`sinks.migrate.migrate` on the started sink first.
+    """
+
+    def __init__(self, url: str, *, database: str | None = None) -> None:
+        target = parse_clickhouse_url(url)
+        if database is not None:
+            target = replace(target, database=validate_identifier(database))
+        self.target = target
+        self._lock = threading.Lock()
+        self._client: Client | None = None
+        # One reusable insert context per table saves a DESCRIBE round trip per insert.
+        self._insert_contexts: dict[str, InsertContext] = {}
+
+    @property
+    def database(self) -> str:
+        return self.target.database
+
+    @property
+    def started(self) -> bool:
+        return self._client is not None
+
+    def __repr__(self) -> str:
+        state = "started" if self.started else "stopped"
+        return f"ClickHouseSink({self.target.display_url()!r}, {state})"
+
+    # -- lifecycle -------------------------------------------------------------
+
+    def start(self) -> None:
+        """Create the client (connects, or starts the chDB engine). Idempotent."""
+        with self._lock:
+            if self._client is not None:
+                return
+            self._client = self._create_client()
+            logger.info("ClickHouse sink connected to %s", self.target.display_url())
+
+    def _create_client(self) -> Client:
+        target = self.target
+        try:
+            if target.embedded:
+                return clickhouse_connect.get_client(
+                    interface="chdb", path=target.path, tz_mode="aware"
+                )
+            # No default database: it may not exist before migrate(), and every
+            # statement names its database anyway.
+            return clickhouse_connect.get_client(
+                host=target.host,
+                port=target.port,
+                username=target.username,
+                password=target.password,
+                secure=target.secure,
+                tz_mode="aware",
+                # HTTP sessions refuse concurrent use and hold state we do not need.
+                autogenerate_session_id=False,
+            )
+        except Exception as exc:
+            if target.embedded:
+                exc.add_note(
+                    "chDB allows one data directory per process (close every client on "
+                    "another directory first) and one process per data directory (is "
+                    "another creatorpulse process using this store?)"
+                )
+            exc.add_note(f"ClickHouse target: {target.display_url()}")
+            raise
+
+    def close(self) -> None:
+        """Release the client (for chDB: the engine handle). Idempotent."""
+        with self._lock:
+            client, self._client = self._client, None
+            self._insert_contexts.clear()
+            if client is not None:
+                client.close()
+
+    def __enter__(self) -> ClickHouseSink:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    @contextmanager
+    def locked_client(self) -> Iterator[Client]:
+        """Hold the sink's lock and yield its client, for multi-statement work that
+        must not interleave with the sink (migrations). Cached insert contexts are
+        dropped afterwards, since the work may have changed table definitions."""
+        with self._lock:
+            client = self._require_client()
+            try:
+                yield client
+            finally:
+                self._insert_contexts.clear()
+
+    def _require_client(self) -> Client:
+        if self._client is None:
+            raise RuntimeError("ClickHouseSink is not started: call start() first")
+        return self._client
+
+    def _sql(self, template: str, **fragments: str) -> str:
+        sql = template.replace("{database}", self.database)
+        for name, fragment in fragments.items():
+            sql = sql.replace("{" + name + "}", fragment)
+        return sql
+
+    def _insert(self, table: str, columns: Sequence[str], data: Sequence[Sequence[Any]]) -> None:
+        """Insert under the caller's lock with explicit column names."""
+        client = self._require_client()
+        context = self._insert_contexts.get(table)
+        if context is None:
+            context = client.create_insert_context(
+                table=table, column_names=list(columns), database=self.database
+            )
+            self._insert_contexts[table] = context
+        try:
+            client.insert(data=data, context=context)
+        except Exception:
+            # A failed insert may leave the context half-filled; rebuild it next time.
+            self._insert_contexts.pop(table, None)
+            raise
+
+    # -- writes ----------------------------------------------------------------
+
+    def write_creator_windows(self, rows: Sequence[CreatorWindowRow]) -> None:
+        """Upsert window totals, then recompute the affected campaign windows.
+
+        One insert into ``creator_metrics``, then one ``INSERT ... SELECT`` that
+        re-derives ``campaign_metrics`` for exactly the touched
+        ``(campaign_id, window_size_s, window_start)`` keys from
+        ``creator_metrics FINAL``. If the second step fails the exception
+        propagates; retrying the same rows repairs both tables (both steps are
+        idempotent), so the caller must not commit offsets before this returns.
+        """
+        if not rows:
+            return
+        updated_at = datetime.now(UTC)
+        data: list[list[Any]] = []
+        keys: set[tuple[str, int, int]] = set()
+        for row in rows:
+            if len(row.counts) != len(METRICS):
+                raise ValueError(
+                    f"CreatorWindowRow for {row.campaign_id}/{row.creator_id} has "
+                    f"{len(row.counts)} counts, expected {len(METRICS)} ({', '.join(METRICS)})"
+                )
+            data.append(
+                [
+                    row.campaign_id,
+                    row.creator_id,
+                    row.window_size_s,
+                    _utc(row.window_start_ms),
+                    _utc(row.window_end_ms),
+                    *row.counts,
+                    row.version,
+                    updated_at,
+                ]
+            )
+            # DateTime has second resolution: the key must match what was stored.
+            keys.add((row.campaign_id, row.window_size_s, row.window_start_ms // 1000))
+        with self._lock:
+            self._insert("creator_metrics", CREATOR_METRICS_COLUMNS, data)
+            self._require_client().command(
+                self._sql(_REFRESH_CAMPAIGNS_SQL), parameters=_refresh_parameters(keys)
+            )
+
+    def write_dead_letters(self, rows: Sequence[DeadLetter]) -> None:
+        """Record dead letters; a replayed one (same topic, partition, offset, idx)
+        collapses into one row under ``FINAL``."""
+        if not rows:
+            return
+        data = [
+            [
+                _aware(r.received_at),
+                r.topic,
+                r.partition,
+                r.offset,
+                r.idx,
+                r.reason,
+                bytes(r.payload),
+            ]
+            for r in rows
+        ]
+        with self._lock:
+            self._insert("dead_letters", DEAD_LETTER_COLUMNS, data)
+
+    def write_profiles(self, rows: Sequence[CreatorProfile]) -> None:
+        """Upsert creator profiles (the newest write per creator wins), with their tier."""
+        if not rows:
+            return
+        updated_at = datetime.now(UTC)
+        data = [
+            [p.creator_id, p.handle, p.follower_count, p.niche, p.tier, updated_at] for p in rows
+        ]
+        with self._lock:
+            self._insert("creator_profiles", PROFILE_COLUMNS, data)
+
+    def write_contracts(self, rows: Sequence[CampaignContract]) -> None:
+        """Upsert campaign contracts (the newest write per campaign and creator wins)."""
+        if not rows:
+            return
+        updated_at = datetime.now(UTC)
+        data = [[c.campaign_id, c.creator_id, c.fee, c.currency, updated_at] for c in rows]
+        with self._lock:
+            self._insert("campaign_contracts", CONTRACT_COLUMNS, data)
+
+    def insert_rows(
+        self, table: str, column_names: Sequence[str], rows: Sequence[Sequence[Any]]
+    ) -> None:
+        """Insert plain rows into a table of the sink's database (e.g. ``alerts``),
+        for writers that have no dedicated method yet."""
+        if not rows:
+            return
+        validate_identifier(table, "table")
+        for column in column_names:
+            validate_identifier(column, "column")
+        with self._lock:
+            self._insert(table, tuple(column_names), rows)
+
+    # -- reads -----------------------------------------------------------------
+
+    def query_rows(
+        self, sql: str, parameters: dict[str, Any] | None = None
+    ) -> list[tuple[Any, ...]]:
+        """Run a query and return its rows: an escape hatch for tests and the CLI.
+
+        ``{database}`` in ``sql`` is replaced by the sink's database. Pass values as
+        server-side parameters (``{name:Type}`` in ``sql``), never by formatting.
+        """
+        with self._lock:
+            result = self._require_client().query(self._sql(sql), parameters=parameters)
+            return [tuple(r) for r in result.result_rows]
+
+    def leaderboard(
+        self,
+        campaign_id: str | None = None,
+        last_s: int = 3600,
+        limit: int = 20,
+        now_ms: int | None = None,
+        *,
+        window_size_s: int = LEADERBOARD_WINDOW_S,
+    ) -> list[LeaderRow]:
+        """Creators ranked by views over the ``window_size_s`` windows with
+        ``now - last_s <= window_start < now``.
+
+        ``now_ms`` defaults to the newest ``window_end`` in ``creator_metrics``
+        (of ``campaign_id`` when given), not the wall clock: replayed or simulated
+        data carries event times far from now, and the board should still show it.
+        With an explicit ``now_ms`` the range is exactly as given.
+        """
+        if last_s <= 0:
+            raise ValueError(f"last_s must be > 0, got {last_s}")
+        if limit <= 0:
+            raise ValueError(f"limit must be > 0, got {limit}")
+        parameters: dict[str, Any] = {"window_size_s": window_size_s}
+        campaign_filter = ""
+        if campaign_id is not None:
+            parameters["campaign_id"] = campaign_id
+            campaign_filter = _CAMPAIGN_FILTER
+        with self._lock:
+            client = self._require_client()
+            if now_ms is None:
+                sql = self._sql(_NEWEST_WINDOW_END_SQL, campaign_filter=campaign_filter)
+                count, newest_s = client.query(sql, parameters=parameters).result_rows[0]
+                if not count:
+                    return []
+                now_s = int(newest_s)
+            else:
+                # Window starts are whole seconds, so comparing them with
+                # ceil(now) and ceil(now) - last_s is exact.
+                now_s = -(-now_ms // 1000)
+            parameters |= {
+                "from_s": max(0, now_s - last_s),
+                "to_s": max(0, now_s),
+                "limit": limit,
+            }
+            sql = self._sql(_LEADERBOARD_SQL, campaign_filter=campaign_filter)
+            records = client.query(sql, parameters=parameters).result_rows
+        return [_leader_row(r) for r in records]

@@ -1,0 +1,406 @@
+"""`creatorpulse worker` as a user runs it: a subprocess on real Kafka, killed with -9.
+
+A hand-built dataset holds every case of the contract. The worker is started,
+killed with SIGKILL in the middle of a burst, restarted, stopped with SIGTERM; then
+a second worker with a fresh group replays the whole topic. ClickHouse must hold
+exactly the totals that ``tests.oracle`` computes from the same events.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
+from kafka.errors import KafkaError
+
+from sinks.clickhouse import ClickHouseSink
+from tests.fixtures_kafka import create_topic
+from tests.oracle import FIELDS, expected_totals
+
+pytestmark = [pytest.mark.e2e, pytest.mark.kafka, pytest.mark.clickhouse]
+
+GRACE_S = 600
+PARTITIONS = 3
+T0 = 1_795_338_000_000  # 2026-11-22T09:00:00Z
+CAMPAIGN = "spring-launch"
+CREATORS = [f"creator-{i:02d}" for i in range(8)]
+
+
+def event(event_id: str, ts: int, creator: str, **counts: Any) -> dict[str, Any]:
+    return {
+        "event_id": event_id,
+        "ts": ts,
+        "campaign_id": counts.pop("campaign_id", CAMPAIGN),
+        "creator_id": creator,
+        "post_id": counts.pop("post_id", f"{creator}-post-1"),
+        **counts,
+    }
+
+
+class Dataset:
+    """Records to publish (key, value) and the events the oracle should see, in order."""
+
+    def __init__(self) -> None:
+        self.records: list[tuple[bytes | None, bytes]] = []
+        self.counted_in_order: list[dict[str, Any]] = []  # valid elements, publish order
+        self.invalid = 0
+
+    def add(
+        self, key: bytes | None, value: Any, *, valid: list[dict[str, Any]], invalid: int = 0
+    ) -> None:
+        raw = value if isinstance(value, bytes) else orjson.dumps(value)
+        self.records.append((key, raw))
+        self.counted_in_order.extend(valid)
+        self.invalid += invalid
+
+    def single(self, ev: dict[str, Any], key: bytes | None = None) -> None:
+        self.add(key if key is not None else ev["creator_id"].encode(), ev, valid=[ev])
+
+
+def phase_one() -> Dataset:
+    """Every contract case, small enough to check by hand."""
+    d = Dataset()
+    a, b, c = CREATORS[:3]
+    d.single(event("a-1", T0 + 1_000, a, views=100, likes=8, comments=2, shares=1, saves=3))
+    d.single(
+        event("a-2", T0 + 65_000, a, views=40, watch_time_ms=400_000, completions=12, replays=2)
+    )
+    d.single(event("a-1", T0 + 1_000, a, views=100, likes=8, comments=2, shares=1, saves=3))  # dup
+    d.single(event("b-1", T0 + 5_000, b, views=10, clicks=2, conversions=1, revenue_cents=4_999))
+    # Out of order but on time: counted in its own (earlier) window.
+    d.single(event("a-0", T0 - 30_000, a, views=7))
+    # Snapshots of one post: growing, repeated, lower (stale), growing again.
+    post = {"kind": "snapshot", "post_id": "c-post"}
+    d.single(event("c-s1", T0 + 10_000, c, views=500, likes=50, **post))
+    d.single(event("c-s2", T0 + 70_000, c, views=800, likes=60, **post))
+    d.single(event("c-s3", T0 + 75_000, c, views=800, likes=60, **post))
+    d.single(event("c-s4", T0 + 80_000, c, views=700, likes=55, **post))
+    d.single(event("c-s5", T0 + 130_000, c, views=900, likes=61, shares=4, **post))
+    # ISO time with an offset, and unknown fields.
+    iso = event("b-2", 0, b, views=3, likes=1)
+    iso["ts"] = "2026-11-22T10:00:20+01:00"  # T0 + 20 s
+    iso["note"] = "ignored"
+    d.add(b.encode(), iso, valid=[{**iso, "ts": T0 + 20_000}])
+    # A batch record for one creator with one bad element among good ones.
+    batch = [
+        event("b-3", T0 + 21_000, b, views=5),
+        event("b-bad", T0 + 21_000, b, views=-1),
+        event("b-4", T0 + 22_000, b, likes=2),
+    ]
+    d.add(b.encode(), batch, valid=[batch[0], batch[2]], invalid=1)
+    # Records keyed by something other than the creator: still counted for the creator.
+    for i, creator in enumerate(CREATORS[3:6]):
+        ev = event(f"rekey-{i}", T0 + 30_000 + i, creator, views=11 + i, clicks=1)
+        d.single(ev, key=b"not-the-creator")
+    d.add(
+        None,
+        [event("rekey-null", T0 + 31_000, CREATORS[6], views=9)],
+        valid=[event("rekey-null", T0 + 31_000, CREATORS[6], views=9)],
+    )
+    # Invalid records: each a dead letter with a reason.
+    d.add(a.encode(), b"{not json", valid=[], invalid=1)
+    d.add(a.encode(), event("x-neg", T0, a, views=-5), valid=[], invalid=1)
+    d.add(a.encode(), {"event_id": "x-missing", "ts": T0}, valid=[], invalid=1)
+    d.add(a.encode(), {**event("x-naive", 0, a), "ts": "2026-11-22T09:00:00"}, valid=[], invalid=1)
+    d.add(a.encode(), event("x-big", T0, a, padding="x" * 70_000), valid=[], invalid=1)
+    return d
+
+
+def burst(seed: int, n: int, start_ms: int) -> Dataset:
+    """Many small records with duplicates and snapshots, to be killed in the middle of."""
+    rng = random.Random(seed)
+    d = Dataset()
+    totals: dict[str, int] = {}
+    for i in range(n):
+        creator = rng.choice(CREATORS[3:])  # creators 0-2 stay hand-checkable
+        ts = start_ms + i * 10 + rng.randint(-60_000, 0)
+        if rng.random() < 0.3:
+            post = f"{creator}-post-{rng.randint(1, 3)}"
+            totals[post] = totals.get(post, 0) + rng.randint(-3, 30)
+            ev = event(
+                f"s{seed}-{i}",
+                ts,
+                creator,
+                kind="snapshot",
+                post_id=post,
+                views=max(0, totals[post]),
+            )
+        else:
+            ev = event(
+                f"d{seed}-{i}",
+                ts,
+                creator,
+                views=rng.randint(0, 20),
+                likes=rng.randint(0, 3),
+                clicks=rng.randint(0, 1),
+            )
+        d.single(ev)
+        if rng.random() < 0.05:
+            d.single(ev)  # producer retry: same event again
+    return d
+
+
+def late_tail(start_ms: int) -> Dataset:
+    """After everything else: events hours older than the watermark, and a fresh one."""
+    d = Dataset()
+    for i, creator in enumerate(CREATORS):
+        d.add(
+            creator.encode(),
+            event(f"late-{i}", start_ms - 3 * 3_600_000, creator, views=1000),
+            valid=[],
+            invalid=1,
+        )
+        d.single(event(f"tail-{i}", start_ms + i, creator, views=1))
+    return d
+
+
+# -- harness ---------------------------------------------------------------------------
+
+
+def publish(bootstrap: str, topic: str, records: list[tuple[bytes | None, bytes]]) -> None:
+    producer = KafkaProducer(
+        bootstrap_servers=bootstrap, acks="all", linger_ms=5, max_request_size=2_000_000
+    )
+    try:
+        for key, value in records:
+            producer.send(topic, key=key, value=value)
+        producer.flush(30)
+    finally:
+        producer.close()
+
+
+def committed_everything(bootstrap: str, group: str, topics: list[str]) -> bool:
+    """Has the worker's group committed the end offset of every partition of `topics`?"""
+    try:
+        return _committed_everything(bootstrap, group, topics)
+    except KafkaError:  # e.g. the group coordinator is still being elected
+        return False
+
+
+def _committed_everything(bootstrap: str, group: str, topics: list[str]) -> bool:
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=None)
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+    try:
+        committed = admin.list_group_offsets(group).get(group, {})
+        tps = [
+            TopicPartition(t, p) for t in topics for p in (consumer.partitions_for_topic(t) or ())
+        ]
+        ends = consumer.end_offsets(tps)
+        return all(
+            ends[tp] == 0 or (tp in committed and committed[tp].offset >= ends[tp]) for tp in tps
+        )
+    finally:
+        consumer.close()
+        admin.close()
+
+
+def committed_total(bootstrap: str, group: str, topic: str) -> int:
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+    try:
+        return sum(
+            o.offset
+            for tp, o in admin.list_group_offsets(group).get(group, {}).items()
+            if tp.topic == topic
+        )
+    finally:
+        admin.close()
+
+
+class WorkerProcess:
+    def __init__(
+        self, bootstrap: str, clickhouse_url: str, topic: str, app_id: str, workdir: Path
+    ) -> None:
+        self.env = {
+            **os.environ,
+            "CREATORPULSE_KAFKA_BOOTSTRAP": bootstrap,
+            "CREATORPULSE_CLICKHOUSE_URL": clickhouse_url,
+            "CREATORPULSE_INPUT_TOPIC": topic,
+            "CREATORPULSE_APP_ID": app_id,
+            "CREATORPULSE_GRACE_S": str(GRACE_S),
+            "CREATORPULSE_PARTITIONS": str(PARTITIONS),
+            "CREATORPULSE_DATA_DIR": str(workdir / "data"),
+            "CREATORPULSE_WEB_PORT": "0",
+            "CREATORPULSE_FLUSH_INTERVAL_S": "0.5",
+        }
+        self.workdir = workdir
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.runs = 0
+
+    def start(self) -> None:
+        self.runs += 1
+        log = open(self.workdir / f"worker-{self.runs}.log", "wb")  # noqa: SIM115 - closed by the child's exit
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "creatorpulse", "worker"],
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def kill9(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(30)
+
+    def terminate(self) -> int:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(60)
+
+    def log_tail(self) -> str:
+        return (self.workdir / f"worker-{self.runs}.log").read_text(errors="replace")[-4000:]
+
+
+def wait_until(predicate: Any, timeout_s: float, worker: WorkerProcess, what: str) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if not worker.alive():
+            pytest.fail(f"worker exited while waiting for {what}:\n{worker.log_tail()}")
+        if predicate():
+            return
+        time.sleep(0.5)
+    pytest.fail(f"timed out waiting for {what}:\n{worker.log_tail()}")
+
+
+def read_clickhouse(
+    url: str,
+) -> tuple[
+    dict[tuple[str, str, int, int], list[int]],
+    dict[tuple[str, int, int], list[int]],
+    list[tuple[Any, ...]],
+]:
+    sink = ClickHouseSink(url)
+    sink.start()
+    try:
+        cols = ", ".join(FIELDS)
+        creator = sink.query_rows(
+            f"SELECT campaign_id, creator_id, window_size_s, toUnixTimestamp(window_start), {cols} "
+            "FROM {database}.creator_metrics FINAL"
+        )
+        campaign = sink.query_rows(
+            f"SELECT campaign_id, window_size_s, toUnixTimestamp(window_start), {cols} "
+            "FROM {database}.campaign_metrics FINAL"
+        )
+        dead = sink.query_rows(
+            "SELECT topic, partition, offset, idx, reason FROM {database}.dead_letters FINAL"
+        )
+        per_window = sink.query_rows(
+            "SELECT count() FROM {database}.creator_metrics FINAL "
+            "GROUP BY campaign_id, creator_id, window_size_s, window_start HAVING count() > 1"
+        )
+        assert per_window == [], "FINAL must return one row per window"
+    finally:
+        sink.close()
+    return (
+        {
+            (r[0], r[1], int(r[2]), int(r[3]) * 1000): [int(v) for v in r[4:]]
+            for r in creator
+            if any(r[4:])
+        },
+        {
+            (r[0], int(r[1]), int(r[2]) * 1000): [int(v) for v in r[3:]]
+            for r in campaign
+            if any(r[3:])
+        },
+        dead,
+    )
+
+
+@pytest.fixture
+def workdir(tmp_path: Path) -> Iterator[Path]:
+    yield tmp_path
+
+
+def test_worker_is_exact_through_kill9_restart_and_replay(
+    kafka_broker: Any, clickhouse_url: str, unique_name: Any, workdir: Path
+) -> None:
+    if (
+        kafka_broker.flavor != "apache-kafka"
+        and os.environ.get("CREATORPULSE_REQUIRE_REAL_KAFKA") == "1"
+    ):
+        pytest.fail("this test must run on real Apache Kafka in CI")
+    bootstrap = kafka_broker.bootstrap
+    topic = unique_name("post-stats")
+    app_id = unique_name("e2e")
+    create_topic(bootstrap, topic, PARTITIONS)
+    # Event times stay within one grace period of the rekeyed events (T0 + 30 s), so
+    # whenever the rekeyed records are consumed relative to the burst, none is late.
+    one, two, tail = phase_one(), burst(1, 20_000, T0 + 200_000), late_tail(T0 + 500_000)
+
+    worker = WorkerProcess(bootstrap, clickhouse_url, topic, app_id, workdir)
+    publish(bootstrap, topic, one.records)
+    worker.start()
+    rekeyed = f"{app_id}-{topic}-rekeyed"
+    wait_until(
+        lambda: committed_everything(bootstrap, app_id, [topic, rekeyed]), 120, worker, "phase one"
+    )
+
+    # A burst, and SIGKILL while the worker is in the middle of it.
+    publish(bootstrap, topic, two.records)
+    before = committed_total(bootstrap, app_id, topic)
+    wait_until(
+        lambda: committed_total(bootstrap, app_id, topic) > before + 500,
+        120,
+        worker,
+        "burst progress",
+    )
+    assert not committed_everything(bootstrap, app_id, [topic]), "kill must land mid-stream"
+    worker.kill9()
+
+    worker.start()
+    publish(bootstrap, topic, tail.records)
+    wait_until(
+        lambda: committed_everything(bootstrap, app_id, [topic, rekeyed]), 180, worker, "catch-up"
+    )
+    assert worker.terminate() == 0, worker.log_tail()
+
+    events = one.counted_in_order + two.counted_in_order + tail.counted_in_order
+    expected = expected_totals(events, grace_s=GRACE_S, window_sizes_s=(60, 3600))
+    creator, campaign, dead = read_clickhouse(clickhouse_url)
+    assert creator == expected.creator
+    assert campaign == expected.campaign()
+    # Every invalid element and every late event is one dead letter with a reason.
+    reasons = [r[4].split(":")[0] for r in dead]
+    assert len(dead) == one.invalid + tail.invalid
+    assert reasons.count("late") == len(CREATORS)
+    assert {"bad_json", "invalid", "too_large", "late"} <= set(reasons)
+    # Hand-checked figures from phase one, independent of the oracle.
+    c_minutes = [creator[(CAMPAIGN, CREATORS[2], 60, T0 + m * 60_000)] for m in range(3)]
+    views, likes, shares = (FIELDS.index(f) for f in ("views", "likes", "shares"))
+    # Snapshots 500 -> 800 -> 800 -> 700 (stale) -> 900: deltas 500, 300, 0, 0, 100.
+    assert [w[views] for w in c_minutes] == [500, 300, 100]
+    assert [w[likes] for w in c_minutes] == [50, 10, 1]
+    assert c_minutes[2][shares] == 4
+    a_first = creator[(CAMPAIGN, CREATORS[0], 60, T0)]
+    assert a_first[FIELDS.index("views")] == 100 and a_first[FIELDS.index("saves")] == 3  # dup once
+    assert creator[(CAMPAIGN, CREATORS[0], 60, T0 - 60_000)][FIELDS.index("views")] == 7
+    for i, rekeyed_creator in enumerate(CREATORS[3:6]):
+        assert creator[(CAMPAIGN, rekeyed_creator, 60, T0)][FIELDS.index("views")] == 11 + i
+
+    # Replay: a new group over the whole topic rewrites the same totals, adds nothing.
+    replayer = WorkerProcess(bootstrap, clickhouse_url, topic, unique_name("replay"), workdir / "r")
+    (workdir / "r").mkdir()
+    replayer.start()
+    wait_until(
+        lambda: committed_everything(bootstrap, replayer.env["CREATORPULSE_APP_ID"], [topic]),
+        180,
+        replayer,
+        "replay",
+    )
+    assert replayer.terminate() == 0, replayer.log_tail()
+    creator_again, campaign_again, dead_again = read_clickhouse(clickhouse_url)
+    assert creator_again == expected.creator
+    assert campaign_again == expected.campaign()
+    assert len(dead_again) == len(dead)
