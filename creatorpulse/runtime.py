@@ -60,7 +60,9 @@ def open_sink(settings: Settings, *, migrate_schema: bool = True) -> ClickHouseS
                 log.info("ClickHouse migrations applied: %s", ", ".join(applied))
     except Exception as exc:
         sink.close()
-        if "lock" in str(exc).lower():
+        if url.startswith("chdb://") and (
+            "lock" in str(exc).lower() or "EmbeddedServer" in str(exc)
+        ):
             raise SettingsError(
                 f"the chDB store {url} is held by another creatorpulse process; stop it, or "
                 "ask it: `creatorpulse top` reads through the running worker"
@@ -168,10 +170,11 @@ def worker_config(settings: Settings, bootstrap: str, *, web: bool = True) -> Wo
     )
 
 
-def add_query_pages(sink: ClickHouseSink) -> Callable[[Any], None]:
-    """HTTP pages served by the worker, so other processes can read a chDB store it owns."""
+def add_query_pages(sink: ClickHouseSink) -> Callable[[Any, Any], None]:
+    """HTTP pages served by the worker: the leaderboard (other processes cannot open a
+    chDB store it owns), its counters and a health check."""
 
-    def install(app: Any) -> None:
+    def install(app: Any, processor: Any) -> None:
         from faust.web import Request, Response, View
 
         @app.page("/leaderboard")
@@ -185,6 +188,11 @@ def add_query_pages(sink: ClickHouseSink) -> Callable[[Any], None]:
                     int(query.get("limit", 20)),
                 )
                 return self.json([row_to_json(r) for r in rows])
+
+        @app.page("/stats")
+        class Stats(View):
+            async def get(self, request: Request) -> Response:
+                return self.json(processor.snapshot())
 
         @app.page("/healthz")
         class Health(View):

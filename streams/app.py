@@ -19,10 +19,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import resource
 import time
-from collections import defaultdict
+from collections import defaultdict, deque
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -59,6 +60,9 @@ class WorkerConfig:
     data_dir: Path = Path(".creatorpulse/faust")
     web_port: int | None = None
     stats_interval_s: float = 10.0
+    # Short enough that a killed worker's partitions move on quickly, and that the
+    # embedded broker (which completes a group join after half of it) starts fast.
+    session_timeout_s: float = 10.0
 
     def __post_init__(self) -> None:
         if self.partitions < 1:
@@ -85,10 +89,42 @@ class WorkerStats:
     rekeyed: int = 0
     replayed_records: int = 0
     flushes: int = 0
-    started: float = field(default_factory=time.monotonic)
+    first_record_unix: float | None = None
+    last_record_unix: float | None = None
 
-    def as_dict(self) -> dict[str, float]:
-        return {name: getattr(self, name) for name in self.__slots__ if name != "started"}
+    def as_dict(self) -> dict[str, float | None]:
+        return {name: getattr(self, name) for name in self.__slots__}
+
+
+class LatencyTracker:
+    """Event time -> row written to the sink, one sample per record (bounded memory).
+
+    Producers stamp events with the wall clock when they publish live data, so this
+    is publish -> queryable in ClickHouse; for replayed history it is meaningless.
+    """
+
+    def __init__(self, keep: int = 50_000) -> None:
+        self.samples_ms: deque[float] = deque(maxlen=keep)
+        self._unflushed: list[int] = []
+
+    def observe(self, event_ts_ms: int) -> None:
+        self._unflushed.append(event_ts_ms)
+
+    def take(self) -> list[int]:
+        taken, self._unflushed = self._unflushed, []
+        return taken
+
+    def written(self, event_ts_ms: list[int]) -> None:
+        now_ms = time.time() * 1000
+        self.samples_ms.extend(now_ms - ts for ts in event_ts_ms)
+
+    def summary(self) -> dict[str, float | int | None]:
+        ordered = sorted(self.samples_ms)
+
+        def pct(q: float) -> float | None:
+            return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else None
+
+        return {"count": len(ordered), "p50": pct(0.50), "p95": pct(0.95), "p99": pct(0.99)}
 
 
 def partition_for(key: bytes, partitions: int) -> int:
@@ -118,6 +154,7 @@ class StreamProcessor:
         self.baseline = dict(baseline or {})
         self.states: dict[int, PartitionState] = {}
         self.stats = WorkerStats()
+        self.latency = LatencyTracker()
         self.lock = asyncio.Lock()
         self._unacked: list[Any] = []
         self._stream: Any = None
@@ -176,6 +213,10 @@ class StreamProcessor:
         """Apply a batch of Faust events (records); pure CPU, no awaits."""
         input_topic = self.config.input_topic
         stats = self.stats
+        wall = time.time()
+        if stats.first_record_unix is None:
+            stats.first_record_unix = wall
+        stats.last_record_unix = wall
         for event in events:
             message = event.message
             topic = message.topic
@@ -193,6 +234,8 @@ class StreamProcessor:
             if topic == input_topic:
                 local, positions = self._rekey_misplaced(partition, local, positions)
             outcome = state.apply_record(topic, offset, local)
+            if outcome.counted:
+                self.latency.observe(local[0].ts)
             stats.events_counted += outcome.counted
             stats.duplicates += outcome.duplicates
             if decoded.rejected or outcome.late:
@@ -265,6 +308,8 @@ class StreamProcessor:
         if not flushes and not self._unacked:
             return
         # Rows first: if this task is cancelled at an await below, they are not lost.
+        sampled = self.latency.take()
+        self.writer.submit((), on_written=lambda: self.latency.written(sampled))
         for partition, result in flushes:
             state = self.states[partition]
             self.writer.submit(
@@ -318,6 +363,22 @@ class StreamProcessor:
             self.states.pop(partition, None)
         self._unacked = [e for e in self._unacked if e.message.partition not in partitions]
 
+    def snapshot(self) -> dict[str, Any]:
+        """Counters for the /stats page and benchmarks."""
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        writer = self.writer
+        return {
+            **self.stats.as_dict(),
+            "rows_written": writer.stats.rows_written,
+            "rows_pending": writer.stats.rows_pending,
+            "writer_idle": writer.idle,
+            "last_write_unix": writer.stats.last_write_unix,
+            "sink_failures": writer.stats.failures,
+            "latency_ms": self.latency.summary(),
+            "cpu_s": usage.ru_utime + usage.ru_stime,
+            "rss_peak_mb": usage.ru_maxrss / 1024,  # Linux reports KiB
+        }
+
 
 def _confirm(
     state: PartitionState, seq: int, then: Callable[[], None] | None = None
@@ -360,7 +421,7 @@ def build_worker(
     sink: Any,
     *,
     baseline: Mapping[WindowKey, Sequence[int]] | None = None,
-    extra_pages: Callable[[faust.App], None] | None = None,
+    extra_pages: Callable[[faust.App, StreamProcessor], None] | None = None,
 ) -> Worker:
     """Build the Faust app: the stream agent, reference-data agents and the flush timer.
 
@@ -379,6 +440,8 @@ def build_worker(
         web_host="127.0.0.1",
         web_port=config.web_port or 6066,
         broker_commit_interval=config.flush_interval_s,
+        broker_session_timeout=config.session_timeout_s,
+        broker_heartbeat_interval=config.session_timeout_s / 5,
         consumer_auto_offset_reset="earliest",
         producer_acks=-1,
         stream_wait_empty=False,
@@ -476,7 +539,7 @@ def build_worker(
         log.info("worker stopped: %s", processor.stats.as_dict())
 
     if extra_pages is not None:
-        extra_pages(app)
+        extra_pages(app, processor)
     # Typed as Any on purpose: tests poke at these to drive a worker in-process.
     _ = (post_stats, flush_timer, creator_profiles, campaign_contracts, report, start_writer)
     return Worker(app, processor, writer)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -36,6 +37,7 @@ class WriterStats:
     failures: int = 0
     last_error: str = ""
     rows_pending: int = 0
+    last_write_unix: float | None = None
 
 
 @dataclass(slots=True)
@@ -105,6 +107,11 @@ class SinkWriter:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
 
+    @property
+    def idle(self) -> bool:
+        """Nothing queued and nothing being written."""
+        return not self._busy and self._is_empty()
+
     def _is_empty(self) -> bool:
         p = self._pending
         return not p.rows and not p.dead_letters and not p.on_written
@@ -137,6 +144,7 @@ class SinkWriter:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, self._retry_max_s)
         self.stats.inserts += 1
+        self.stats.last_write_unix = time.time()
         self.stats.rows_written += len(rows)
         self.stats.dead_letters_written += len(batch.dead_letters)
         for callback in batch.on_written:

