@@ -21,7 +21,6 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Annotated, Any
 
-import click
 import typer
 from rich.console import Console
 from rich.live import Live
@@ -461,13 +460,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SettingsError as exc:
         console.print(f"[red]error:[/] {exc}")
         return 2
-    except click.exceptions.Exit as exc:
+    except typer.Exit as exc:
         return int(exc.exit_code)
-    except click.ClickException as exc:
-        exc.show()
-        return exc.exit_code
-    except click.exceptions.Abort:
+    except typer.Abort:
         return 130
+    except typer.TyperException as exc:  # usage errors and bad parameters (typer's click)
+        show = getattr(exc, "show", None)
+        if show is not None:
+            show()
+        return int(getattr(exc, "exit_code", 2))
     except KeyboardInterrupt:
         return 130
     return int(result) if isinstance(result, int) else 0

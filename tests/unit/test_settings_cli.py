@@ -1,0 +1,88 @@
+"""Settings and the CLI surface: bad configuration stops at start with a fix."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from creatorpulse.cli import main
+from creatorpulse.settings import SettingsError, load_settings
+
+
+def test_defaults_are_the_embedded_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("KAFKA_BOOTSTRAP", "CLICKHOUSE_URL", "GRACE_S", "WINDOWS"):
+        monkeypatch.delenv(f"CREATORPULSE_{name}", raising=False)
+    settings = load_settings()
+    assert settings.embedded_broker
+    assert settings.resolved_clickhouse_url().startswith("chdb:///")
+    assert settings.window_sizes_s == (60, 3600)
+    assert settings.grace_s == 600
+
+
+def test_flags_win_over_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CREATORPULSE_GRACE_S", "30")
+    monkeypatch.setenv("CREATORPULSE_KAFKA_BOOTSTRAP", "k1:9092, k2:9093")
+    assert load_settings().grace_s == 30
+    assert load_settings(grace_s=90).grace_s == 90
+    assert load_settings().kafka_bootstrap == "k1:9092, k2:9093"
+
+
+@pytest.mark.parametrize(
+    ("overrides", "names"),
+    [
+        ({"grace_s": -1}, "CREATORPULSE_GRACE_S"),
+        ({"windows": "60,zero"}, "CREATORPULSE_WINDOWS"),
+        ({"windows": "0"}, "CREATORPULSE_WINDOWS"),
+        ({"kafka_bootstrap": "localhost"}, "CREATORPULSE_KAFKA_BOOTSTRAP"),
+        ({"partitions": 0}, "CREATORPULSE_PARTITIONS"),
+        ({"flush_interval_s": 0}, "CREATORPULSE_FLUSH_INTERVAL_S"),
+    ],
+)
+def test_bad_settings_name_what_to_fix(overrides: dict[str, object], names: str) -> None:
+    with pytest.raises(SettingsError) as raised:
+        load_settings(**overrides)
+    assert names in str(raised.value)
+
+
+def test_the_cli_exits_2_with_the_fix_for_bad_env(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("CREATORPULSE_GRACE_S", "soon")
+    assert main(["migrate"]) == 2
+    assert "CREATORPULSE_GRACE_S" in capsys.readouterr().err
+
+
+def test_a_bad_clickhouse_url_fails_at_start(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--clickhouse-url", "mysql://x", "migrate"]) == 2
+    assert "CREATORPULSE_CLICKHOUSE_URL" in capsys.readouterr().err
+
+
+def test_producing_without_a_broker_says_how_to_point_at_one(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.delenv("CREATORPULSE_KAFKA_BOOTSTRAP", raising=False)
+    assert main(["produce", "--duration-s", "1"]) == 2
+    assert "--kafka-bootstrap" in capsys.readouterr().err
+
+
+def test_help_documents_every_setting_with_env_and_default(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["--help"]) == 0
+    text = " ".join(capsys.readouterr().out.split())
+    for env in ("KAFKA_BOOTSTRAP", "CLICKHOUSE_URL", "INPUT_TOPIC", "GRACE_S", "WINDOWS"):
+        assert f"CREATORPULSE_{env}" in text
+    assert "[default: 600]" in text
+
+
+def test_migrate_then_top_on_a_fresh_store(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url = f"chdb://{tmp_path / 'store'}"
+    assert main(["--clickhouse-url", url, "migrate"]) == 0
+    assert "applied 0001" in capsys.readouterr().err
+    assert main(["--clickhouse-url", url, "migrate"]) == 0
+    assert "up to date" in capsys.readouterr().err
+    assert main(["--clickhouse-url", url, "top", "--json"]) == 0
+    assert capsys.readouterr().out.strip() == "[]"
