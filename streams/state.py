@@ -25,13 +25,16 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import reduce
+from math import gcd
+from operator import add, attrgetter
 from typing import Any
 
 import orjson
 
 from schemas.events import METRICS, PostStatEvent
 from schemas.rows import CreatorWindowRow, DeadLetter
-from streams.windows import Watermark, window_end_ms, window_start_ms
+from streams.windows import Watermark, window_end_ms
 
 WindowKey = tuple[str, str, int, int]  # campaign_id, creator_id, window_size_s, window_start_ms
 PostKey = tuple[str, str, str]  # campaign_id, creator_id, post_id
@@ -39,6 +42,8 @@ Offsets = dict[str, int]  # source topic -> offset of the last record applied
 ChangelogRecord = tuple[bytes, bytes | None]  # key, value (None deletes the key)
 
 ZERO: tuple[int, ...] = (0,) * len(METRICS)
+#: An event's counters as a tuple in METRICS order, in one C call.
+_counts: Any = attrgetter(*METRICS)
 
 
 @dataclass(slots=True)
@@ -120,6 +125,9 @@ class PartitionState:
             raise ValueError("window sizes must be positive seconds")
         self.partition = partition
         self.window_sizes_s = tuple(window_sizes_s)
+        self._sizes = [(size, size * 1000) for size in self.window_sizes_s]
+        # No window boundary of any size falls inside a bucket of the sizes' gcd.
+        self._bucket_ms = reduce(gcd, self.window_sizes_s) * 1000
         self.watermark = Watermark(grace_ms=grace_s * 1000)
         self.offsets: Offsets = {}
         self.windows: dict[WindowKey, list[int]] = {}
@@ -157,38 +165,59 @@ class PartitionState:
     def apply_record(
         self, topic: str, offset: int, events: Sequence[PostStatEvent]
     ) -> RecordOutcome:
-        """Apply the valid events of one record, in order."""
+        """Apply the valid events of one record, in order.
+
+        This is the hot path. Events are grouped by creator and the finest time bucket
+        that no window boundary splits (the gcd of the window sizes); each group's
+        counts are summed column-wise once and added to every window size, instead of
+        adding 11 counters per event per window.
+        """
         outcome = RecordOutcome()
         if offset <= self.offsets.get(topic, -1):
             outcome.skipped = True
             return outcome
-        watermark = self.watermark
+        grace = self.watermark.grace_ms
+        high = self.watermark.value_ms
+        seen = self.seen
+        new_ids = self._new_ids
+        bucket_ms = self._bucket_ms
+        groups: dict[tuple[str, str, int], list[tuple[int, ...]]] = {}
         for index, event in enumerate(events):
             ts = event.ts
-            if watermark.is_late(ts):
+            if high is not None and ts < high - grace:
                 outcome.late.append(index)
                 continue
-            watermark.observe(ts)
-            if event.event_id in self.seen:
+            if high is None or ts > high:
+                high = ts
+            event_id = event.event_id
+            if event_id in seen:
                 outcome.duplicates += 1
                 continue
-            self.seen[event.event_id] = ts
-            self._new_ids.append((event.event_id, ts))
-            counts = (
-                self._snapshot_delta(event, topic, offset)
-                if event.kind == "snapshot"
-                else event.counts()
-            )
+            seen[event_id] = ts
+            new_ids.append((event_id, ts))
             outcome.counted += 1
-            if any(counts):
-                self._add_to_windows(event, counts, topic, offset)
+            if event.kind == "snapshot":
+                counts = self._snapshot_delta(event, topic, offset)
+            else:
+                counts = _counts(event)
+            key = (event.campaign_id, event.creator_id, ts - ts % bucket_ms)
+            group = groups.get(key)
+            if group is None:
+                groups[key] = [counts]
+            else:
+                group.append(counts)
+        self.watermark.value_ms = high
+        for key, group in groups.items():
+            totals = group[0] if len(group) == 1 else tuple(map(sum, zip(*group)))
+            if any(totals):
+                self._add_to_windows(key, totals, topic, offset)
         self.offsets[topic] = offset
         return outcome
 
     def _snapshot_delta(self, event: PostStatEvent, topic: str, offset: int) -> tuple[int, ...]:
         """Per metric, max(0, new total - highest total seen so far); keeps the highest."""
         key = (event.campaign_id, event.creator_id, event.post_id)
-        totals = event.counts()
+        totals = _counts(event)
         highest = self.posts.get(key)
         if highest is None:
             self.posts[key] = list(totals)
@@ -207,21 +236,22 @@ class PartitionState:
         return delta
 
     def _add_to_windows(
-        self, event: PostStatEvent, counts: tuple[int, ...], topic: str, offset: int
+        self, group: tuple[str, str, int], counts: tuple[int, ...], topic: str, offset: int
     ) -> None:
-        ts = event.ts
-        for size in self.window_sizes_s:
-            key = (event.campaign_id, event.creator_id, size, window_start_ms(ts, size))
+        campaign_id, creator_id, bucket = group
+        windows = self.windows
+        for size, size_ms in self._sizes:
+            key = (campaign_id, creator_id, size, bucket - bucket % size_ms)
             if self._ahead_windows:
                 ahead = self._ahead_windows.get(key)
                 if ahead is not None and offset <= ahead.get(topic, -1):
                     continue
-            totals = self.windows.get(key)
+            totals = windows.get(key)
             if totals is None:
                 base = self._baseline.pop(key, None)
-                self.windows[key] = [a + b for a, b in zip(base, counts)] if base else list(counts)
+                windows[key] = list(map(add, base, counts)) if base else list(counts)
             else:
-                self.windows[key] = [a + b for a, b in zip(totals, counts)]
+                windows[key] = list(map(add, totals, counts))
             self._dirty_windows.add(key)
 
     def add_dead_letters(self, dead_letters: Iterable[DeadLetter]) -> None:

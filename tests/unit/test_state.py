@@ -314,3 +314,17 @@ def test_the_crash_harness_notices_a_broken_replay_rule(monkeypatch: pytest.Monk
         ch = run_with_crashes(records, rng, crashes=rng.randint(1, 4))
         mismatches += {k: list(v[1]) for k, v in ch.rows.items() if any(v[1])} != expected.creator
     assert mismatches > 0
+
+
+@pytest.mark.parametrize("sizes", [(60,), (60, 90), (45, 300, 3600)])
+def test_any_window_sizes_match_the_oracle(sizes: tuple[int, ...]) -> None:
+    """Events are grouped by the gcd of the sizes; no size's boundary may split a group."""
+    rng = random.Random(sum(sizes))
+    records = random_stream(rng, 150)
+    state = PartitionState(0, window_sizes_s=sizes, grace_s=GRACE_S)
+    for offset, record in enumerate(records):
+        state.apply_record(TOPIC, offset, [model(e) for e in record])
+    expected = expected_totals(
+        (e for r in records for e in r), grace_s=GRACE_S, window_sizes_s=sizes
+    )
+    assert {k: v for k, v in state.windows.items() if any(v)} == expected.creator
