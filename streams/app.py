@@ -298,10 +298,11 @@ class StreamProcessor:
     def flush_due(self) -> bool:
         return time.monotonic() - self._last_flush >= self.config.flush_interval_s
 
-    async def flush(self) -> None:
+    async def flush(self, *, force: bool = False) -> None:
         """Make everything applied so far durable, acknowledge it, hand rows to the sink.
 
-        Call with :attr:`lock` held so no batch is applied half-way through.
+        Call with :attr:`lock` held so no batch is applied half-way through. Waits for
+        room in the sink's queue (backpressure) unless ``force``.
         """
         self._last_flush = time.monotonic()
         flushes = [(p, s.flush()) for p, s in self.states.items() if s.has_changes()]
@@ -325,8 +326,7 @@ class StreamProcessor:
                 value=_dead_letter_message(dead),
             )
         self._outbox_dead = []
-        producer = self.app.producer
-        await producer.flush()
+        await self._flush_producer("forwarded and dead-letter records")
         for partition, result in flushes:
             for key, value in result.changelog:
                 if value is None:
@@ -334,7 +334,7 @@ class StreamProcessor:
                 else:
                     self.table.data[key] = value
                 self.table.send_changelog(partition, key, value, "raw", "raw")
-        await producer.flush()
+        await self._flush_producer("state changelog")
         for partition, _ in flushes:
             self.states[partition].confirm_durable()
         unacked, self._unacked = self._unacked, []
@@ -343,7 +343,20 @@ class StreamProcessor:
             for event in unacked:
                 await stream.ack(event)
         self.stats.flushes += 1
-        await self.writer.wait_for_room()
+        if not force:
+            await self.writer.wait_for_room()
+
+    async def _flush_producer(self, what: str) -> None:
+        """Wait until Kafka acknowledged everything sent; say so when that is slow."""
+        flushing = asyncio.ensure_future(self.app.producer.flush())
+        waited = 0.0
+        while True:
+            done, _ = await asyncio.wait({flushing}, timeout=10.0)
+            if done:
+                flushing.result()
+                return
+            waited += 10.0
+            log.warning("still waiting for Kafka to acknowledge the %s (%.0f s)", what, waited)
 
     def _deleter(self, partition: int, key: bytes | None) -> Callable[[], None] | None:
         """A callback that deletes a changelog key (dead letters now in ClickHouse)."""
@@ -525,8 +538,18 @@ def build_worker(
             tp.partition for tp in revoked if tp.topic in (config.input_topic, config.rekey_topic)
         }
         if mine:
+            # Hand the partitions over with their state durable and their records
+            # acknowledged, so whoever gets them next resumes exactly here.
             async with processor.lock:
+                await processor.flush(force=True)
                 processor.forget(mine)
+            log.info("partitions revoked: %s", sorted(mine))
+
+    @app.on_partitions_assigned.connect  # type: ignore[arg-type]  # as above
+    async def on_assigned(sender: Any, *args: Any, signal: Any, **_: Any) -> None:
+        assigned: set[Any] = args[0]
+        mine = sorted({tp.partition for tp in assigned if tp.topic == config.input_topic})
+        log.info("partitions assigned: %s", mine)
 
     @app.on_before_shutdown.connect  # type: ignore[arg-type]  # as above
     async def on_shutdown(sender: Any, *args: Any, signal: Any, **_: Any) -> None:

@@ -237,6 +237,7 @@ class WorkerProcess:
         self.runs = 0
 
     def start(self) -> None:
+        self.stop_quietly()
         self.runs += 1
         log = open(self.workdir / f"worker-{self.runs}.log", "wb")  # noqa: SIM115 - closed by the child's exit
         self.proc = subprocess.Popen(
@@ -245,6 +246,13 @@ class WorkerProcess:
             stdout=log,
             stderr=subprocess.STDOUT,
         )
+
+    def stop_quietly(self) -> None:
+        """Never leave a worker behind, whatever the test's outcome."""
+        if self.alive():
+            assert self.proc is not None
+            self.proc.kill()
+            self.proc.wait(30)
 
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
@@ -263,7 +271,9 @@ class WorkerProcess:
         return (self.workdir / f"worker-{self.runs}.log").read_text(errors="replace")[-4000:]
 
 
-def wait_until(predicate: Any, timeout_s: float, worker: WorkerProcess, what: str) -> None:
+def wait_until(
+    predicate: Any, timeout_s: float, worker: WorkerProcess, what: str, detail: Any = None
+) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if not worker.alive():
@@ -271,7 +281,8 @@ def wait_until(predicate: Any, timeout_s: float, worker: WorkerProcess, what: st
         if predicate():
             return
         time.sleep(0.5)
-    pytest.fail(f"timed out waiting for {what}:\n{worker.log_tail()}")
+    extra = f"\n{detail()}" if detail is not None else ""
+    pytest.fail(f"timed out waiting for {what}:{extra}\n{worker.log_tail()}")
 
 
 def read_clickhouse(
@@ -323,8 +334,22 @@ def workdir(tmp_path: Path) -> Iterator[Path]:
     yield tmp_path
 
 
+@pytest.fixture
+def spawn() -> Iterator[Any]:
+    """Make worker processes; all are killed at teardown, pass or fail."""
+    made: list[WorkerProcess] = []
+
+    def make(*args: Any) -> WorkerProcess:
+        made.append(WorkerProcess(*args))
+        return made[-1]
+
+    yield make
+    for worker in made:
+        worker.stop_quietly()
+
+
 def test_worker_is_exact_through_kill9_restart_and_replay(
-    kafka_broker: Any, clickhouse_url: str, unique_name: Any, workdir: Path
+    kafka_broker: Any, clickhouse_url: str, unique_name: Any, workdir: Path, spawn: Any
 ) -> None:
     if (
         kafka_broker.flavor != "apache-kafka"
@@ -339,12 +364,20 @@ def test_worker_is_exact_through_kill9_restart_and_replay(
     # whenever the rekeyed records are consumed relative to the burst, none is late.
     one, two, tail = phase_one(), burst(1, 20_000, T0 + 200_000), late_tail(T0 + 500_000)
 
-    worker = WorkerProcess(bootstrap, clickhouse_url, topic, app_id, workdir)
+    worker = spawn(bootstrap, clickhouse_url, topic, app_id, workdir)
     publish(bootstrap, topic, one.records)
     worker.start()
     rekeyed = f"{app_id}-{topic}-rekeyed"
+
+    def offsets() -> dict[str, tuple[int, int]]:
+        return progress(bootstrap, app_id, [topic, rekeyed])
+
     wait_until(
-        lambda: committed_everything(bootstrap, app_id, [topic, rekeyed]), 120, worker, "phase one"
+        lambda: committed_everything(bootstrap, app_id, [topic, rekeyed]),
+        120,
+        worker,
+        "phase one",
+        offsets,
     )
 
     # A burst, and SIGKILL while the worker is in the middle of it.
@@ -362,7 +395,11 @@ def test_worker_is_exact_through_kill9_restart_and_replay(
     worker.start()
     publish(bootstrap, topic, tail.records)
     wait_until(
-        lambda: committed_everything(bootstrap, app_id, [topic, rekeyed]), 180, worker, "catch-up"
+        lambda: committed_everything(bootstrap, app_id, [topic, rekeyed]),
+        180,
+        worker,
+        "catch-up",
+        offsets,
     )
     assert worker.terminate() == 0, worker.log_tail()
 
@@ -390,7 +427,7 @@ def test_worker_is_exact_through_kill9_restart_and_replay(
         assert creator[(CAMPAIGN, rekeyed_creator, 60, T0)][FIELDS.index("views")] == 11 + i
 
     # Replay: a new group over the whole topic rewrites the same totals, adds nothing.
-    replayer = WorkerProcess(bootstrap, clickhouse_url, topic, unique_name("replay"), workdir / "r")
+    replayer = spawn(bootstrap, clickhouse_url, topic, unique_name("replay"), workdir / "r")
     (workdir / "r").mkdir()
     replayer.start()
     wait_until(

@@ -1,0 +1,358 @@
+"""The benchmark's pure parts: figures, percentiles, ratios, options, data and the table."""
+
+from __future__ import annotations
+
+import io
+from itertools import islice
+from pathlib import Path
+
+import orjson
+import pytest
+from rich.console import Console
+
+from creatorpulse import bench
+from creatorpulse.bench import (
+    BenchOptions,
+    DoneTracker,
+    build_rows,
+    campaigns_for,
+    count_windows,
+    coverage_records,
+    fmt_ratio,
+    parse_args,
+    parse_cpu_model,
+    parse_json_line,
+    parse_mem_total_gb,
+    parse_vm_hwm_mb,
+    percentile,
+    ratio,
+    render_table,
+    restamp,
+    worker_figures,
+)
+from creatorpulse.bench_baseline import add_counts, window_keys
+from schemas.events import decode_record
+
+# -- numbers -------------------------------------------------------------------------------
+
+
+def test_percentile_interpolates_between_closest_ranks() -> None:
+    values = [10.0, 20.0, 30.0, 40.0]
+    assert percentile(values, 0.0) == 10.0
+    assert percentile(values, 1.0) == 40.0
+    assert percentile(values, 0.5) == 25.0
+    assert percentile([3.0, 1.0, 2.0], 0.5) == 2.0  # order of input does not matter
+    assert percentile(list(map(float, range(1, 101))), 0.99) == pytest.approx(99.01)
+    assert percentile([], 0.5) is None
+    with pytest.raises(ValueError):
+        percentile(values, 1.5)
+
+
+def test_ratio_and_its_format() -> None:
+    assert ratio(50.0, 200.0) == 0.25
+    assert ratio(1.0, None) is None
+    assert ratio(None, 1.0) is None
+    assert ratio(1.0, 0.0) is None
+    assert fmt_ratio(None) == "-"
+    assert fmt_ratio(0.08123) == "0.0812x"
+    assert fmt_ratio(1.5) == "1.50x"
+    assert fmt_ratio(14.24) == "14.2x"
+    assert fmt_ratio(1234.0) == "1,234x"
+
+
+def test_restamp_replaces_only_the_event_time() -> None:
+    value = b'{"event_id":"x-1","kind":"delta","ts":1000,"campaign_id":"c","views":1000}'
+    out = restamp(value, 1000, 2500)
+    assert orjson.loads(out)["ts"] == 2500
+    assert orjson.loads(out)["views"] == 1000
+    with pytest.raises(ValueError):
+        restamp(value, 999, 2500)
+
+
+def test_worker_figures_run_from_first_record_to_last_write() -> None:
+    before = {"cpu_s": 2.0, "rss_peak_mb": 300.0}
+    final = {
+        "first_record_unix": 100.0,
+        "last_write_unix": 104.0,
+        "cpu_s": 6.0,
+        "records": 500,
+        "rows_written": 900,
+        "flushes": 5,
+        "rss_peak_mb": 420.0,
+    }
+    figures = worker_figures(before, final, 20_000)
+    assert figures["seconds"] == 4.0
+    assert figures["events_per_s"] == 5_000.0
+    assert figures["cpu_s"] == 4.0
+    assert figures["cpu_s_per_event"] == pytest.approx(4.0 / 20_000)
+    assert figures["rss_start_mb"] == 300.0
+    assert figures["rss_peak_mb"] == 420.0
+    # No write yet: no throughput, rather than a made-up one.
+    assert worker_figures(before, {**final, "last_write_unix": None}, 10)["events_per_s"] is None
+
+
+def _stats(**overrides: object) -> dict[str, object]:
+    stats: dict[str, object] = {
+        "events_counted": 100,
+        "duplicates": 0,
+        "late": 0,
+        "invalid": 0,
+        "flushes": 3,
+        "rows_written": 40,
+        "rows_pending": 0,
+        "writer_idle": True,
+        "last_record_unix": 10.0,
+        "last_write_unix": 11.0,
+        "cpu_s": 1.0,
+    }
+    stats.update(overrides)
+    return stats
+
+
+def test_done_tracker_waits_for_a_quiet_settled_worker() -> None:
+    tracker = DoneTracker(expected=100, quiet_s=2.0)
+    assert not tracker.update(_stats(events_counted=99), now=0.0)
+    assert not tracker.update(_stats(writer_idle=False), now=0.5)
+    assert not tracker.update(_stats(rows_pending=7), now=1.0)
+    # Counted, but the last records were applied after the last write: a flush is due.
+    assert not tracker.update(_stats(last_record_unix=12.0), now=1.5)
+    assert not tracker.update(_stats(cpu_s=1.0), now=2.0)
+    assert not tracker.update(_stats(cpu_s=1.1), now=3.0)  # quiet for 1 s only
+    assert tracker.update(_stats(cpu_s=1.2), now=4.0)
+    # The first snapshot of the quiet period: its CPU excludes the waiting.
+    assert tracker.final is not None and tracker.final["cpu_s"] == 1.0
+
+
+def test_done_tracker_restarts_the_quiet_period_on_a_new_write() -> None:
+    tracker = DoneTracker(expected=100, quiet_s=2.0)
+    assert not tracker.update(_stats(), now=0.0)
+    assert not tracker.update(_stats(rows_written=50, last_write_unix=12.0), now=1.5)
+    assert not tracker.update(_stats(rows_written=50, last_write_unix=12.0), now=3.0)
+    assert tracker.update(_stats(rows_written=50, last_write_unix=12.0), now=3.6)
+    assert tracker.final is not None and tracker.final["rows_written"] == 50
+
+
+def test_done_tracker_counts_duplicates_and_dead_letters_as_seen() -> None:
+    tracker = DoneTracker(expected=100, quiet_s=0.0)
+    assert not tracker.update(_stats(events_counted=90, duplicates=6, late=2, invalid=2), 0.0)
+    assert tracker.update(_stats(events_counted=90, duplicates=6, late=2, invalid=2), 0.0)
+
+
+# -- options -------------------------------------------------------------------------------
+
+
+def test_default_options_are_sized_for_minutes() -> None:
+    options = parse_args([])
+    assert options.broker == "apache-kafka"
+    assert options.events == 200_000
+    assert options.single_events == 50_000
+    assert options.skip == frozenset()
+    assert options.out is None
+
+
+def test_events_flag_sizes_the_single_event_shape_too() -> None:
+    options = parse_args(["--events", "80000"])
+    assert (options.events, options.single_events) == (80_000, 20_000)
+    options = parse_args(["--events", "80000", "--single-events", "3000"])
+    assert (options.events, options.single_events) == (80_000, 3_000)
+
+
+def test_quick_is_small_and_flags_still_win() -> None:
+    quick = parse_args(["--quick"])
+    assert quick.quick and quick.events < 50_000 and quick.latency_seconds < 10
+    assert max(quick.scaling_creators) <= 1_000
+    assert parse_args(["--quick", "--events", "7000"]).events == 7_000
+
+
+def test_skip_broker_and_out_flags() -> None:
+    options = parse_args(
+        ["--broker", "embedded", "--skip", "latency", "--skip", "single", "--out", "x.json"]
+    )
+    assert options.broker == "embedded"
+    assert options.skip == {"latency", "single"}
+    assert not options.runs("latency") and options.runs("memory")
+    assert options.out == Path("x.json")
+    with pytest.raises(SystemExit):
+        parse_args(["--skip", "everything"])
+    with pytest.raises(ValueError):
+        BenchOptions(events=0)
+
+
+def test_main_returns_argparse_exit_codes() -> None:
+    assert bench.main(["--broker", "redpanda"]) == 2
+
+
+# -- data ----------------------------------------------------------------------------------
+
+
+def test_campaigns_split_large_casts() -> None:
+    assert campaigns_for(300) == (1, 300)
+    assert campaigns_for(1_000) == (1, 1_000)
+    assert campaigns_for(100_000) == (100, 1_000)
+    with pytest.raises(ValueError):
+        campaigns_for(1_500)
+
+
+def test_coverage_records_give_every_creator_valid_events() -> None:
+    sim = bench.simulator(2, 25, seed=1, run_id="t")
+    records = list(coverage_records(sim, 1_000_000, 10.0, 3, id_prefix="cov"))
+    creators = {t.creator_id for t in sim.traits()}
+    assert len(records) == 150
+    seen: dict[str, int] = {}
+    for record in records:
+        decoded = decode_record(record.value)
+        assert not decoded.rejected
+        (event,) = decoded.events
+        assert record.key == event.creator_id.encode()
+        assert record.timestamp_ms == event.ts
+        seen[event.creator_id] = seen.get(event.creator_id, 0) + 1
+    assert seen == {creator: 3 for creator in creators}
+    assert len({r.event.event_id for r in records if r.event}) == 150
+    # 10 events/s: 150 events span 14.9 s of event time.
+    assert records[-1].timestamp_ms - records[0].timestamp_ms == 14_900
+
+
+def test_count_windows_counts_each_size_per_creator() -> None:
+    sim = bench.simulator(1, 4, seed=1, run_id="w")
+    # 4 creators x 2 events, 1 event/s from a minute boundary: 8 s, one window each.
+    records = list(coverage_records(sim, 3_600_000, 1.0, 2, id_prefix="w"))
+    assert count_windows(records) == 4 * 2
+    # 30 events per creator over 120 s: 2 minutes (+1 straddling), 1 hour each.
+    records = list(coverage_records(sim, 3_600_000 - 30_000, 1.0, 30, id_prefix="w"))
+    minutes = {(r.event.creator_id, r.timestamp_ms // 60_000) for r in records if r.event}
+    assert count_windows(records) == len(minutes) + 4 + 4  # hour boundary at 3_600_000
+
+
+def test_simulator_events_are_what_the_baseline_counts() -> None:
+    sim = bench.simulator(1, 5, seed=2, run_id="b")
+    record = next(islice(sim.events_at_rate(120_500, 100.0, 1), 1))
+    event = orjson.loads(record.value)
+    assert window_keys(event) == [
+        f"{event['campaign_id']}:{event['creator_id']}:60:120000",
+        f"{event['campaign_id']}:{event['creator_id']}:3600:0",
+    ]
+    once = add_counts(None, event)
+    assert once[0] == event["views"]
+    assert add_counts(once, event) == [2 * v for v in once]
+
+
+# -- machine and subprocess output ----------------------------------------------------------
+
+
+def test_machine_parsers() -> None:
+    cpuinfo = "processor\t: 0\nvendor_id\t: AuthenticAMD\nmodel name\t: AMD EPYC 7B13\n"
+    assert parse_cpu_model(cpuinfo) == "AMD EPYC 7B13"
+    assert parse_cpu_model("") == "unknown"
+    assert parse_mem_total_gb("MemTotal:       24683520 kB\nMemFree: 1 kB\n") == 23.5
+    assert parse_mem_total_gb("nothing") is None
+    assert parse_vm_hwm_mb("VmPeak:\t 1 kB\nVmHWM:\t  524288 kB\n") == 512.0
+    assert parse_vm_hwm_mb("") is None
+
+
+def test_parse_json_line_skips_terminal_noise() -> None:
+    out = 'starting\n\x1b[?25h{"events": 5, "seconds": 1.5}\n'
+    assert parse_json_line(out) == {"events": 5, "seconds": 1.5}
+    assert parse_json_line("no json {here\n") is None
+
+
+# -- the table -----------------------------------------------------------------------------
+
+
+def _results() -> dict[str, object]:
+    return {
+        "machine": {"nproc": 2, "cpu_model": "AMD EPYC", "ram_gb": 23.5, "python": "3.11.7"},
+        "broker": {"flavour": "apache-kafka", "version": "3.9.1"},
+        "datasets": {"batch": {"events": 200_000, "records": 8_000, "creators": 300}},
+        "sections": {
+            "ceiling": {"batch": {"events_per_s": 200_000.0, "cpu_s_per_event": 5e-6}},
+            "baseline": {
+                "batch": {
+                    "events": 20_000,
+                    "events_per_s": 1_000.0,
+                    "cpu_s_per_event": 5e-4,
+                    "table_writes": 40_000,
+                }
+            },
+            "worker": {
+                "batch": {
+                    "events_per_s": 20_000.0,
+                    "cpu_s_per_event": 3e-5,
+                    "rows_written": 9_000,
+                    "rss_peak_mb": 500.0,
+                }
+            },
+            "producers": {
+                "batch": {
+                    "simulator": {"events_per_s": 80_000.0, "records": 8_000},
+                    "replay": {"events_per_s": 50_000.0, "records": 8_000},
+                }
+            },
+            "latency": {
+                "seconds": 30.0,
+                "achieved_rate": 4_990.0,
+                "latency_ms": {"count": 50_000, "p50": 800.0, "p95": 1_300.0, "p99": 1_600.0},
+            },
+            "memory": {
+                "campaigns": 3,
+                "creators_per_campaign": 10_000,
+                "rss_peak_mb": 700.0,
+                "rss_start_mb": 300.0,
+                "windows": 60_000,
+                "kb_per_window": 6.83,
+            },
+            "scaling": {
+                "creators": [
+                    {"creators": 1_000, "events_per_creator": 100, "cpu_s_per_event": 1e-4},
+                    {"creators": 100_000, "events_per_creator": 1, "cpu_s_per_event": 3e-4},
+                ],
+                "events_per_creator": [],
+            },
+        },
+    }
+
+
+def test_rows_carry_ratios_to_ceiling_and_baseline() -> None:
+    rows = {(r.section or "", r.figure): r for r in build_rows(_results())}
+    worker = rows[("3 creatorpulse, batch records", "read -> all windows in ClickHouse")]
+    assert worker.value == "20,000 ev/s"
+    assert worker.vs_ceiling == "0.100x"
+    assert worker.vs_baseline == "20.0x"
+    assert "9,000 rows" in worker.note
+    baseline = rows[("2 baseline, batch records", "Faust, table write/event/window")]
+    assert baseline.vs_ceiling == "0.00500x" and baseline.vs_baseline == "1.00x"
+    assert "first 20,000 events" in baseline.note
+    latency = rows[("5 latency", "publish -> row written, p50")]
+    assert latency.value == "800 ms"
+    assert rows[("", "p99")].value == "1,600 ms"
+    memory = rows[("6 memory", "peak RSS, 10,000 creators x 3 campaigns")]
+    assert memory.value == "700 MB" and "60,000 open windows" in memory.note
+    scaled = rows[("", "CPU/event, 100,000 creators x 1")]
+    assert "3.00x the first" in scaled.note
+
+
+def test_cpu_rows_compare_cost_per_event() -> None:
+    rows = build_rows(_results())
+    worker_at = next(i for i, r in enumerate(rows) if r.section.startswith("3 creatorpulse"))
+    cpu = rows[worker_at + 1]
+    assert cpu.figure == "CPU per event"
+    assert cpu.value == "30.0 us"
+    assert cpu.vs_ceiling == "6.00x"  # costlier than raw decode
+    assert cpu.vs_baseline == "0.0600x"  # cheaper than the textbook agent
+
+
+def test_missing_sections_leave_no_rows_and_the_table_renders() -> None:
+    assert build_rows({"sections": {}}) == []
+    out = io.StringIO()
+    Console(file=out, width=200).print(render_table(_results()))
+    text = out.getvalue()
+    assert "creatorpulse bench" in text
+    assert "2 CPU(s) AMD EPYC" in text and "apache-kafka 3.9.1" in text
+    assert "20,000 ev/s" in text
+
+
+def test_results_are_written_as_json(tmp_path: Path) -> None:
+    path = tmp_path / "deep" / "bench.json"
+    bench.write_results({"options": {"skip": frozenset({"b", "a"}), "out": path}}, path)
+    data = orjson.loads(path.read_bytes())
+    assert data["options"] == {"skip": ["a", "b"], "out": str(path)}
+    assert bench.default_out_path().parent == Path("bench-results")
