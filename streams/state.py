@@ -29,12 +29,13 @@ from functools import reduce
 from math import gcd
 from operator import add, attrgetter
 from typing import Any
+from zlib import crc32
 
 import orjson
 
 from schemas.events import METRICS, PostStatEvent
 from schemas.rows import CreatorWindowRow, DeadLetter
-from streams.windows import Watermark, window_end_ms
+from streams.windows import Watermark
 
 WindowKey = tuple[str, str, int, int]  # campaign_id, creator_id, window_size_s, window_start_ms
 PostKey = tuple[str, str, str]  # campaign_id, creator_id, post_id
@@ -42,6 +43,9 @@ Offsets = dict[str, int]  # source topic -> offset of the last record applied
 ChangelogRecord = tuple[bytes, bytes | None]  # key, value (None deletes the key)
 
 ZERO: tuple[int, ...] = (0,) * len(METRICS)
+#: Windows (per size and start) and post totals are written to the changelog in
+#: chunks of creators, so a flush sends a few hundred records, not one per window.
+CHUNKS = 64
 #: An event's counters as a tuple in METRICS order, in one C call.
 _counts: Any = attrgetter(*METRICS)
 
@@ -149,6 +153,10 @@ class PartitionState:
         # Since the last flush.
         self._dirty_windows: set[WindowKey] = set()
         self._dirty_posts: set[PostKey] = set()
+        # Which windows and posts each changelog chunk holds.
+        self._window_chunks: dict[tuple[int, int, int], set[WindowKey]] = {}
+        self._post_chunks: dict[int, set[PostKey]] = {}
+        self._creator_chunk: dict[str, int] = {}
         self._new_ids: list[tuple[str, int]] = []
         self._new_dead: list[DeadLetter] = []
         # Dedup segments still needed: seq -> (newest event time, ids).
@@ -221,6 +229,7 @@ class PartitionState:
         highest = self.posts.get(key)
         if highest is None:
             self.posts[key] = list(totals)
+            self._post_chunks.setdefault(self._chunk(event.creator_id), set()).add(key)
             self._dirty_posts.add(key)
             delta = totals
         else:
@@ -250,6 +259,7 @@ class PartitionState:
             if totals is None:
                 base = self._baseline.pop(key, None)
                 windows[key] = list(map(add, base, counts)) if base else list(counts)
+                self._index_window(key)
             else:
                 windows[key] = list(map(add, totals, counts))
             self._dirty_windows.add(key)
@@ -283,27 +293,37 @@ class PartitionState:
 
         for key in self._dirty_windows:
             totals = self.windows[key]
-            marker = self._marker(offsets, self._ahead_windows.get(key))
-            records.append((changelog_key(p, "w", *key), orjson.dumps({"c": totals, "o": marker})))
             rows.append(CreatorWindowRow(key[0], key[1], key[2], key[3], tuple(totals)))
             self._unwritten[key] = seq
+        for chunk in {self._window_chunk_of(key) for key in self._dirty_windows}:
+            entries = [
+                self._entry([k[0], k[1], self.windows[k]], offsets, self._ahead_windows.get(k))
+                for k in self._window_chunks[chunk]
+            ]
+            value = orjson.dumps({"w": entries, "o": offsets})
+            records.append((changelog_key(p, "w", *chunk), value))
         # Closed windows leave memory; their final totals were written when they last
-        # changed (above, or in an earlier flush).
+        # changed (above, or in an earlier flush). A chunk's windows share size and
+        # start, so they close together; the chunk goes once none awaits the sink.
         horizon = self._durable_horizon
         if horizon is not None:
             unwritten = self._unwritten
             closed = [
-                k
-                for k in self.windows
-                if window_end_ms(k[3], k[2]) <= horizon and k not in unwritten
+                chunk
+                for chunk, keys in self._window_chunks.items()
+                if chunk[1] + chunk[0] * 1000 <= horizon and not any(k in unwritten for k in keys)
             ]
-            for key in closed:
-                del self.windows[key]
-                records.append((changelog_key(p, "w", *key), None))
-        for post in self._dirty_posts:
-            marker = self._marker(offsets, self._ahead_posts.get(post))
+            for chunk in closed:
+                for key in self._window_chunks.pop(chunk):
+                    del self.windows[key]
+                records.append((changelog_key(p, "w", *chunk), None))
+        for chunk in {self._chunk(post[1]) for post in self._dirty_posts}:
+            entries = [
+                self._entry([k[0], k[1], k[2], self.posts[k]], offsets, self._ahead_posts.get(k))
+                for k in self._post_chunks[chunk]
+            ]
             records.append(
-                (changelog_key(p, "p", *post), orjson.dumps({"h": self.posts[post], "o": marker}))
+                (changelog_key(p, "p", chunk), orjson.dumps({"p": entries, "o": offsets}))
             )
         if self._new_ids:
             newest = max(ts for _, ts in self._new_ids)
@@ -344,6 +364,25 @@ class PartitionState:
     def confirm_durable(self) -> None:
         """Call once the changelog records of the last flush are durable (acked)."""
         self._durable_horizon = self._flushed_horizon
+
+    def _chunk(self, creator_id: str) -> int:
+        chunk = self._creator_chunk.get(creator_id)
+        if chunk is None:
+            chunk = self._creator_chunk[creator_id] = crc32(creator_id.encode()) % CHUNKS
+        return chunk
+
+    def _window_chunk_of(self, key: WindowKey) -> tuple[int, int, int]:
+        return (key[2], key[3], self._chunk(key[1]))
+
+    def _index_window(self, key: WindowKey) -> None:
+        self._window_chunks.setdefault(self._window_chunk_of(key), set()).add(key)
+
+    @classmethod
+    def _entry(cls, entry: list[Any], offsets: Offsets, ahead: Offsets | None) -> list[Any]:
+        """A chunk entry; one still ahead of the offsets carries its own marker."""
+        if ahead:
+            entry.append(cls._marker(offsets, ahead))
+        return entry
 
     @staticmethod
     def _marker(offsets: Offsets, ahead: Offsets | None) -> Offsets:
@@ -421,15 +460,22 @@ class PartitionState:
             kind = key[1]
             ahead = _ahead(value["o"], applied)
             if kind == "w":
-                wkey: WindowKey = (key[2], key[3], int(key[4]), int(key[5]))
-                state.windows[wkey] = list(value["c"])
-                if ahead:
-                    state._ahead_windows[wkey] = dict(value["o"])
+                size, start = int(key[2]), int(key[3])
+                for entry in value["w"]:
+                    wkey: WindowKey = (entry[0], entry[1], size, start)
+                    state.windows[wkey] = list(entry[2])
+                    state._index_window(wkey)
+                    marker = entry[3] if len(entry) > 3 else value["o"]
+                    if _ahead(marker, applied):
+                        state._ahead_windows[wkey] = dict(marker)
             elif kind == "p":
-                pkey: PostKey = (key[2], key[3], key[4])
-                state.posts[pkey] = list(value["h"])
-                if ahead:
-                    state._ahead_posts[pkey] = dict(value["o"])
+                for entry in value["p"]:
+                    pkey: PostKey = (entry[0], entry[1], entry[2])
+                    state.posts[pkey] = list(entry[3])
+                    state._post_chunks.setdefault(state._chunk(pkey[1]), set()).add(pkey)
+                    marker = entry[4] if len(entry) > 4 else value["o"]
+                    if _ahead(marker, applied):
+                        state._ahead_posts[pkey] = dict(marker)
             elif kind == "d":
                 if ahead:  # the replay adds these ids again
                     state._drop_keys.append(raw_key)
