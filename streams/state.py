@@ -317,13 +317,13 @@ class PartitionState:
                 for key in self._window_chunks.pop(chunk):
                     del self.windows[key]
                 records.append((changelog_key(p, "w", *chunk), None))
-        for chunk in {self._chunk(post[1]) for post in self._dirty_posts}:
+        for post_chunk in {self._chunk(post[1]) for post in self._dirty_posts}:
             entries = [
                 self._entry([k[0], k[1], k[2], self.posts[k]], offsets, self._ahead_posts.get(k))
-                for k in self._post_chunks[chunk]
+                for k in self._post_chunks[post_chunk]
             ]
             records.append(
-                (changelog_key(p, "p", chunk), orjson.dumps({"p": entries, "o": offsets}))
+                (changelog_key(p, "p", post_chunk), orjson.dumps({"p": entries, "o": offsets}))
             )
         if self._new_ids:
             newest = max(ts for _, ts in self._new_ids)
