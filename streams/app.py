@@ -91,6 +91,9 @@ class WorkerStats:
     flushes: int = 0
     first_record_unix: float | None = None
     last_record_unix: float | None = None
+    apply_s: float = 0.0  # wall time applying batches: where the worker's time goes
+    flush_s: float = 0.0  # wall time in flushes (mostly waiting for Kafka acks)
+    batches: int = 0
 
     def as_dict(self) -> dict[str, float | None]:
         return {name: getattr(self, name) for name in self.__slots__}
@@ -205,7 +208,7 @@ class StreamProcessor:
         # Rewrite every restored window: ClickHouse may miss the last rows before a crash.
         self.writer.submit(state.all_rows(), on_written=_confirm(state, state.flush_seq))
         for key, dead in state.unwritten_dead_letters.items():
-            self.writer.submit((), dead, self._deleter(partition, key))
+            self.writer.submit((), dead, self._deleter(partition, [key]))
         state.unwritten_dead_letters.clear()
         return state
 
@@ -304,7 +307,13 @@ class StreamProcessor:
         Call with :attr:`lock` held so no batch is applied half-way through. Waits for
         room in the sink's queue (backpressure) unless ``force``.
         """
-        self._last_flush = time.monotonic()
+        self._last_flush = started = time.monotonic()
+        try:
+            await self._flush(force)
+        finally:
+            self.stats.flush_s += time.monotonic() - started
+
+    async def _flush(self, force: bool) -> None:
         flushes = [(p, s.flush()) for p, s in self.states.items() if s.has_changes()]
         if not flushes and not self._unacked:
             return
@@ -316,7 +325,7 @@ class StreamProcessor:
             self.writer.submit(
                 result.rows,
                 result.dead_letters,
-                _confirm(state, result.seq, self._deleter(partition, result.dead_letter_key)),
+                _confirm(state, result.seq, self._deleter(partition, result.dead_letter_keys)),
             )
         # Forwarded events and dead-letter records must be durable before the
         # checkpoint that says their source records are done.
@@ -358,15 +367,16 @@ class StreamProcessor:
             waited += 10.0
             log.warning("still waiting for Kafka to acknowledge the %s (%.0f s)", what, waited)
 
-    def _deleter(self, partition: int, key: bytes | None) -> Callable[[], None] | None:
-        """A callback that deletes a changelog key (dead letters now in ClickHouse)."""
-        if key is None:
+    def _deleter(self, partition: int, keys: list[bytes]) -> Callable[[], None] | None:
+        """A callback that deletes changelog keys (dead letters now in ClickHouse)."""
+        if not keys:
             return None
 
         def delete() -> None:
-            if key in self.table.data:
-                self.table.data.pop(key, None)
-                self.table.send_changelog(partition, key, None, "raw", "raw")
+            for key in keys:
+                if key in self.table.data:
+                    self.table.data.pop(key, None)
+                    self.table.send_changelog(partition, key, None, "raw", "raw")
 
         return delete
 
@@ -458,6 +468,9 @@ def build_worker(
         consumer_auto_offset_reset="earliest",
         producer_acks=-1,
         stream_wait_empty=False,
+        # Batch records are up to 1 MiB: fetch many per partition per round trip.
+        consumer_max_fetch_size=8 * 1024 * 1024,
+        stream_buffer_maxsize=config.max_batch,
         table_standby_replicas=0,
         logging_config=None,
     )
@@ -487,7 +500,10 @@ def build_worker(
         processor._stream = stream
         async for events in stream.noack_take(config.max_batch, within=0.05):
             async with processor.lock:
+                started = time.perf_counter()
                 processor.apply_batch(events)
+                processor.stats.apply_s += time.perf_counter() - started
+                processor.stats.batches += 1
                 if processor.flush_due():
                     await processor.flush()
 

@@ -24,7 +24,7 @@ rebuilds them.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import reduce
 from math import gcd
 from operator import add, attrgetter
@@ -46,6 +46,11 @@ ZERO: tuple[int, ...] = (0,) * len(METRICS)
 #: Windows (per size and start) and post totals are written to the changelog in
 #: chunks of creators, so a flush sends a few hundred records, not one per window.
 CHUNKS = 64
+#: Kafka refuses records over ~1 MB by default: dedup ids and dead letters from one
+#: flush are split into pieces well under that.
+IDS_PER_PIECE = 5_000
+DEAD_LETTERS_PER_PIECE = 8  # each payload is at most MAX_DEAD_PAYLOAD bytes
+MAX_DEAD_PAYLOAD = 64 * 1024
 #: An event's counters as a tuple in METRICS order, in one C call.
 _counts: Any = attrgetter(*METRICS)
 
@@ -68,7 +73,7 @@ class Flush:
     changelog: list[ChangelogRecord]
     rows: list[CreatorWindowRow]
     dead_letters: list[DeadLetter]
-    dead_letter_key: bytes | None  # delete this key once the dead letters are in ClickHouse
+    dead_letter_keys: list[bytes]  # delete these once the dead letters are in ClickHouse
 
     @property
     def empty(self) -> bool:
@@ -160,7 +165,7 @@ class PartitionState:
         self._new_ids: list[tuple[str, int]] = []
         self._new_dead: list[DeadLetter] = []
         # Dedup segments still needed: seq -> (newest event time, ids).
-        self._segments: dict[int, tuple[int, list[str]]] = {}
+        self._segments: dict[tuple[int, int], tuple[int, list[str]]] = {}
         self._drop_keys: list[bytes] = []  # stale segment keys found at restore
         # After a restore: keys written by a flush whose checkpoint was lost.
         self._ahead_windows: dict[WindowKey, Offsets] = {}
@@ -265,8 +270,16 @@ class PartitionState:
             self._dirty_windows.add(key)
 
     def add_dead_letters(self, dead_letters: Iterable[DeadLetter]) -> None:
-        """Dead letters become durable with the next flush, like the counts."""
-        self._new_dead.extend(dead_letters)
+        """Dead letters become durable with the next flush, like the counts.
+
+        Payloads are kept up to 64 KiB (a bad batch record can be 1 MiB).
+        """
+        self._new_dead.extend(
+            d
+            if len(d.payload) <= MAX_DEAD_PAYLOAD
+            else replace(d, payload=d.payload[:MAX_DEAD_PAYLOAD])
+            for d in dead_letters
+        )
 
     # -- flushing ---------------------------------------------------------------------
 
@@ -325,22 +338,24 @@ class PartitionState:
             records.append(
                 (changelog_key(p, "p", post_chunk), orjson.dumps({"p": entries, "o": offsets}))
             )
-        if self._new_ids:
-            newest = max(ts for _, ts in self._new_ids)
-            self._segments[seq] = (newest, [event_id for event_id, _ in self._new_ids])
+        for piece, start in enumerate(range(0, len(self._new_ids), IDS_PER_PIECE)):
+            ids = self._new_ids[start : start + IDS_PER_PIECE]
+            newest = max(ts for _, ts in ids)
+            self._segments[(seq, piece)] = (newest, [event_id for event_id, _ in ids])
             records.append(
                 (
-                    changelog_key(p, "d", seq),
-                    orjson.dumps({"i": self._new_ids, "m": newest, "o": offsets}),
+                    changelog_key(p, "d", seq, piece),
+                    orjson.dumps({"i": ids, "m": newest, "o": offsets}),
                 )
             )
         records.extend((key, None) for key in self._expire_segments())
         dead = self._new_dead
-        dead_key = None
-        if dead:
-            dead_key = changelog_key(p, "x", seq)
-            payload = {"l": [_dead_letter_json(d) for d in dead], "o": offsets}
-            records.append((dead_key, orjson.dumps(payload)))
+        dead_keys = []
+        for piece, start in enumerate(range(0, len(dead), DEAD_LETTERS_PER_PIECE)):
+            dead_keys.append(changelog_key(p, "x", seq, piece))
+            letters = dead[start : start + DEAD_LETTERS_PER_PIECE]
+            payload = {"l": [_dead_letter_json(d) for d in letters], "o": offsets}
+            records.append((dead_keys[-1], orjson.dumps(payload)))
         records.append(
             (
                 changelog_key(p, "c"),
@@ -355,7 +370,7 @@ class PartitionState:
         self._drop_keys = []
         self._forget_passed_ahead_markers()
         self._flushed_horizon = self.watermark.horizon_ms()
-        return Flush(seq, records, rows, dead, dead_key)
+        return Flush(seq, records, rows, dead, dead_keys)
 
     def confirm_written(self, seq: int) -> None:
         """Call once the rows of flush ``seq`` (and all before it) are in the sink."""
@@ -400,11 +415,11 @@ class PartitionState:
         horizon = self._durable_horizon
         if horizon is None:
             return []
-        expired = [seq for seq, (newest, _) in self._segments.items() if newest < horizon]
-        for seq in expired:
-            for event_id in self._segments.pop(seq)[1]:
+        expired = [key for key, (newest, _) in self._segments.items() if newest < horizon]
+        for key in expired:
+            for event_id in self._segments.pop(key)[1]:
                 self.seen.pop(event_id, None)
-        return [changelog_key(self.partition, "d", seq) for seq in expired]
+        return [changelog_key(self.partition, "d", *key) for key in expired]
 
     def _forget_passed_ahead_markers(self) -> None:
         if not (self._ahead_windows or self._ahead_posts):
@@ -482,7 +497,7 @@ class PartitionState:
                     continue
                 ids = [event_id for event_id, _ in value["i"]]
                 state.seen.update((event_id, ts) for event_id, ts in value["i"])
-                state._segments[int(key[2])] = (int(value["m"]), ids)
+                state._segments[(int(key[2]), int(key[3]))] = (int(value["m"]), ids)
             elif kind == "x":
                 if ahead:  # the replay dead-letters these records again
                     state._drop_keys.append(raw_key)

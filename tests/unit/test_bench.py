@@ -87,6 +87,10 @@ def test_worker_figures_run_from_first_record_to_last_write() -> None:
     assert figures["cpu_s_per_event"] == pytest.approx(4.0 / 20_000)
     assert figures["rss_start_mb"] == 300.0
     assert figures["rss_peak_mb"] == 420.0
+    # VmHWM, where measured, wins over ru_maxrss (which can be the parent's).
+    measured = worker_figures({**before, "vm_hwm_mb": 250.0}, {**final, "vm_hwm_mb": 380.0}, 1)
+    assert (measured["rss_start_mb"], measured["rss_peak_mb"]) == (250.0, 380.0)
+    assert measured["rss_peak_mb_stats"] == 420.0
     # No write yet: no throughput, rather than a made-up one.
     assert worker_figures(before, {**final, "last_write_unix": None}, 10)["events_per_s"] is None
 

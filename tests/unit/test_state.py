@@ -343,3 +343,28 @@ def test_any_window_sizes_match_the_oracle(sizes: tuple[int, ...]) -> None:
         (e for r in records for e in r), grace_s=GRACE_S, window_sizes_s=sizes
     )
     assert {k: v for k, v in state.windows.items() if any(v)} == expected.creator
+
+
+def test_changelog_records_stay_under_kafkas_size_limit() -> None:
+    """A flush of 30k new ids and a flood of 1 MiB dead letters still fits in records."""
+    from datetime import UTC, datetime
+
+    from schemas.rows import DeadLetter
+
+    s = new_state()
+    for offset in range(30):
+        batch = [model(ev(f"e{offset}-{i}", T0 + i, creator_id=f"c{i % 500}")) for i in range(1000)]
+        s.apply_record(TOPIC, offset, batch)
+    huge = b"[" + b"x" * (1024 * 1024 - 2) + b"]"
+    s.add_dead_letters(
+        DeadLetter(datetime.now(UTC), TOPIC, 0, 100 + i, 0, "bad_json: x", huge) for i in range(40)
+    )
+    flushed = s.flush()
+    sizes = [len(k) + len(v or b"") for k, v in flushed.changelog]
+    assert max(sizes) < 900 * 1024
+    assert len(flushed.dead_letter_keys) == 5
+    restored = PartitionState.restore(
+        0, [(k, v) for k, v in flushed.changelog if v], window_sizes_s=SIZES, grace_s=GRACE_S
+    )
+    assert len(restored.seen) == 30_000
+    assert sum(len(d) for d in restored.unwritten_dead_letters.values()) == 40
