@@ -14,7 +14,8 @@ $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "creatorpulse needs Python 3.11+ (set PYTHON=python3.11)")'
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev]'
+	@# setuptools' build warnings are noise for a first run; pip errors still show.
+	PYTHONWARNINGS=ignore $(PY) -m pip install --quiet -e '.[dev]'
 	@touch $@
 
 install: $(STAMP) ## Create .venv with creatorpulse and the dev tools
@@ -41,6 +42,9 @@ lint: $(STAMP) ## ruff (lint + format check) and mypy
 format: $(STAMP) ## Apply ruff's formatting and safe fixes
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
+
+bench: $(STAMP) ## Benchmark throughput, latency, memory vs ceiling and baseline (minutes)
+	$(VENV)/bin/creatorpulse bench
 
 kafka: $(STAMP) ## Run a real Apache Kafka on 127.0.0.1 in the foreground
 	$(PY) deploy/kafka/kafka_launcher.py run

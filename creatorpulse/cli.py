@@ -449,6 +449,23 @@ def _leaderboard_source(settings: Settings) -> Any:
     return direct
 
 
+# -- benchmark -----------------------------------------------------------------------
+
+
+@app.command(
+    context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+    add_help_option=False,
+)
+def bench(ctx: typer.Context) -> None:
+    """Measure throughput, latency and memory against the raw ceiling and a textbook
+    Faust baseline, in one run (`creatorpulse bench --help` for its options)."""
+    from creatorpulse.bench import main as bench_main
+
+    code = bench_main(ctx.args)
+    if code:
+        raise typer.Exit(code)
+
+
 # -- entry points --------------------------------------------------------------------
 
 
