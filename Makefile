@@ -43,8 +43,9 @@ format: $(STAMP) ## Apply ruff's formatting and safe fixes
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
 
-bench: $(STAMP) ## Benchmark throughput, latency, memory vs ceiling and baseline (minutes)
-	$(VENV)/bin/creatorpulse bench
+bench: $(STAMP) ## Benchmark vs raw ceiling and textbook Faust on real Kafka (~5 min; BENCH_ARGS=--quick)
+	-$(PY) deploy/kafka/kafka_launcher.py fetch
+	$(PY) -m creatorpulse.bench $(BENCH_ARGS)
 
 kafka: $(STAMP) ## Run a real Apache Kafka on 127.0.0.1 in the foreground
 	$(PY) deploy/kafka/kafka_launcher.py run

@@ -91,6 +91,7 @@ class WorkerStats:
     flushes: int = 0
     first_record_unix: float | None = None
     last_record_unix: float | None = None
+    last_flush_unix: float | None = None  # when the last flush finished (all acked)
     apply_s: float = 0.0  # wall time applying batches: where the worker's time goes
     flush_s: float = 0.0  # wall time in flushes (mostly waiting for Kafka acks)
     batches: int = 0
@@ -356,6 +357,7 @@ class StreamProcessor:
             for event in unacked:
                 event.ack()
         self.stats.flushes += 1
+        self.stats.last_flush_unix = time.time()
 
     async def _flush_producer(self, what: str) -> None:
         """Wait until Kafka acknowledged everything sent; say so when that is slow."""
@@ -401,8 +403,21 @@ class StreamProcessor:
             "sink_failures": writer.stats.failures,
             "latency_ms": self.latency.summary(),
             "cpu_s": usage.ru_utime + usage.ru_stime,
-            "rss_peak_mb": usage.ru_maxrss / 1024,  # Linux reports KiB
+            "rss_peak_mb": _peak_rss_mb(),
         }
+
+
+def _peak_rss_mb() -> float | None:
+    """This process's peak resident memory (VmHWM). Not ru_maxrss: Linux carries that
+    over fork+exec, so a worker started by a big process would report the parent's."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return None
 
 
 def _confirm(
