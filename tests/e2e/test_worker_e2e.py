@@ -188,6 +188,11 @@ def committed_everything(bootstrap: str, group: str, topics: list[str]) -> bool:
 
 
 def _committed_everything(bootstrap: str, group: str, topics: list[str]) -> bool:
+    return all(end == 0 or done >= end for done, end in progress(bootstrap, group, topics).values())
+
+
+def progress(bootstrap: str, group: str, topics: list[str]) -> dict[str, tuple[int, int]]:
+    """Committed and end offset of every partition of ``topics`` (-1: nothing committed)."""
     consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=None)
     admin = KafkaAdminClient(bootstrap_servers=bootstrap)
     try:
@@ -196,9 +201,13 @@ def _committed_everything(bootstrap: str, group: str, topics: list[str]) -> bool
             TopicPartition(t, p) for t in topics for p in (consumer.partitions_for_topic(t) or ())
         ]
         ends = consumer.end_offsets(tps)
-        return all(
-            ends[tp] == 0 or (tp in committed and committed[tp].offset >= ends[tp]) for tp in tps
-        )
+        return {
+            f"{tp.topic}[{tp.partition}]": (
+                committed[tp].offset if tp in committed else -1,
+                ends[tp],
+            )
+            for tp in tps
+        }
     finally:
         consumer.close()
         admin.close()
@@ -369,8 +378,11 @@ def test_worker_is_exact_through_kill9_restart_and_replay(
     worker.start()
     rekeyed = f"{app_id}-{topic}-rekeyed"
 
-    def offsets() -> dict[str, tuple[int, int]]:
-        return progress(bootstrap, app_id, [topic, rekeyed])
+    def offsets() -> dict[str, tuple[int, int]] | str:
+        try:
+            return progress(bootstrap, app_id, [topic, rekeyed])
+        except KafkaError as exc:
+            return f"offsets unavailable: {exc}"
 
     wait_until(
         lambda: committed_everything(bootstrap, app_id, [topic, rekeyed]),
