@@ -36,7 +36,6 @@ import platform
 import random
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -56,6 +55,7 @@ import orjson
 from rich.console import Console
 from rich.table import Table
 
+from creatorpulse.embedded import die_with_parent, free_port
 from producers.simulator import CampaignSimulator, SimRecord, SimulationConfig
 from schemas.events import EVENT_ADAPTER, METRICS
 
@@ -928,32 +928,6 @@ def create_topic(
         admin.close()
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _die_with_parent() -> Callable[[], None] | None:
-    """Children get SIGKILL if the benchmark dies (Linux), so nothing outlives a kill -9."""
-    if not sys.platform.startswith("linux"):
-        return None
-    try:
-        import ctypes
-
-        prctl = ctypes.CDLL(None, use_errno=True).prctl
-    except (OSError, AttributeError):
-        return None
-    parent = os.getpid()
-
-    def preexec() -> None:
-        prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-        if os.getppid() != parent:
-            os._exit(1)
-
-    return preexec
-
-
 def _cpu_s() -> float:
     return time.process_time()
 
@@ -1107,7 +1081,7 @@ def run_baseline(
             stdin=subprocess.DEVNULL,
             cwd=ROOT,
             start_new_session=True,
-            preexec_fn=_die_with_parent(),
+            preexec_fn=die_with_parent(),
         )
         try:
             out, _ = proc.communicate(timeout=timeout_s)
@@ -1208,7 +1182,7 @@ class WorkerProcess:
                 stderr=subprocess.STDOUT,
                 # Ctrl-C in the terminal reaches only the benchmark, which stops us cleanly.
                 start_new_session=True,
-                preexec_fn=_die_with_parent(),
+                preexec_fn=die_with_parent(),
             )
         return self
 

@@ -36,21 +36,11 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
+from schemas.events import METRICS
+from streams.windows import DEFAULT_WINDOW_SIZES_S
+
 #: The windows the real worker keeps by default (``CREATORPULSE_WINDOWS``).
-WINDOW_SIZES_S = (60, 3600)
-METRICS = (
-    "views",
-    "likes",
-    "comments",
-    "shares",
-    "saves",
-    "watch_time_ms",
-    "completions",
-    "replays",
-    "clicks",
-    "conversions",
-    "revenue_cents",
-)
+WINDOW_SIZES_S = DEFAULT_WINDOW_SIZES_S
 
 
 def window_keys(event: dict[str, Any], sizes: Sequence[int] = WINDOW_SIZES_S) -> list[str]:

@@ -19,13 +19,17 @@ import urllib.request
 from collections.abc import Sequence
 from contextlib import ExitStack
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.live import Live
 
 from creatorpulse.settings import Settings, SettingsError, load_settings
+
+if TYPE_CHECKING:  # the CLI imports heavy modules only in the commands that need them
+    from sinks.clickhouse import ClickHouseSink
+    from streams.app import Worker
 
 app = typer.Typer(
     name="creatorpulse",
@@ -115,12 +119,7 @@ def run(
     log_path = settings.data_dir / "run.log"
     runtime.configure_logging(path=log_path)
     with ExitStack() as stack:
-        bootstrap = _bootstrap(settings, stack)
-        sink = runtime.open_sink(settings)
-        stack.callback(sink.close)
-        runtime.ensure_topics(settings, bootstrap)
-        baseline = runtime.load_baseline(sink, settings) if settings.embedded_broker else None
-        worker = runtime.build(settings, sink, bootstrap, baseline=baseline)
+        bootstrap, sink, worker = _start_pipeline(settings, stack)
         stop = threading.Event()
         stack.callback(stop.set)
         if simulate:
@@ -182,12 +181,7 @@ def worker() -> None:
     settings = _State.settings()
     runtime.configure_logging()
     with ExitStack() as stack:
-        bootstrap = _bootstrap(settings, stack)
-        sink = runtime.open_sink(settings)
-        stack.callback(sink.close)
-        runtime.ensure_topics(settings, bootstrap)
-        baseline = runtime.load_baseline(sink, settings) if settings.embedded_broker else None
-        built = runtime.build(settings, sink, bootstrap, baseline=baseline)
+        bootstrap, sink, built = _start_pipeline(settings, stack)
         runtime.log.info(
             "worker %s: kafka %s, topic %s (%d partitions), windows %s s, grace %d s, store %s",
             settings.app_id,
@@ -200,6 +194,23 @@ def worker() -> None:
         )
         code = runtime.run_faust(built)
     raise typer.Exit(code)
+
+
+def _start_pipeline(settings: Settings, stack: ExitStack) -> tuple[str, ClickHouseSink, Worker]:
+    """Broker (embedded unless given), migrated sink, topics, and the built worker.
+
+    Everything started is stopped by ``stack``. Returns (bootstrap, sink, worker).
+    """
+    from creatorpulse import runtime
+
+    bootstrap = _bootstrap(settings, stack)
+    sink = runtime.open_sink(settings)
+    stack.callback(sink.close)
+    runtime.ensure_topics(settings, bootstrap)
+    # The embedded broker kept nothing from an earlier run: open windows start from
+    # the totals already in the store instead of from zero.
+    baseline = runtime.load_baseline(sink, settings) if settings.embedded_broker else None
+    return bootstrap, sink, runtime.build(settings, sink, bootstrap, baseline=baseline)
 
 
 def _bootstrap(settings: Settings, stack: ExitStack) -> str:

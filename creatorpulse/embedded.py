@@ -30,7 +30,7 @@ from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 
-__all__ = ["EmbeddedBroker", "EmbeddedBrokerError", "free_port"]
+__all__ = ["EmbeddedBroker", "EmbeddedBrokerError", "die_with_parent", "free_port"]
 
 LOCALHOST = "127.0.0.1"
 
@@ -57,7 +57,7 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _die_with_parent_preexec() -> Callable[[], None] | None:
+def die_with_parent() -> Callable[[], None] | None:
     """``preexec_fn`` giving the child SIGKILL when the forking thread dies (Linux only).
 
     A broker orphaned by a crashed CLI or test run would keep its port and memory forever.
@@ -161,7 +161,7 @@ class EmbeddedBroker:
                 env=env,
                 # Own process group so a terminal's Ctrl-C reaches only us; we stop it.
                 start_new_session=True,
-                preexec_fn=_die_with_parent_preexec(),
+                preexec_fn=die_with_parent(),
             )
         try:
             self._wait_ready(started)
