@@ -111,6 +111,10 @@ METHOD: Final = {
         "campaign:creator:size:window_start, one write per event and window (60 s, 3600 s), "
         "first N events of the same topic, first event to last incl. changelog flush"
     ),
+    "bare_loop": (
+        "creatorpulse.bench_baseline --bare: the same Faust app whose agent only iterates "
+        "the stream (no decode, no table): Faust's own per-record cost, single-event records"
+    ),
     "worker": (
         "python -m creatorpulse worker (chDB store), /stats: events / (last_write_unix - "
         "first_record_unix) once every event is counted and every window written; CPU "
@@ -689,11 +693,24 @@ def _shape_rows(results: Mapping[str, Any], shape: str) -> list[Row]:
             baseline,
             note,
         )
+    bare = _get(results, "sections", "bare_loop", shape) or {}
+    if bare:
+        rows += _cost_rows(
+            f"2 bare Faust loop, {label}",
+            "agent iterating, no work",
+            bare,
+            ceiling,
+            baseline,
+            f"first {bare['events']:,} records",
+        )
     if worker:
         note = (
             f"{worker.get('rows_written') or 0:,} rows written, "
             f"peak RSS {fmt_number(worker.get('rss_peak_mb'), 'MB')}"
         )
+        share = ratio(worker.get("events_per_s"), bare.get("events_per_s"))
+        if share is not None:
+            note += f"; {share * 100:.0f}% of the bare Faust loop"
         rows += _cost_rows(
             f"3 creatorpulse, {label}",
             "read -> all windows in ClickHouse",
@@ -1058,7 +1075,7 @@ async def _ceiling(bootstrap: str, topic: str, expect: int, timeout_s: float) ->
 
 
 def run_baseline(
-    bootstrap: str, topic: str, expect: int, log_path: Path, timeout_s: float
+    bootstrap: str, topic: str, expect: int, log_path: Path, timeout_s: float, bare: bool = False
 ) -> dict[str, Any]:
     cmd = [
         sys.executable,
@@ -1072,6 +1089,7 @@ def run_baseline(
         str(expect),
         "--partitions",
         str(PARTITIONS),
+        *(["--bare"] if bare else []),
     ]
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(
@@ -1450,6 +1468,22 @@ class Runner:
             )
             if result:
                 self.done(f"{shape}: baseline {fmt_number(result['events_per_s'], 'ev/s')}")
+            if shape == "single":
+                self.say(f"{shape}: bare Faust loop, first {expect:,} records")
+                result = self.section(
+                    "bare_loop",
+                    shape,
+                    lambda: run_baseline(
+                        self.bootstrap(),
+                        topic,
+                        expect,
+                        self.work_dir / f"bare-{shape}.log",
+                        timeout_s=120 + expect / 500,
+                        bare=True,
+                    ),
+                )
+                if result:
+                    self.done(f"{shape}: bare loop {fmt_number(result['events_per_s'], 'ev/s')}")
         if o.runs("worker"):
             result = self.section(
                 "worker", shape, lambda: self.worker_run(dataset, f"worker-{shape}")

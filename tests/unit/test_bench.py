@@ -360,3 +360,17 @@ def test_results_are_written_as_json(tmp_path: Path) -> None:
     data = orjson.loads(path.read_bytes())
     assert data["options"] == {"skip": ["a", "b"], "out": str(path)}
     assert bench.default_out_path().parent == Path("bench-results")
+
+
+def test_single_event_worker_is_compared_with_the_bare_faust_loop() -> None:
+    results = _results()
+    sections = results["sections"]
+    assert isinstance(sections, dict)
+    results["datasets"] = {"single": {"events": 50_000, "records": 50_000, "creators": 264}}
+    sections["bare_loop"] = {"single": {"events": 20_000, "events_per_s": 8_000.0}}
+    sections["worker"] = {"single": {"events_per_s": 6_000.0, "rows_written": 10}}
+    rows = {(r.section or "", r.figure): r for r in build_rows(results)}
+    bare = rows[("2 bare Faust loop, single-event records", "agent iterating, no work")]
+    assert bare.value == "8,000 ev/s"
+    worker = rows[("3 creatorpulse, single-event records", "read -> all windows in ClickHouse")]
+    assert "75% of the bare Faust loop" in worker.note
