@@ -526,7 +526,9 @@ class ClickHouseSink:
         ``(campaign_id, window_size_s, window_start)`` keys from
         ``creator_metrics FINAL``. If the second step fails the exception
         propagates; retrying the same rows repairs both tables (both steps are
-        idempotent), so the caller must not commit offsets before this returns.
+        idempotent). A caller that cannot produce the rows again must not commit its
+        input offsets before this returns; the stream worker can (it rewrites every
+        window it restores), so it commits once its state is durable instead.
         """
         if not rows:
             return
