@@ -35,7 +35,7 @@ import orjson
 
 from schemas.events import METRICS, PostStatEvent
 from schemas.rows import CreatorWindowRow, DeadLetter
-from streams.windows import Watermark
+from streams.windows import Watermark, is_closed, window_end_ms, window_start_ms
 
 WindowKey = tuple[str, str, int, int]  # campaign_id, creator_id, window_size_s, window_start_ms
 PostKey = tuple[str, str, str]  # campaign_id, creator_id, post_id
@@ -134,9 +134,8 @@ class PartitionState:
             raise ValueError("window sizes must be positive seconds")
         self.partition = partition
         self.window_sizes_s = tuple(window_sizes_s)
-        self._sizes = [(size, size * 1000) for size in self.window_sizes_s]
         # No window boundary of any size falls inside a bucket of the sizes' gcd.
-        self._bucket_ms = reduce(gcd, self.window_sizes_s) * 1000
+        self._bucket_s = reduce(gcd, self.window_sizes_s)
         self.watermark = Watermark(grace_ms=grace_s * 1000)
         self.offsets: Offsets = {}
         self.windows: dict[WindowKey, list[int]] = {}
@@ -189,19 +188,16 @@ class PartitionState:
         if offset <= self.offsets.get(topic, -1):
             outcome.skipped = True
             return outcome
-        grace = self.watermark.grace_ms
-        high = self.watermark.value_ms
+        admit = self.watermark.admit
         seen = self.seen
         new_ids = self._new_ids
-        bucket_ms = self._bucket_ms
+        bucket_s = self._bucket_s
         groups: dict[tuple[str, str, int], list[tuple[int, ...]]] = {}
         for index, event in enumerate(events):
             ts = event.ts
-            if high is not None and ts < high - grace:
+            if not admit(ts):
                 outcome.late.append(index)
                 continue
-            if high is None or ts > high:
-                high = ts
             event_id = event.event_id
             if event_id in seen:
                 outcome.duplicates += 1
@@ -213,13 +209,12 @@ class PartitionState:
                 counts = self._snapshot_delta(event, topic, offset)
             else:
                 counts = _counts(event)
-            key = (event.campaign_id, event.creator_id, ts - ts % bucket_ms)
+            key = (event.campaign_id, event.creator_id, window_start_ms(ts, bucket_s))
             group = groups.get(key)
             if group is None:
                 groups[key] = [counts]
             else:
                 group.append(counts)
-        self.watermark.value_ms = high
         for key, group in groups.items():
             totals = group[0] if len(group) == 1 else tuple(map(sum, zip(*group)))
             if any(totals):
@@ -254,8 +249,8 @@ class PartitionState:
     ) -> None:
         campaign_id, creator_id, bucket = group
         windows = self.windows
-        for size, size_ms in self._sizes:
-            key = (campaign_id, creator_id, size, bucket - bucket % size_ms)
+        for size in self.window_sizes_s:
+            key = (campaign_id, creator_id, size, window_start_ms(bucket, size))
             if self._ahead_windows:
                 ahead = self._ahead_windows.get(key)
                 if ahead is not None and offset <= ahead.get(topic, -1):
@@ -324,7 +319,8 @@ class PartitionState:
             closed = [
                 chunk
                 for chunk, keys in self._window_chunks.items()
-                if chunk[1] + chunk[0] * 1000 <= horizon and not any(k in unwritten for k in keys)
+                if is_closed(window_end_ms(chunk[1], chunk[0]), horizon)
+                and not any(k in unwritten for k in keys)
             ]
             for chunk in closed:
                 for key in self._window_chunks.pop(chunk):

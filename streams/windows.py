@@ -24,6 +24,11 @@ def window_end_ms(start_ms: int, size_s: int) -> int:
     return start_ms + size_s * 1000
 
 
+def is_closed(window_end: int, horizon_ms: int | None) -> bool:
+    """A window is final once its end is at or before the lateness horizon."""
+    return horizon_ms is not None and window_end <= horizon_ms
+
+
 @dataclass(slots=True)
 class Watermark:
     """The highest event time seen on a partition, and the lateness rule it implies.
@@ -43,10 +48,13 @@ class Watermark:
         if self.value_ms is None or ts_ms > self.value_ms:
             self.value_ms = ts_ms
 
+    def admit(self, ts_ms: int) -> bool:
+        """The rule for one event in arrival order: ``False`` if late, else observed."""
+        if self.is_late(ts_ms):
+            return False
+        self.observe(ts_ms)
+        return True
+
     def horizon_ms(self) -> int | None:
         """Events older than this are late; windows ending at or before it are closed."""
         return None if self.value_ms is None else self.value_ms - self.grace_ms
-
-    def is_closed(self, window_end: int) -> bool:
-        horizon = self.horizon_ms()
-        return horizon is not None and window_end <= horizon

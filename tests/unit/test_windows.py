@@ -2,7 +2,7 @@
 
 import pytest
 
-from streams.windows import Watermark, window_end_ms, window_start_ms
+from streams.windows import Watermark, is_closed, window_end_ms, window_start_ms
 
 
 @pytest.mark.parametrize(
@@ -24,7 +24,7 @@ def test_nothing_is_late_before_the_first_event() -> None:
     wm = Watermark(grace_ms=1000)
     assert not wm.is_late(0)
     assert wm.horizon_ms() is None
-    assert not wm.is_closed(10**15)
+    assert not is_closed(10**15, wm.horizon_ms())
 
 
 def test_late_means_older_than_watermark_minus_grace() -> None:
@@ -39,5 +39,12 @@ def test_late_means_older_than_watermark_minus_grace() -> None:
 def test_a_window_closes_when_its_end_reaches_the_horizon() -> None:
     wm = Watermark(grace_ms=600_000)
     wm.observe(660_000 + 600_000)
-    assert wm.is_closed(660_000)
-    assert not wm.is_closed(660_001)
+    assert is_closed(660_000, wm.horizon_ms())
+    assert not is_closed(660_001, wm.horizon_ms())
+
+
+def test_admit_applies_the_rule_in_arrival_order() -> None:
+    wm = Watermark(grace_ms=10_000)
+    assert wm.admit(100_000) and wm.value_ms == 100_000
+    assert wm.admit(90_000) and wm.value_ms == 100_000  # out of order, on time
+    assert not wm.admit(89_999) and wm.value_ms == 100_000  # late: not observed
