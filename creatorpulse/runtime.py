@@ -156,7 +156,7 @@ def load_baseline(
     return {(r[0], r[1], int(r[2]), int(r[3])): tuple(int(v) for v in r[4:]) for r in rows}
 
 
-def worker_config(settings: Settings, bootstrap: str, *, web: bool = True) -> WorkerConfig:
+def worker_config(settings: Settings, bootstrap: str) -> WorkerConfig:
     return WorkerConfig(
         kafka_bootstrap=bootstrap,
         app_id=settings.app_id,
@@ -166,7 +166,7 @@ def worker_config(settings: Settings, bootstrap: str, *, web: bool = True) -> Wo
         window_sizes_s=settings.window_sizes_s,
         flush_interval_s=settings.flush_interval_s,
         data_dir=settings.data_dir / "faust",
-        web_port=settings.web_port if (web and settings.web_port) else None,
+        web_port=settings.web_port or None,
     )
 
 

@@ -8,7 +8,7 @@ records between Kafka, that code and the sink:
     records --decode--> dead letters
             --wrong partition for the creator--> rekey topic (counted there)
             --PartitionState.apply_record--> windows
-    every flush interval: changelog (durable) -> ack -> rows to ClickHouse
+    every flush interval: rows to the sink writer -> changelog durable -> ack
 
 Records are taken in batches and acknowledged only after the state that includes them
 is durable in the changelog, so Faust never commits an offset whose effects could be
@@ -162,7 +162,8 @@ class StreamProcessor:
         self.lock = asyncio.Lock()  # guards the states: a batch applies whole
         self._flush_lock = asyncio.Lock()
         self._unacked: list[Any] = []
-        self._stream: Any = None
+        # False once the consumer has stopped: acknowledging could commit nothing.
+        self.consumer_running = True
         self._outbox_dead: list[DeadLetter] = []
         self._partition_cache: dict[str, int] = {}
         self._last_flush = time.monotonic()
@@ -326,7 +327,8 @@ class StreamProcessor:
         if not flushes and not unacked:
             return
         # Rows first: if this task is cancelled at an await below, they are not lost.
-        self.writer.submit((), on_written=lambda: self.latency.written(sampled))
+        if sampled:
+            self.writer.submit((), on_written=lambda: self.latency.written(sampled))
         for partition, state, result in flushes:
             self.writer.submit(
                 result.rows,
@@ -351,7 +353,7 @@ class StreamProcessor:
         await self._flush_producer("state changelog")
         for _, state, _ in flushes:
             state.confirm_durable()
-        if self._stream is not None:
+        if self.consumer_running:
             # Event.ack() does the consumer's commit bookkeeping; Stream.ack() would
             # add two sensor callbacks per record, a third of the single-record cost.
             for event in unacked:
@@ -514,7 +516,6 @@ def build_worker(
 
     @app.agent(records, concurrency=1)
     async def post_stats(stream: Any) -> None:
-        processor._stream = stream
         async for events in stream.noack_take(config.max_batch, within=0.05):
             async with processor.lock:
                 started = time.perf_counter()
@@ -587,14 +588,14 @@ def build_worker(
     async def on_shutdown(sender: Any, *args: Any, signal: Any, **_: Any) -> None:
         # Consumer is stopped, producer still up: make the last batch durable and
         # written, so Ctrl-C loses nothing even on the memory-only embedded broker.
-        processor._stream = None  # the consumer is gone: offsets can no longer be committed
+        processor.consumer_running = False
         await processor.flush()
         await writer.stop()
         log.info("worker stopped: %s", processor.stats.as_dict())
 
     if extra_pages is not None:
         extra_pages(app, processor)
-    # Typed as Any on purpose: tests poke at these to drive a worker in-process.
+    # Faust registered these on the app; naming them keeps linters from calling them unused.
     _ = (post_stats, flush_timer, creator_profiles, campaign_contracts, report, start_writer)
     return Worker(app, processor, writer)
 

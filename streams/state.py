@@ -75,10 +75,6 @@ class Flush:
     dead_letters: list[DeadLetter]
     dead_letter_keys: list[bytes]  # delete these once the dead letters are in ClickHouse
 
-    @property
-    def empty(self) -> bool:
-        return not self.changelog and not self.rows and not self.dead_letters
-
 
 def changelog_key(partition: int, *parts: Any) -> bytes:
     return orjson.dumps([partition, *parts])
