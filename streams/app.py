@@ -301,8 +301,8 @@ class StreamProcessor:
 
     # -- flush cycle ------------------------------------------------------------------
 
-    def flush_due(self) -> bool:
-        return time.monotonic() - self._last_flush >= self.config.flush_interval_s
+    def seconds_until_flush(self) -> float:
+        return max(0.0, self._last_flush + self.config.flush_interval_s - time.monotonic())
 
     async def flush(self) -> None:
         """Make everything applied so far durable, acknowledge it, hand rows to the sink.
@@ -525,9 +525,12 @@ def build_worker(
             # Backpressure: while ClickHouse lags too far behind, stop taking records.
             await writer.wait_for_room()
 
-    @app.timer(config.flush_interval_s / 4)
-    async def flush_timer() -> None:
-        if processor.flush_due():
+    @app.task
+    async def flush_every_interval() -> None:
+        # A loop rather than app.timer: a flush can outlast the interval while Kafka
+        # acknowledges, and mode warns on every timer tick that overlaps the last.
+        while True:
+            await asyncio.sleep(processor.seconds_until_flush())
             await processor.flush()
 
     @app.agent(profiles)
@@ -596,7 +599,14 @@ def build_worker(
     if extra_pages is not None:
         extra_pages(app, processor)
     # Faust registered these on the app; naming them keeps linters from calling them unused.
-    _ = (post_stats, flush_timer, creator_profiles, campaign_contracts, report, start_writer)
+    _ = (
+        post_stats,
+        flush_every_interval,
+        creator_profiles,
+        campaign_contracts,
+        report,
+        start_writer,
+    )
     return Worker(app, processor, writer)
 
 
