@@ -163,7 +163,7 @@ def run(
 
         board = threading.Thread(target=draw, name="leaderboard", daemon=True)
         board.start()
-        code = runtime.run_faust(worker, logfile=log_path)
+        code = runtime.run_faust(worker)
         stop.set()
         board.join(timeout=5)
     console.print(f"stopped (exit {code}); totals are in {settings.resolved_clickhouse_url()}")

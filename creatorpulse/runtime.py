@@ -11,6 +11,7 @@ import logging
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import asdict
 from pathlib import Path
 from typing import IO, Any
 
@@ -203,23 +204,17 @@ def add_query_pages(sink: ClickHouseSink) -> Callable[[Any, Any], None]:
 
 
 def row_to_json(row: Any) -> dict[str, Any]:
-    from dataclasses import asdict
-
     return asdict(row)
 
 
-def run_faust(worker: Worker, *, loglevel: str = "INFO", logfile: Path | None = None) -> int:
-    """Run the worker until SIGINT/SIGTERM; returns the exit code (0 after a clean stop)."""
+def run_faust(worker: Worker) -> int:
+    """Run the worker until SIGINT/SIGTERM; returns the exit code (0 after a clean stop).
+
+    Logging stays as :func:`configure_logging` set it (``override_logging=False``).
+    """
     import faust
 
-    runner = faust.Worker(
-        worker.app,
-        loglevel=loglevel,
-        logfile=str(logfile) if logfile else None,
-        quiet=True,
-        redirect_stdouts=False,
-        override_logging=False,
-    )
+    runner = faust.Worker(worker.app, quiet=True, redirect_stdouts=False, override_logging=False)
     try:
         runner.execute_from_commandline()
     except SystemExit as exc:
