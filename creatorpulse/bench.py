@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import functools
 import importlib.metadata
 import importlib.util
 import json
@@ -85,6 +86,9 @@ THROUGHPUT_SPAN_S: Final = 900.0
 # state is creators x windows, which is what those sections measure.
 LIVE_SPAN_S: Final = 300.0
 BATCH_MAX_SPAN_MS: Final = 120_000
+#: Latency: how often the paced publisher sends, per record shape. Batch records hold
+#: one creator's events of one slice, as a poller would publish one poll's results.
+LATENCY_SLICE_S: Final = {"batch": 0.25, "single": 0.05}
 # /stats polls: often while waiting for the first record (CPU before it is start-up),
 # less often afterwards (each poll costs the worker a little).
 POLL_STARTUP_S: Final = 0.1
@@ -125,9 +129,11 @@ METHOD: Final = {
         "replay_file of the same events as JSONL into another topic"
     ),
     "latency": (
-        "worker started first; single-event records at a steady rate in 50 ms slices, event "
-        "ts = wall clock at publish; /stats latency_ms (event time -> row written) over the "
-        "most recent samples"
+        "worker started first; events at a steady rate, event ts = wall clock at publish; "
+        "batch records: every creator's events of a 250 ms slice in one record (a poller "
+        "publishing what one poll returned); single-event records: one record per event, "
+        "sent in 50 ms slices; /stats latency_ms (event time -> row written) over the most "
+        "recent samples"
     ),
     "memory": (
         "every creator of campaigns x creators gets events within 300 s (under the 600 s "
@@ -152,10 +158,11 @@ class BenchOptions:
     """What to run. Every field is a flag of ``creatorpulse bench`` (see :func:`parse_args`)."""
 
     broker: str = APACHE_KAFKA
-    #: events of the batch-record shape (100 events per record)
-    events: int = 200_000
+    #: events of the batch-record shape (100 events per record): about 10 s of work, so
+    #: the last flush interval and ClickHouse write are a small part of the figure
+    events: int = 1_000_000
     #: events of the single-event shape (kafka-python is ~15-20k records/s, so fewer)
-    single_events: int = 50_000
+    single_events: int = 100_000
     events_per_record: int = 100
     #: the textbook baseline reads only this prefix of each topic (it is ~1k events/s)
     baseline_events: int = 20_000
@@ -739,21 +746,30 @@ def _producer_rows(results: Mapping[str, Any]) -> list[Row]:
 
 
 def _latency_rows(latency: Mapping[str, Any] | None) -> list[Row]:
-    if not latency:
-        return []
-    ms = latency.get("latency_ms") or {}
-    note = (
-        f"{fmt_number(latency.get('achieved_rate'), 'ev/s')} for "
-        f"{latency.get('seconds', 0):.0f} s, single-event records; "
-        f"{ms.get('count') or 0:,} most recent samples"
-    )
-    drain = latency.get("drain_s")
-    drained = f"last row written {fmt_number(drain, 's', 1)} after the last publish"
-    return [
-        Row("5 latency", "publish -> row written, p50", fmt_number(ms.get("p50"), "ms"), note=note),
-        Row("", "p95", fmt_number(ms.get("p95"), "ms"), note=drained),
-        Row("", "p99", fmt_number(ms.get("p99"), "ms")),
-    ]
+    rows: list[Row] = []
+    for shape in SHAPES:
+        run = (latency or {}).get(shape)
+        if not run:
+            continue
+        ms = run.get("latency_ms") or {}
+        note = (
+            f"{fmt_number(run.get('achieved_rate'), 'ev/s')} for {run.get('seconds', 0):.0f} s "
+            f"in {run.get('records') or 0:,} records; {ms.get('count') or 0:,} most recent "
+            "samples"
+        )
+        drain = run.get("drain_s")
+        drained = f"last row written {fmt_number(drain, 's', 1)} after the last publish"
+        rows += [
+            Row(
+                f"5 latency, {SHAPE_LABEL[shape]}",
+                "publish -> row written, p50",
+                fmt_number(ms.get("p50"), "ms"),
+                note=note,
+            ),
+            Row("", "p95", fmt_number(ms.get("p95"), "ms"), note=drained),
+            Row("", "p99", fmt_number(ms.get("p99"), "ms")),
+        ]
+    return rows
 
 
 def _memory_rows(memory: Mapping[str, Any] | None) -> list[Row]:
@@ -1097,7 +1113,8 @@ def run_baseline(
             stdout=subprocess.PIPE,
             stderr=log,
             stdin=subprocess.DEVNULL,
-            cwd=ROOT,
+            # Faust puts its data directory ("<app id>-data") in the working directory.
+            cwd=log_path.parent,
             start_new_session=True,
             preexec_fn=die_with_parent(),
         )
@@ -1385,7 +1402,9 @@ class Runner:
                 if o.runs(shape):
                     self.shape(shape)
             if o.runs("latency"):
-                self.section("latency", None, self.latency)
+                for shape in SHAPES:
+                    if o.runs(shape):
+                        self.section("latency", shape, functools.partial(self.latency, shape))
             if o.runs("memory"):
                 self.section("memory", None, self.memory)
             if o.runs("scaling"):
@@ -1519,9 +1538,9 @@ class Runner:
             self.errors[f"{name}/exit"] = f"worker exited {worker.exit_code} on SIGTERM"
         return figures
 
-    def latency(self) -> dict[str, Any]:
+    def latency(self, shape: str) -> dict[str, Any]:
         o = self.options
-        topic = self.topic("latency")
+        topic = self.topic(f"latency-{shape}")
         total = int(o.latency_rate * o.latency_seconds)
         # One record proves the consumer is assigned and fetching. Its latency includes
         # the worker's start-up, so it must stay a negligible share of the samples.
@@ -1531,9 +1550,13 @@ class Runner:
         source = iter(sim.events_at_rate(t0_ms, float(o.latency_rate), total + warmup))
         from producers.publisher import Publisher
 
-        worker = WorkerProcess(self.bootstrap(), topic, self.work_dir, "worker-latency")
-        with worker, Publisher(self.bootstrap(), topic) as publisher:
-            self.say("latency: starting the worker")
+        worker = WorkerProcess(self.bootstrap(), topic, self.work_dir, f"worker-latency-{shape}")
+        # Batch records: one creator's events of a slice make one record (the span bound
+        # never cuts a slice; the slice's flush sends every buffer).
+        per_record = o.events_per_record if shape == "batch" else 1
+        publisher = Publisher(self.bootstrap(), topic, events_per_record=per_record)
+        with worker, publisher:
+            self.say(f"latency, {SHAPE_LABEL[shape]}: starting the worker")
             deadline = time.monotonic() + 120
             # Warm-up records make sure partitions are assigned before the clock starts.
             for record in _take(source, warmup):
@@ -1555,8 +1578,13 @@ class Runner:
                 if time.monotonic() > deadline:
                     raise BenchError(f"the latency worker did not start (log {worker.log_path})")
                 time.sleep(POLL_STARTUP_S)
-            self.say(f"latency: {o.latency_rate:,} events/s for {o.latency_seconds:.0f}s")
-            lags, sent = self._paced_publish(publisher, source, total)
+            self.say(
+                f"latency, {SHAPE_LABEL[shape]}: {o.latency_rate:,} events/s for "
+                f"{o.latency_seconds:.0f}s"
+            )
+            records_before = publisher.stats.records_sent
+            lags, sent = self._paced_publish(publisher, source, total, LATENCY_SLICE_S[shape])
+            records = publisher.stats.records_sent - records_before
             published_at = time.time()
             waited = wait_until_written(worker, total + warmup, worker_timeout(total), before=warm)
         latency_ms = waited.final.get("latency_ms") or {}
@@ -1564,7 +1592,8 @@ class Runner:
         # Far above the flush interval: the worker fell behind the rate (a backlog).
         drain_s = last_write - published_at if last_write is not None else None
         self.done(
-            f"latency at {o.latency_rate:,} ev/s: p50 {fmt_number(latency_ms.get('p50'), 'ms')}"
+            f"latency, {SHAPE_LABEL[shape]}, at {o.latency_rate:,} ev/s: "
+            f"p50 {fmt_number(latency_ms.get('p50'), 'ms')}"
             f", p99 {fmt_number(latency_ms.get('p99'), 'ms')}; written "
             f"{fmt_number(drain_s, 's', 1)} after the last publish"
         )
@@ -1573,6 +1602,8 @@ class Runner:
             "rate": o.latency_rate,
             "seconds": o.latency_seconds,
             "events": sent,
+            "records": records,
+            "slice_s": LATENCY_SLICE_S[shape],
             "achieved_rate": sent / o.latency_seconds if o.latency_seconds else None,
             "latency_ms": latency_ms,
             "pacing_lag_ms": {
@@ -1586,11 +1617,10 @@ class Runner:
         }
 
     def _paced_publish(
-        self, publisher: Any, source: Iterator[SimRecord], total: int
+        self, publisher: Any, source: Iterator[SimRecord], total: int, slice_s: float
     ) -> tuple[list[float], int]:
-        """Publish ``total`` events at the latency rate in 50 ms slices, event time = now."""
+        """Publish ``total`` events at the latency rate in slices, event time = now."""
         o = self.options
-        slice_s = 0.05
         lags: list[float] = []
         sent = 0
         start = time.perf_counter()

@@ -189,18 +189,22 @@ class PartitionState:
         new_ids = self._new_ids
         bucket_s = self._bucket_s
         groups: dict[tuple[str, str, int], list[tuple[int, ...]]] = {}
+        timestamps = [event.ts for event in events]
+        # The common case, a record with no late event, skips the per-event rule.
+        none_late = self.watermark.admit_all(timestamps)
+        counted = duplicates = 0
         for index, event in enumerate(events):
-            ts = event.ts
-            if not admit(ts):
+            ts = timestamps[index]
+            if not none_late and not admit(ts):
                 outcome.late.append(index)
                 continue
             event_id = event.event_id
             if event_id in seen:
-                outcome.duplicates += 1
+                duplicates += 1
                 continue
             seen[event_id] = ts
             new_ids.append((event_id, ts))
-            outcome.counted += 1
+            counted += 1
             if event.kind == "snapshot":
                 counts = self._snapshot_delta(event, topic, offset)
             else:
@@ -216,6 +220,8 @@ class PartitionState:
             if any(totals):
                 self._add_to_windows(key, totals, topic, offset)
         self.offsets[topic] = offset
+        outcome.counted = counted
+        outcome.duplicates = duplicates
         return outcome
 
     def _snapshot_delta(self, event: PostStatEvent, topic: str, offset: int) -> tuple[int, ...]:

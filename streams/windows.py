@@ -6,6 +6,7 @@ partitions (DESIGN.md §3), so window assignment, lateness and closing live here
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 #: Default tumbling window sizes in seconds (contract: 60 s and 3600 s).
@@ -53,6 +54,24 @@ class Watermark:
         if self.is_late(ts_ms):
             return False
         self.observe(ts_ms)
+        return True
+
+    def admit_all(self, timestamps: Sequence[int]) -> bool:
+        """Admit a record's events at once when none of them can be late; else do nothing.
+
+        The same outcome as :meth:`admit` for each in order, in one step: the watermark
+        only grows, so while the events are read it never exceeds ``max(watermark,
+        newest event)``, and an event no older than that minus grace is never late.
+        ``False`` means some event may be late: the caller admits them one by one.
+        """
+        if not timestamps:
+            return True
+        newest = max(timestamps)
+        if self.value_ms is not None and self.value_ms > newest:
+            newest = self.value_ms
+        if min(timestamps) < newest - self.grace_ms:
+            return False
+        self.value_ms = newest
         return True
 
     def horizon_ms(self) -> int | None:

@@ -148,8 +148,8 @@ def test_done_tracker_counts_duplicates_and_dead_letters_as_seen() -> None:
 def test_default_options_are_sized_for_minutes() -> None:
     options = parse_args([])
     assert options.broker == "apache-kafka"
-    assert options.events == 200_000
-    assert options.single_events == 50_000
+    assert options.events == 1_000_000
+    assert options.single_events == 100_000
     assert options.skip == frozenset()
     assert options.out is None
 
@@ -292,9 +292,18 @@ def _results() -> dict[str, object]:
                 }
             },
             "latency": {
-                "seconds": 30.0,
-                "achieved_rate": 4_990.0,
-                "latency_ms": {"count": 50_000, "p50": 800.0, "p95": 1_300.0, "p99": 1_600.0},
+                "batch": {
+                    "seconds": 30.0,
+                    "achieved_rate": 4_990.0,
+                    "records": 30_000,
+                    "latency_ms": {"count": 30_000, "p50": 800.0, "p95": 1_300.0, "p99": 1_600.0},
+                },
+                "single": {
+                    "seconds": 30.0,
+                    "achieved_rate": 4_000.0,
+                    "records": 120_000,
+                    "latency_ms": {"count": 50_000, "p50": 2_500.0, "p95": 4_000.0, "p99": 9_000.0},
+                },
             },
             "memory": {
                 "campaigns": 3,
@@ -325,9 +334,12 @@ def test_rows_carry_ratios_to_ceiling_and_baseline() -> None:
     baseline = rows[("2 baseline, batch records", "Faust, table write/event/window")]
     assert baseline.vs_ceiling == "0.00500x" and baseline.vs_baseline == "1.00x"
     assert "first 20,000 events" in baseline.note
-    latency = rows[("5 latency", "publish -> row written, p50")]
-    assert latency.value == "800 ms"
-    assert rows[("", "p99")].value == "1,600 ms"
+    latency = rows[("5 latency, batch records", "publish -> row written, p50")]
+    assert latency.value == "800 ms" and "30,000 records" in latency.note
+    single = rows[("5 latency, single-event records", "publish -> row written, p50")]
+    assert single.value == "2,500 ms" and "4,000 ev/s" in single.note
+    p99s = [r.value for r in build_rows(_results()) if r.figure == "p99"]
+    assert p99s == ["9,000 ms", "1,600 ms"]  # in SHAPES order: single-event, then batch
     memory = rows[("6 memory", "peak RSS, 10,000 creators x 3 campaigns")]
     assert memory.value == "700 MB" and "60,000 open windows" in memory.note
     scaled = rows[("", "CPU/event, 100,000 creators x 1")]

@@ -1,5 +1,7 @@
 """Window assignment and the watermark's lateness rule."""
 
+import random
+
 import pytest
 
 from streams.windows import Watermark, is_closed, window_end_ms, window_start_ms
@@ -48,3 +50,40 @@ def test_admit_applies_the_rule_in_arrival_order() -> None:
     assert wm.admit(100_000) and wm.value_ms == 100_000
     assert wm.admit(90_000) and wm.value_ms == 100_000  # out of order, on time
     assert not wm.admit(89_999) and wm.value_ms == 100_000  # late: not observed
+
+
+def _one_by_one(watermark: Watermark, timestamps: list[int]) -> list[bool]:
+    return [watermark.admit(ts) for ts in timestamps]
+
+
+@pytest.mark.parametrize("seed", range(300))
+def test_admit_all_agrees_with_admitting_one_by_one(seed: int) -> None:
+    rng = random.Random(seed)
+    grace = rng.choice([0, 5, 50])
+    start = rng.choice([None, 1_000])
+    timestamps = [1_000 + rng.randint(-80, 80) for _ in range(rng.randint(0, 6))]
+    fast = Watermark(grace_ms=grace, value_ms=start)
+    slow = Watermark(grace_ms=grace, value_ms=start)
+    admitted = _one_by_one(slow, list(timestamps))
+    if fast.admit_all(timestamps):
+        # True only when one by one admits every event, and it leaves the same watermark.
+        assert all(admitted)
+        assert fast.value_ms == slow.value_ms
+    else:
+        # False says "admit them one by one": nothing may have changed.
+        assert fast.value_ms == start
+        # ... and it is only said when the newest event (or the watermark) is more than
+        # grace ahead of the oldest one, so the fast path serves every ordinary record.
+        newest = max([*timestamps, start if start is not None else timestamps[0]])
+        assert min(timestamps) < newest - grace
+
+
+def test_admit_all_refuses_a_record_with_a_late_event() -> None:
+    watermark = Watermark(grace_ms=10, value_ms=100)
+    assert not watermark.admit_all([95, 89])  # 89 < 100 - 10
+    assert watermark.value_ms == 100
+    # Within one record, an early event can make a later one late.
+    fresh = Watermark(grace_ms=10)
+    assert not fresh.admit_all([200, 150])
+    assert fresh.value_ms is None
+    assert fresh.admit_all([200, 195]) and fresh.value_ms == 200
