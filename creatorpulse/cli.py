@@ -85,6 +85,7 @@ def main_options(
     data_dir: Annotated[Path | None, _setting("data_dir")] = None,
     app_id: Annotated[str | None, _setting("app_id")] = None,
     flush_interval_s: Annotated[float | None, _setting("flush_interval_s")] = None,
+    sink: Annotated[str | None, _setting("sink")] = None,
     web_port: Annotated[int | None, _setting("web_port")] = None,
 ) -> None:
     """Settings shared by every command (flags win over environment variables)."""
@@ -115,11 +116,17 @@ def run(
     from creatorpulse.leaderboard import screen
 
     settings = _State.settings()
+    if settings.sink != "clickhouse":
+        raise SettingsError(
+            "`run` writes ClickHouse itself: unset --sink / CREATORPULSE_SINK, or run "
+            "`creatorpulse worker` and `creatorpulse sink` for a separate sink process"
+        )
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     log_path = settings.data_dir / "run.log"
     runtime.configure_logging(path=log_path)
     with ExitStack() as stack:
         bootstrap, sink, worker = _start_pipeline(settings, stack)
+        assert sink is not None  # sink=clickhouse, checked above
         stop = threading.Event()
         stack.callback(stop.set)
         if simulate:
@@ -183,26 +190,42 @@ def worker() -> None:
     with ExitStack() as stack:
         bootstrap, sink, built = _start_pipeline(settings, stack)
         runtime.log.info(
-            "worker %s: kafka %s, topic %s (%d partitions), windows %s s, grace %d s, store %s",
+            "worker %s: kafka %s, topic %s (%d partitions), windows %s s, grace %d s, rows to %s",
             settings.app_id,
             bootstrap,
             settings.input_topic,
             settings.partitions,
             ",".join(map(str, settings.window_sizes_s)),
             settings.grace_s,
-            sink.target.display_url(),
+            sink.target.display_url() if sink is not None else f"topic {_rows_topic(settings)}",
         )
         code = runtime.run_faust(built)
     raise typer.Exit(code)
 
 
-def _start_pipeline(settings: Settings, stack: ExitStack) -> tuple[str, ClickHouseSink, Worker]:
+def _start_pipeline(
+    settings: Settings, stack: ExitStack
+) -> tuple[str, ClickHouseSink | None, Worker]:
     """Broker (embedded unless given), migrated sink, topics, and the built worker.
 
-    Everything started is stopped by ``stack``. Returns (bootstrap, sink, worker).
+    Everything started is stopped by ``stack``. Returns (bootstrap, sink, worker); with
+    ``sink=topic`` the worker opens no ClickHouse (sink None) and publishes its rows.
     """
     from creatorpulse import runtime
 
+    if settings.sink == "topic":
+        if settings.embedded_broker:
+            raise SettingsError(
+                "--sink / CREATORPULSE_SINK=topic needs --kafka-bootstrap: the embedded "
+                "broker keeps nothing, so rows published to it could be lost on a restart"
+            )
+        from sinks.row_topic import WindowRowPublisher, window_rows_topic
+
+        bootstrap = settings.kafka_bootstrap or ""
+        runtime.ensure_topics(settings, bootstrap, window_rows=True)
+        publisher = WindowRowPublisher(bootstrap, window_rows_topic(settings.app_id))
+        stack.callback(publisher.close)
+        return bootstrap, None, runtime.build(settings, publisher, bootstrap)
     bootstrap = _bootstrap(settings, stack)
     sink = runtime.open_sink(settings)
     stack.callback(sink.close)
@@ -211,6 +234,53 @@ def _start_pipeline(settings: Settings, stack: ExitStack) -> tuple[str, ClickHou
     # the totals already in the store instead of from zero.
     baseline = runtime.load_baseline(sink, settings) if settings.embedded_broker else None
     return bootstrap, sink, runtime.build(settings, sink, bootstrap, baseline=baseline)
+
+
+def _rows_topic(settings: Settings) -> str:
+    from sinks.row_topic import window_rows_topic
+
+    return window_rows_topic(settings.app_id)
+
+
+@app.command("sink")
+def sink_command() -> None:
+    """Write the window rows that workers with --sink topic publish to ClickHouse.
+
+    Reads <app-id>-window-rows, the dead-letter topic and the reference topics as
+    consumer group <app-id>-sink, writes each poll to ClickHouse and commits only then,
+    so a crash or restart writes again rather than loses (rows are whole, versioned
+    totals). Run one per ClickHouse store: with chDB it must be the only process that
+    opens the store. Needs --kafka-bootstrap. Stops cleanly on SIGINT/SIGTERM.
+    """
+    from creatorpulse import runtime
+    from sinks.row_topic import RowSinkService, SinkTopics
+
+    settings = _State.settings()
+    if settings.embedded_broker:
+        raise SettingsError(
+            "`creatorpulse sink` reads what workers publish to Kafka: set --kafka-bootstrap "
+            "/ CREATORPULSE_KAFKA_BOOTSTRAP"
+        )
+    runtime.configure_logging()
+    bootstrap = settings.kafka_bootstrap or ""
+    config = runtime.worker_config(settings, bootstrap)
+    with ExitStack() as stack:
+        sink = runtime.open_sink(settings)
+        stack.callback(sink.close)
+        runtime.ensure_topics(settings, bootstrap, window_rows=True)
+        topics = SinkTopics(
+            window_rows=_rows_topic(settings),
+            dead_letters=config.dead_letter_topic,
+            profiles=config.profiles_topic,
+            contracts=config.contracts_topic,
+        )
+        service = RowSinkService(sink, bootstrap, topics, f"{settings.app_id}-sink")
+        stop = threading.Event()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, lambda *_: stop.set())
+        runtime.log.info("sink %s: store %s", settings.app_id, sink.target.display_url())
+        service.run(stop)
+    raise typer.Exit(0)
 
 
 def _bootstrap(settings: Settings, stack: ExitStack) -> str:

@@ -19,6 +19,7 @@ from creatorpulse.settings import Settings, SettingsError
 from sinks.clickhouse import ClickHouseSink
 from sinks.migrate import migrate
 from streams.app import Worker, WorkerConfig, build_worker
+from streams.sink_writer import RowSink
 from streams.state import WindowKey
 
 log = logging.getLogger("creatorpulse")
@@ -74,16 +75,22 @@ def open_sink(settings: Settings, *, migrate_schema: bool = True) -> ClickHouseS
     return sink
 
 
-def ensure_topics(settings: Settings, bootstrap: str, *, timeout_s: float = 30.0) -> None:
+def ensure_topics(
+    settings: Settings, bootstrap: str, *, window_rows: bool = False, timeout_s: float = 30.0
+) -> None:
     """Create the worker's topics if missing; refuse partition counts that do not match.
 
     Created here rather than left to broker auto-creation: state is partitioned like
     the input topic, so the input and rekey topics must have exactly ``partitions``,
-    and the reference topics are compacted (latest value per key).
+    and the reference topics are compacted (latest value per key). ``window_rows``:
+    also the topic of a worker with ``sink=topic`` (not compacted: the sink must see a
+    window's last row even if it lags behind).
     """
     from kafka import KafkaAdminClient
     from kafka.admin import NewTopic
     from kafka.errors import KafkaError, TopicAlreadyExistsError
+
+    from sinks.row_topic import window_rows_topic
 
     config = worker_config(settings, bootstrap)
     compacted = {"cleanup.policy": "compact"}
@@ -94,6 +101,8 @@ def ensure_topics(settings: Settings, bootstrap: str, *, timeout_s: float = 30.0
         config.profiles_topic: (1, compacted, False),
         config.contracts_topic: (1, compacted, False),
     }
+    if window_rows:
+        wanted[window_rows_topic(settings.app_id)] = (config.partitions, {}, False)
     deadline = time.monotonic() + timeout_s
     admin = None
     while admin is None:
@@ -168,27 +177,32 @@ def worker_config(settings: Settings, bootstrap: str) -> WorkerConfig:
         flush_interval_s=settings.flush_interval_s,
         data_dir=settings.data_dir / "faust",
         web_port=settings.web_port or None,
+        writes_reference_data=settings.sink == "clickhouse",
     )
 
 
-def add_query_pages(sink: ClickHouseSink) -> Callable[[Any, Any], None]:
+def add_query_pages(sink: ClickHouseSink | None) -> Callable[[Any, Any], None]:
     """HTTP pages served by the worker: the leaderboard (other processes cannot open a
-    chDB store it owns), its counters and a health check."""
+    chDB store it owns; only when the worker writes ClickHouse), its counters and a
+    health check."""
 
     def install(app: Any, processor: Any) -> None:
         from faust.web import Request, Response, View
 
-        @app.page("/leaderboard")
-        class Leaderboard(View):
-            async def get(self, request: Request) -> Response:
-                query = request.query
-                rows = await asyncio.to_thread(
-                    sink.leaderboard,
-                    query.get("campaign") or None,
-                    int(query.get("last_s", 3600)),
-                    int(query.get("limit", 20)),
-                )
-                return self.json([row_to_json(r) for r in rows])
+        if sink is not None:
+            store = sink
+
+            @app.page("/leaderboard")
+            class Leaderboard(View):
+                async def get(self, request: Request) -> Response:
+                    query = request.query
+                    rows = await asyncio.to_thread(
+                        store.leaderboard,
+                        query.get("campaign") or None,
+                        int(query.get("last_s", 3600)),
+                        int(query.get("limit", 20)),
+                    )
+                    return self.json([row_to_json(r) for r in rows])
 
         @app.page("/stats")
         class Stats(View):
@@ -235,16 +249,17 @@ def run_faust(worker: Worker) -> int:
 
 def build(
     settings: Settings,
-    sink: ClickHouseSink,
+    sink: ClickHouseSink | RowSink,
     bootstrap: str,
     *,
     baseline: dict[WindowKey, tuple[int, ...]] | None = None,
 ) -> Worker:
+    """The worker, writing ``sink``: ClickHouse, or the window-rows topic (sink=topic)."""
     config = worker_config(settings, bootstrap)
     config.data_dir.mkdir(parents=True, exist_ok=True)
     return build_worker(
         config,
         sink,
         baseline=baseline,
-        extra_pages=add_query_pages(sink),
+        extra_pages=add_query_pages(sink if isinstance(sink, ClickHouseSink) else None),
     )

@@ -9,6 +9,7 @@ that names the variable to fix.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -45,6 +46,13 @@ class Settings(BaseSettings):
     )
     flush_interval_s: float = Field(
         default=1.0, gt=0, le=60, description="How often state is made durable and rows written."
+    )
+    sink: Literal["clickhouse", "topic"] = Field(
+        default="clickhouse",
+        description=(
+            "Where a worker's window rows go: 'clickhouse' (it writes them) or 'topic' "
+            "(to <app-id>-window-rows; `creatorpulse sink` writes them)."
+        ),
     )
     web_port: int = Field(
         default=6066, ge=0, le=65535, description="Worker HTTP port on 127.0.0.1 (0: off)."

@@ -1,7 +1,9 @@
 """Rows the pipeline writes to ClickHouse: window totals and dead letters.
 
 Plain frozen dataclasses (no validation needed: the pipeline builds them) with the
-exact column order of the tables in ``sinks/migrations``.
+exact column order of the tables in ``sinks/migrations``, and their JSON form on
+Kafka: window rows on the window-rows topic (``sinks.row_topic``), dead letters on
+the dead-letter topic. Reading JSON back validates it: it comes from outside.
 """
 
 from __future__ import annotations
@@ -9,7 +11,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from schemas.events import METRICS
+import orjson
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+from schemas.events import METRICS, Count, Id
 
 #: Columns of ``creator_metrics`` in insert order (``updated_at`` is set by the sink).
 CREATOR_WINDOW_COLUMNS: tuple[str, ...] = (
@@ -71,3 +76,93 @@ class DeadLetter:
     idx: int
     reason: str
     payload: bytes
+
+
+# -- JSON on Kafka ----------------------------------------------------------------------
+
+
+def window_row_to_json(row: CreatorWindowRow) -> bytes:
+    """A window row as the window-rows topic carries it: named counters, no version
+    (it is their sum, so it cannot disagree with them)."""
+    return orjson.dumps(
+        {
+            "campaign_id": row.campaign_id,
+            "creator_id": row.creator_id,
+            "window_size_s": row.window_size_s,
+            "window_start_ms": row.window_start_ms,
+            **dict(zip(METRICS, row.counts, strict=True)),
+        }
+    )
+
+
+class _WindowRowMessage(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    campaign_id: Id
+    creator_id: Id
+    window_size_s: int = Field(gt=0, strict=True)
+    window_start_ms: int = Field(ge=0, strict=True)
+    views: Count = 0
+    likes: Count = 0
+    comments: Count = 0
+    shares: Count = 0
+    saves: Count = 0
+    watch_time_ms: Count = 0
+    completions: Count = 0
+    replays: Count = 0
+    clicks: Count = 0
+    conversions: Count = 0
+    revenue_cents: Count = 0
+
+
+def window_row_from_json(value: bytes) -> CreatorWindowRow:
+    """Read a window-rows message; raises ``ValueError`` saying what is wrong."""
+    message = _WindowRowMessage.model_validate_json(value)
+    return CreatorWindowRow(
+        message.campaign_id,
+        message.creator_id,
+        message.window_size_s,
+        message.window_start_ms,
+        tuple(getattr(message, metric) for metric in METRICS),
+    )
+
+
+def dead_letter_to_json(dead: DeadLetter) -> bytes:
+    """A dead letter as the dead-letter topic carries it (contract section 1)."""
+    return orjson.dumps(
+        {
+            "received_at": dead.received_at.isoformat(),
+            "topic": dead.topic,
+            "partition": dead.partition,
+            "offset": dead.offset,
+            "idx": dead.idx,
+            "reason": dead.reason,
+            "payload": dead.payload.decode("utf-8", "replace"),
+        }
+    )
+
+
+class _DeadLetterMessage(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    received_at: AwareDatetime
+    topic: str = Field(min_length=1)
+    partition: int = Field(ge=0)
+    offset: int = Field(ge=0)
+    idx: int = Field(ge=0)
+    reason: str
+    payload: str
+
+
+def dead_letter_from_json(value: bytes) -> DeadLetter:
+    """Read a dead-letter message; raises ``ValueError`` saying what is wrong."""
+    message = _DeadLetterMessage.model_validate_json(value)
+    return DeadLetter(
+        message.received_at,
+        message.topic,
+        message.partition,
+        message.offset,
+        message.idx,
+        message.reason,
+        message.payload.encode(),
+    )

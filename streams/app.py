@@ -34,7 +34,7 @@ from kafka.partitioner.default import murmur2
 
 from schemas.events import PostStatEvent, decode_record
 from schemas.reference import CampaignContract, CreatorProfile
-from schemas.rows import DeadLetter
+from schemas.rows import DeadLetter, dead_letter_to_json
 from streams.sink_writer import SinkWriter
 from streams.state import PartitionState, WindowKey, changelog_partition
 from streams.windows import DEFAULT_GRACE_S, DEFAULT_WINDOW_SIZES_S
@@ -60,6 +60,9 @@ class WorkerConfig:
     data_dir: Path = Path(".creatorpulse/faust")
     web_port: int | None = None
     stats_interval_s: float = 10.0
+    # Creator profiles and campaign contracts go to the sink too; off when a separate
+    # `creatorpulse sink` process writes ClickHouse (it reads those topics itself).
+    writes_reference_data: bool = True
     # Short enough that a killed worker's partitions move on quickly, and that the
     # embedded broker (which completes a group join after half of it) starts fast.
     session_timeout_s: float = 10.0
@@ -349,7 +352,7 @@ class StreamProcessor:
         for dead in outbox:
             self.dead_letter_topic.send_soon(
                 key=f"{dead.topic}:{dead.partition}:{dead.offset}:{dead.idx}".encode(),
-                value=_dead_letter_message(dead),
+                value=dead_letter_to_json(dead),
             )
         await self._flush_producer("forwarded and dead-letter records")
         for partition, _, result in flushes:
@@ -444,20 +447,6 @@ def _confirm(
     return confirmed
 
 
-def _dead_letter_message(dead: DeadLetter) -> bytes:
-    return orjson.dumps(
-        {
-            "received_at": dead.received_at.isoformat(),
-            "topic": dead.topic,
-            "partition": dead.partition,
-            "offset": dead.offset,
-            "idx": dead.idx,
-            "reason": dead.reason,
-            "payload": dead.payload.decode("utf-8", "replace"),
-        }
-    )
-
-
 @dataclass
 class Worker:
     """The assembled Faust app and the pieces tests and the CLI reach into."""
@@ -476,8 +465,9 @@ def build_worker(
 ) -> Worker:
     """Build the Faust app: the stream agent, reference-data agents and the flush timer.
 
-    ``sink`` is a started ``sinks.clickhouse.ClickHouseSink`` (or anything with the
-    same write methods).
+    ``sink`` is a started ``sinks.clickhouse.ClickHouseSink``, or with
+    ``config.writes_reference_data`` off a ``sinks.row_topic.WindowRowPublisher``
+    (anything with the write methods of ``streams.sink_writer.RowSink``).
     """
     brokers = [f"kafka://{host.strip()}" for host in config.kafka_bootstrap.split(",")]
     app = faust.App(
@@ -542,19 +532,21 @@ def build_worker(
             await asyncio.sleep(processor.seconds_until_flush())
             await processor.flush()
 
-    @app.agent(profiles)
     async def creator_profiles(stream: Any) -> None:
         async for values in stream.take(1000, within=1.0):
             rows = _valid(CreatorProfile, values)
             if rows:
                 await asyncio.to_thread(sink.write_profiles, rows)
 
-    @app.agent(contracts)
     async def campaign_contracts(stream: Any) -> None:
         async for values in stream.take(1000, within=1.0):
             rows = _valid(CampaignContract, values)
             if rows:
                 await asyncio.to_thread(sink.write_contracts, rows)
+
+    if config.writes_reference_data:
+        app.agent(profiles)(creator_profiles)
+        app.agent(contracts)(campaign_contracts)
 
     @app.timer(config.stats_interval_s)
     async def report() -> None:

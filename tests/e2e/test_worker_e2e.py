@@ -226,9 +226,19 @@ def committed_total(bootstrap: str, group: str, topic: str) -> int:
 
 
 class WorkerProcess:
+    """``creatorpulse <command>`` (``worker`` or ``sink``) as a subprocess."""
+
     def __init__(
-        self, bootstrap: str, clickhouse_url: str, topic: str, app_id: str, workdir: Path
+        self,
+        bootstrap: str,
+        clickhouse_url: str,
+        topic: str,
+        app_id: str,
+        workdir: Path,
+        command: str = "worker",
+        **settings: str,
     ) -> None:
+        self.command = command
         self.env = {
             **os.environ,
             "CREATORPULSE_KAFKA_BOOTSTRAP": bootstrap,
@@ -240,6 +250,7 @@ class WorkerProcess:
             "CREATORPULSE_DATA_DIR": str(workdir / "data"),
             "CREATORPULSE_WEB_PORT": "0",
             "CREATORPULSE_FLUSH_INTERVAL_S": "0.5",
+            **{f"CREATORPULSE_{name.upper()}": value for name, value in settings.items()},
         }
         self.workdir = workdir
         self.proc: subprocess.Popen[bytes] | None = None
@@ -248,9 +259,9 @@ class WorkerProcess:
     def start(self) -> None:
         self.stop_quietly()
         self.runs += 1
-        log = open(self.workdir / f"worker-{self.runs}.log", "wb")  # noqa: SIM115 - closed by the child's exit
+        log = open(self.log_path, "wb")  # noqa: SIM115 - closed by the child's exit
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "creatorpulse", "worker"],
+            [sys.executable, "-m", "creatorpulse", self.command],
             env=self.env,
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -276,8 +287,12 @@ class WorkerProcess:
         self.proc.send_signal(signal.SIGTERM)
         return self.proc.wait(60)
 
+    @property
+    def log_path(self) -> Path:
+        return self.workdir / f"{self.command}-{self.runs}.log"
+
     def log_tail(self) -> str:
-        return (self.workdir / f"worker-{self.runs}.log").read_text(errors="replace")[-4000:]
+        return self.log_path.read_text(errors="replace")[-4000:]
 
 
 def wait_until(
@@ -348,8 +363,8 @@ def spawn() -> Iterator[Any]:
     """Make worker processes; all are killed at teardown, pass or fail."""
     made: list[WorkerProcess] = []
 
-    def make(*args: Any) -> WorkerProcess:
-        made.append(WorkerProcess(*args))
+    def make(*args: Any, **kwargs: Any) -> WorkerProcess:
+        made.append(WorkerProcess(*args, **kwargs))
         return made[-1]
 
     yield make
@@ -453,3 +468,78 @@ def test_worker_is_exact_through_kill9_restart_and_replay(
     assert creator_again == expected.creator
     assert campaign_again == expected.campaign()
     assert len(dead_again) == len(dead)
+
+
+def test_separate_sink_process_is_exact_through_kill9_of_both(
+    kafka_broker: Any, clickhouse_url: str, unique_name: Any, workdir: Path, spawn: Any
+) -> None:
+    """sink=topic: the worker publishes window rows, `creatorpulse sink` writes them.
+
+    Both are killed with -9 in the middle of a burst and restarted; ClickHouse must
+    still hold exactly the oracle's totals and one dead letter per bad element.
+    """
+    if (
+        kafka_broker.flavor != "apache-kafka"
+        and os.environ.get("CREATORPULSE_REQUIRE_REAL_KAFKA") == "1"
+    ):
+        pytest.fail("this test must run on real Apache Kafka in CI")
+    bootstrap = kafka_broker.bootstrap
+    topic = unique_name("post-stats")
+    app_id = unique_name("e2e-topic")
+    create_topic(bootstrap, topic, PARTITIONS)
+    one, two, tail = phase_one(), burst(2, 20_000, T0 + 200_000), late_tail(T0 + 500_000)
+    worker = spawn(bootstrap, clickhouse_url, topic, app_id, workdir, "worker", sink="topic")
+    sink = spawn(bootstrap, clickhouse_url, topic, app_id, workdir, "sink")
+    rekeyed, rows_topic = f"{app_id}-{topic}-rekeyed", f"{app_id}-window-rows"
+    publish(bootstrap, topic, one.records)
+    worker.start()
+    sink.start()
+    wait_until(
+        lambda: committed_everything(bootstrap, app_id, [topic, rekeyed]),
+        120,
+        worker,
+        "phase one",
+    )
+
+    publish(bootstrap, topic, two.records)
+    before = committed_total(bootstrap, app_id, topic)
+    wait_until(
+        lambda: committed_total(bootstrap, app_id, topic) > before + 500,
+        120,
+        worker,
+        "burst progress",
+    )
+    assert not committed_everything(bootstrap, app_id, [topic]), "kill must land mid-stream"
+    sink.kill9()
+    worker.kill9()
+    sink.start()
+    worker.start()
+    publish(bootstrap, topic, tail.records)
+    wait_until(
+        lambda: committed_everything(bootstrap, app_id, [topic, rekeyed]),
+        180,
+        worker,
+        "worker catch-up",
+    )
+    assert worker.terminate() == 0, worker.log_tail()
+    # The dead-letter topic is shared by every worker on the broker (contract name):
+    # the sink reads all of it, and only this test's dead letters are checked below.
+    wait_until(
+        lambda: committed_everything(
+            bootstrap, f"{app_id}-sink", [rows_topic, "post-stats-dead-letters"]
+        ),
+        120,
+        sink,
+        "sink catch-up",
+    )
+    assert sink.terminate() == 0, sink.log_tail()
+    assert "sink stopped" in sink.log_tail()
+
+    events = one.counted_in_order + two.counted_in_order + tail.counted_in_order
+    expected = expected_totals(events, grace_s=GRACE_S, window_sizes_s=(60, 3600))
+    creator, campaign, dead = read_clickhouse(clickhouse_url)
+    assert creator == expected.creator
+    assert campaign == expected.campaign()
+    ours = [r for r in dead if r[0] in (topic, rekeyed)]
+    assert len(ours) == one.invalid + tail.invalid
+    assert [r[4].split(":")[0] for r in ours].count("late") == len(CREATORS)

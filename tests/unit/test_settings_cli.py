@@ -66,12 +66,32 @@ def test_producing_without_a_broker_says_how_to_point_at_one(
     assert "--kafka-bootstrap" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(
+    ("argv", "fix"),
+    [
+        (["sink"], "--kafka-bootstrap"),
+        (["--sink", "topic", "worker"], "--kafka-bootstrap"),
+        (["--sink", "topic", "run"], "creatorpulse sink"),
+        (["--sink", "kafka", "worker"], "'clickhouse' or 'topic'"),
+    ],
+)
+def test_a_separate_sink_needs_kafka_and_says_so(
+    argv: list[str],
+    fix: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.delenv("CREATORPULSE_KAFKA_BOOTSTRAP", raising=False)
+    assert main(argv) == 2
+    assert fix in " ".join(capsys.readouterr().err.split())
+
+
 def test_help_documents_every_setting_with_env_and_default(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     assert main(["--help"]) == 0
     text = " ".join(capsys.readouterr().out.split())
-    for env in ("KAFKA_BOOTSTRAP", "CLICKHOUSE_URL", "INPUT_TOPIC", "GRACE_S", "WINDOWS"):
+    for env in ("KAFKA_BOOTSTRAP", "CLICKHOUSE_URL", "INPUT_TOPIC", "GRACE_S", "WINDOWS", "SINK"):
         assert f"CREATORPULSE_{env}" in text
     assert "[default: 600]" in text
 

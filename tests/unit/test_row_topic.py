@@ -1,0 +1,103 @@
+"""Window rows and dead letters as JSON on Kafka, and how the sink batches them."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import orjson
+import pytest
+
+from schemas.events import METRICS
+from schemas.rows import (
+    CreatorWindowRow,
+    DeadLetter,
+    dead_letter_from_json,
+    dead_letter_to_json,
+    window_row_from_json,
+    window_row_to_json,
+)
+from sinks.row_topic import SinkTopics, collect, window_rows_topic
+
+TOPICS = SinkTopics("app-window-rows", "post-stats-dead-letters", "profiles", "contracts")
+
+
+def row(creator: str = "cr-1", views: int = 10, start: int = 60_000) -> CreatorWindowRow:
+    counts = (views, 2, 0, 0, 0, 1500, 1, 0, 3, 1, 499)
+    return CreatorWindowRow("camp", creator, 60, start, counts)
+
+
+def test_window_row_round_trips_with_named_counters() -> None:
+    original = row()
+    message = orjson.loads(window_row_to_json(original))
+    assert message["views"] == 10 and message["revenue_cents"] == 499
+    assert set(METRICS) <= set(message)
+    assert window_row_from_json(window_row_to_json(original)) == original
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"views": -1},
+        {"window_size_s": 0},
+        {"campaign_id": ""},
+        {"window_start_ms": "60000"},  # strict: a number, not text
+        {"likes": 1.5},
+    ],
+)
+def test_window_row_from_json_refuses_what_the_worker_never_writes(
+    change: dict[str, object],
+) -> None:
+    message = {**orjson.loads(window_row_to_json(row())), **change}
+    with pytest.raises(ValueError):
+        window_row_from_json(orjson.dumps(message))
+
+
+def test_dead_letter_round_trips_through_the_contract_topic_format() -> None:
+    dead = DeadLetter(datetime(2026, 11, 22, 9, 0, tzinfo=UTC), "in", 3, 42, 1, "bad_json: x", b"{")
+    message = orjson.loads(dead_letter_to_json(dead))
+    assert message["received_at"] == "2026-11-22T09:00:00+00:00"
+    assert dead_letter_from_json(dead_letter_to_json(dead)) == dead
+    with pytest.raises(ValueError):
+        dead_letter_from_json(orjson.dumps({**message, "received_at": "2026-11-22T09:00:00"}))
+
+
+def test_collect_keeps_the_newest_row_per_window_and_sorts_by_topic() -> None:
+    older, newer, other = row(views=10), row(views=25), row("cr-2", views=5)
+    profile = b'{"creator_id": "cr-1", "handle": "@a", "follower_count": 20000, "niche": "food"}'
+    contract = b'{"campaign_id": "camp", "creator_id": "cr-1", "fee": 500.0, "currency": "USD"}'
+    dead = DeadLetter(datetime.now(UTC), "in", 0, 7, 0, "invalid: ts", b"{}")
+    batch = collect(
+        [
+            (TOPICS.window_rows, window_row_to_json(newer)),
+            (TOPICS.window_rows, window_row_to_json(older)),  # replayed, lower version
+            (TOPICS.window_rows, window_row_to_json(other)),
+            (TOPICS.dead_letters, dead_letter_to_json(dead)),
+            (TOPICS.profiles, profile),
+            (TOPICS.profiles, None),  # a tombstone on a compacted topic
+            (TOPICS.contracts, contract),
+        ],
+        TOPICS,
+    )
+    assert batch.rows == {("camp", "cr-1", 60, 60_000): newer, ("camp", "cr-2", 60, 60_000): other}
+    assert batch.dead_letters == [dead]
+    assert [p.creator_id for p in batch.profiles] == ["cr-1"]
+    assert [c.fee for c in batch.contracts] == [500.0]
+    assert batch.invalid == 0 and not batch.empty()
+
+
+def test_collect_counts_bad_records_instead_of_raising() -> None:
+    batch = collect(
+        [
+            (TOPICS.window_rows, b"not json"),
+            (TOPICS.dead_letters, b'{"topic": "x"}'),
+            (TOPICS.profiles, b'{"creator_id": ""}'),
+            (TOPICS.window_rows, window_row_to_json(row())),
+        ],
+        TOPICS,
+    )
+    assert batch.invalid == 3
+    assert list(batch.rows.values()) == [row()]
+
+
+def test_window_rows_topic_is_named_after_the_group() -> None:
+    assert window_rows_topic("creatorpulse") == "creatorpulse-window-rows"
