@@ -772,19 +772,50 @@ def _latency_rows(latency: Mapping[str, Any] | None) -> list[Row]:
     return rows
 
 
+def kb_per_window(run: Mapping[str, Any], windows: int | None) -> float | None:
+    """What each open window added to the worker's peak RSS."""
+    peak, start = run.get("rss_peak_mb"), run.get("rss_start_mb")
+    if peak is None or start is None or not windows:
+        return None
+    return float((peak - start) * 1024 / windows)
+
+
 def _memory_rows(memory: Mapping[str, Any] | None) -> list[Row]:
     if not memory:
         return []
-    note = (
-        f"{memory.get('windows') or 0:,} open windows; "
-        f"{fmt_number(memory.get('rss_start_mb'), 'MB')} before the first record, "
-        f"{fmt_number(memory.get('kb_per_window'), 'KB', 2)} per window"
-    )
-    figure = (
-        f"peak RSS, {memory.get('creators_per_campaign', 0):,} creators x "
+
+    def note(run: Mapping[str, Any]) -> str:
+        return (
+            f"{fmt_number(run.get('rss_start_mb'), 'MB')} before the first record, "
+            f"{fmt_number(run.get('kb_per_window'), 'KB', 2)} per window"
+        )
+
+    section = (
+        f"6 memory, {memory.get('creators_per_campaign', 0):,} creators x "
         f"{memory.get('campaigns', 0)} campaigns"
     )
-    return [Row("6 memory", figure, fmt_number(memory.get("rss_peak_mb"), "MB"), note=note)]
+    rows = [
+        Row(
+            section,
+            "worker peak RSS, chDB in the worker",
+            fmt_number(memory.get("rss_peak_mb"), "MB"),
+            note=f"{memory.get('windows') or 0:,} open windows; {note(memory)}",
+        )
+    ]
+    topic_mode = memory.get("sink_topic")
+    if topic_mode:
+        rows.append(
+            Row(
+                "",
+                "worker peak RSS, --sink topic",
+                fmt_number(topic_mode.get("rss_peak_mb"), "MB"),
+                note=(
+                    f"{note(topic_mode)}; the sink process: "
+                    f"{fmt_number(topic_mode.get('sink_rss_peak_mb'), 'MB')}"
+                ),
+            )
+        )
+    return rows
 
 
 def _scaling_rows(scaling: Mapping[str, Any] | None) -> list[Row]:
@@ -1173,14 +1204,54 @@ def _tail(path: Path, max_bytes: int = 3000) -> str:
 # -- I/O: the creatorpulse worker --------------------------------------------------------------
 
 
-class WorkerProcess:
-    """``python -m creatorpulse worker`` on its own chDB store, group and HTTP port."""
+def group_lag(bootstrap: str, group: str, topics: Sequence[str]) -> int | None:
+    """Records of ``topics`` that consumer ``group`` has not committed (None: unknown yet)."""
+    from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
+    from kafka.errors import KafkaError
 
-    def __init__(self, bootstrap: str, topic: str, root: Path, name: str) -> None:
+    try:
+        admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+        consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=None)
+        try:
+            committed = admin.list_group_offsets(group).get(group, {})
+            partitions = [
+                TopicPartition(t, p) for t in topics for p in consumer.partitions_for_topic(t) or ()
+            ]
+            ends = consumer.end_offsets(partitions)
+        finally:
+            consumer.close()
+            admin.close()
+    except KafkaError:
+        return None
+    return sum(
+        max(0, end - (committed[tp].offset if tp in committed else 0)) for tp, end in ends.items()
+    )
+
+
+class WorkerProcess:
+    """``python -m creatorpulse worker`` on its own chDB store, group and HTTP port.
+
+    ``command="sink"`` runs ``creatorpulse sink`` instead; ``sink="topic"`` makes the
+    worker publish its rows for one (give both the same ``app_id``).
+    """
+
+    def __init__(
+        self,
+        bootstrap: str,
+        topic: str,
+        root: Path,
+        name: str,
+        *,
+        command: str = "worker",
+        sink: str = "clickhouse",
+        app_id: str | None = None,
+    ) -> None:
         self.bootstrap = bootstrap
         self.topic = topic
         self.dir = root / name
-        self.app_id = f"bench-{name}-{uuid.uuid4().hex[:6]}"
+        self.command = command
+        self.sink = sink
+        self.app_id = app_id or f"bench-{name}-{uuid.uuid4().hex[:6]}"
         self.port = free_port()
         self.proc: subprocess.Popen[bytes] | None = None
         self.started_at = 0.0
@@ -1189,7 +1260,7 @@ class WorkerProcess:
 
     @property
     def log_path(self) -> Path:
-        return self.dir / "worker.log"
+        return self.dir / f"{self.command}.log"
 
     def start(self) -> WorkerProcess:
         self.dir.mkdir(parents=True, exist_ok=True)
@@ -1205,11 +1276,12 @@ class WorkerProcess:
             CREATORPULSE_WINDOWS=WINDOWS,
             CREATORPULSE_GRACE_S=str(GRACE_S),
             CREATORPULSE_FLUSH_INTERVAL_S=str(FLUSH_INTERVAL_S),
+            CREATORPULSE_SINK=self.sink,
         )
         self.started_at = time.time()
         with open(self.log_path, "wb") as log:  # the child keeps its own descriptor
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "creatorpulse", "worker"],
+                [sys.executable, "-m", "creatorpulse", self.command],
                 env=env,
                 cwd=ROOT,
                 stdin=subprocess.DEVNULL,
@@ -1513,8 +1585,49 @@ class Runner:
                     f"CPU {fmt_us(result['cpu_s_per_event'])}/event"
                 )
 
-    def worker_run(self, dataset: Dataset, name: str) -> dict[str, Any]:
-        worker = WorkerProcess(self.bootstrap(), dataset.topic, self.work_dir, name)
+    def worker_run(self, dataset: Dataset, name: str, sink: str = "clickhouse") -> dict[str, Any]:
+        """The worker over a pre-loaded topic; ``sink="topic"`` adds a sink process and
+        waits until it has written everything the worker published."""
+        worker = WorkerProcess(self.bootstrap(), dataset.topic, self.work_dir, name, sink=sink)
+        sink_process = None
+        if sink == "topic":
+            sink_process = WorkerProcess(
+                self.bootstrap(),
+                dataset.topic,
+                self.work_dir,
+                f"{name}-sink",
+                command="sink",
+                app_id=worker.app_id,
+            ).start()
+        try:
+            figures = self._worker_run(dataset, name, worker)
+            if sink_process is not None:
+                figures.update(self._sink_caught_up(sink_process, name))
+        finally:
+            if sink_process is not None:
+                sink_process.stop()
+        return figures
+
+    def _sink_caught_up(self, sink: WorkerProcess, name: str) -> dict[str, Any]:
+        """Wait until the sink has committed every window row; its peak RSS then."""
+        from sinks.row_topic import window_rows_topic
+
+        group, topic = f"{sink.app_id}-sink", window_rows_topic(sink.app_id)
+        started = time.monotonic()
+        deadline = started + 120
+        while (lag := group_lag(self.bootstrap(), group, [topic])) != 0:
+            if sink.proc is not None and sink.proc.poll() is not None:
+                raise BenchError(f"the sink exited:\n{_tail(sink.log_path)}")
+            if time.monotonic() > deadline:
+                raise BenchError(f"the sink still lags {lag} rows behind (log {sink.log_path})")
+            self.say(f"{name}: sink lags {lag if lag is not None else '?'} rows")
+            time.sleep(POLL_RUNNING_S)
+        return {
+            "sink_rss_peak_mb": sink.vm_hwm_mb(),
+            "sink_caught_up_s": time.monotonic() - started,
+        }
+
+    def _worker_run(self, dataset: Dataset, name: str, worker: WorkerProcess) -> dict[str, Any]:
         with worker:
 
             def progress(stats: dict[str, Any]) -> None:
@@ -1654,19 +1767,23 @@ class Runner:
         sim = simulator(o.memory_campaigns, o.memory_creators, o.seed, f"{self.run_id}m")
         dataset = self.live_dataset("memory", sim, o.memory_events_per_creator)
         result = self.worker_run(dataset, "worker-memory")
-        peak, start = result.get("rss_peak_mb"), result.get("rss_start_mb")
         result.update(
             campaigns=o.memory_campaigns,
             creators_per_campaign=o.memory_creators,
             events_per_creator=o.memory_events_per_creator,
-            kb_per_window=(
-                (peak - start) * 1024 / dataset.windows
-                if peak is not None and start is not None and dataset.windows
-                else None
-            ),
+            kb_per_window=kb_per_window(result, dataset.windows),
         )
         self.done(
-            f"memory: peak RSS {fmt_number(peak, 'MB')} with {dataset.windows:,} open windows"
+            f"memory: peak RSS {fmt_number(result.get('rss_peak_mb'), 'MB')} with "
+            f"{dataset.windows:,} open windows, chDB in the worker"
+        )
+        self.say("memory: the same with --sink topic and a `creatorpulse sink` process")
+        topic_mode = self.worker_run(dataset, "worker-memory-topic", sink="topic")
+        topic_mode["kb_per_window"] = kb_per_window(topic_mode, dataset.windows)
+        result["sink_topic"] = topic_mode
+        self.done(
+            f"memory, --sink topic: worker {fmt_number(topic_mode.get('rss_peak_mb'), 'MB')}, "
+            f"sink process {fmt_number(topic_mode.get('sink_rss_peak_mb'), 'MB')}"
         )
         return result
 

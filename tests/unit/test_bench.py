@@ -19,6 +19,7 @@ from creatorpulse.bench import (
     count_windows,
     coverage_records,
     fmt_ratio,
+    kb_per_window,
     parse_args,
     parse_cpu_model,
     parse_json_line,
@@ -312,6 +313,14 @@ def _results() -> dict[str, object]:
                 "rss_start_mb": 300.0,
                 "windows": 60_000,
                 "kb_per_window": 6.83,
+                "sink_topic": {
+                    "rss_peak_mb": 250.0,
+                    "rss_start_mb": 150.0,
+                    "kb_per_window": kb_per_window(
+                        {"rss_peak_mb": 250.0, "rss_start_mb": 150.0}, 60_000
+                    ),
+                    "sink_rss_peak_mb": 380.0,
+                },
             },
             "scaling": {
                 "creators": [
@@ -340,8 +349,13 @@ def test_rows_carry_ratios_to_ceiling_and_baseline() -> None:
     assert single.value == "2,500 ms" and "4,000 ev/s" in single.note
     p99s = [r.value for r in build_rows(_results()) if r.figure == "p99"]
     assert p99s == ["9,000 ms", "1,600 ms"]  # in SHAPES order: single-event, then batch
-    memory = rows[("6 memory", "peak RSS, 10,000 creators x 3 campaigns")]
+    memory = rows[
+        ("6 memory, 10,000 creators x 3 campaigns", "worker peak RSS, chDB in the worker")
+    ]
     assert memory.value == "700 MB" and "60,000 open windows" in memory.note
+    topic_mode = rows[("", "worker peak RSS, --sink topic")]
+    assert topic_mode.value == "250 MB"
+    assert "sink process: 380 MB" in topic_mode.note and "1.71 KB per window" in topic_mode.note
     scaled = rows[("", "CPU/event, 100,000 creators x 1")]
     assert "3.00x the first" in scaled.note
 
@@ -386,3 +400,9 @@ def test_single_event_worker_is_compared_with_the_bare_faust_loop() -> None:
     assert bare.value == "8,000 ev/s"
     worker = rows[("3 creatorpulse, single-event records", "read -> all windows in ClickHouse")]
     assert "75% of the bare Faust loop" in worker.note
+
+
+def test_kb_per_window_is_the_growth_over_the_start() -> None:
+    assert kb_per_window({"rss_peak_mb": 250.0, "rss_start_mb": 150.0}, 50_000) == 2.048
+    assert kb_per_window({"rss_peak_mb": 250.0}, 50_000) is None
+    assert kb_per_window({"rss_peak_mb": 250.0, "rss_start_mb": 150.0}, 0) is None
