@@ -10,9 +10,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 import orjson
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, create_model
 
 from schemas.events import METRICS, Count, Id
 
@@ -95,24 +96,20 @@ def window_row_to_json(row: CreatorWindowRow) -> bytes:
     )
 
 
-class _WindowRowMessage(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="ignore")
-
-    campaign_id: Id
-    creator_id: Id
-    window_size_s: int = Field(gt=0, strict=True)
-    window_start_ms: int = Field(ge=0, strict=True)
-    views: Count = 0
-    likes: Count = 0
-    comments: Count = 0
-    shares: Count = 0
-    saves: Count = 0
-    watch_time_ms: Count = 0
-    completions: Count = 0
-    replays: Count = 0
-    clicks: Count = 0
-    conversions: Count = 0
-    revenue_cents: Count = 0
+# Validation of the flat message, one field per counter: generated from METRICS so the
+# message cannot miss a counter the events have.
+_WINDOW_ROW_FIELDS: dict[str, Any] = {
+    "campaign_id": (Id, ...),
+    "creator_id": (Id, ...),
+    "window_size_s": (int, Field(gt=0, strict=True)),
+    "window_start_ms": (int, Field(ge=0, strict=True)),
+    **{metric: (Count, 0) for metric in METRICS},
+}
+_WindowRowMessage = create_model(
+    "WindowRowMessage",
+    __config__=ConfigDict(frozen=True, extra="ignore"),
+    **_WINDOW_ROW_FIELDS,
+)
 
 
 def window_row_from_json(value: bytes) -> CreatorWindowRow:
@@ -127,19 +124,23 @@ def window_row_from_json(value: bytes) -> CreatorWindowRow:
     )
 
 
+def dead_letter_fields(dead: DeadLetter) -> dict[str, Any]:
+    """A dead letter's fields for JSON (the payload as text; the time left to the caller)."""
+    return {
+        "received_at": dead.received_at,
+        "topic": dead.topic,
+        "partition": dead.partition,
+        "offset": dead.offset,
+        "idx": dead.idx,
+        "reason": dead.reason,
+        "payload": dead.payload.decode("utf-8", "replace"),
+    }
+
+
 def dead_letter_to_json(dead: DeadLetter) -> bytes:
-    """A dead letter as the dead-letter topic carries it (contract section 1)."""
-    return orjson.dumps(
-        {
-            "received_at": dead.received_at.isoformat(),
-            "topic": dead.topic,
-            "partition": dead.partition,
-            "offset": dead.offset,
-            "idx": dead.idx,
-            "reason": dead.reason,
-            "payload": dead.payload.decode("utf-8", "replace"),
-        }
-    )
+    """A dead letter as the dead-letter topic carries it (contract section 1): the
+    time as RFC 3339 text."""
+    return orjson.dumps(dead_letter_fields(dead))
 
 
 class _DeadLetterMessage(BaseModel):

@@ -34,7 +34,7 @@ from zlib import crc32
 import orjson
 
 from schemas.events import METRICS, PostStatEvent
-from schemas.rows import CreatorWindowRow, DeadLetter
+from schemas.rows import CreatorWindowRow, DeadLetter, dead_letter_fields
 from streams.windows import Watermark, is_closed, window_end_ms, window_start_ms
 
 WindowKey = tuple[str, str, int, int]  # campaign_id, creator_id, window_size_s, window_start_ms
@@ -90,15 +90,8 @@ def _ahead(offsets: Mapping[str, int], checkpoint: Mapping[str, int]) -> bool:
 
 
 def _dead_letter_json(dead: DeadLetter) -> dict[str, Any]:
-    return {
-        "received_at": dead.received_at.timestamp(),
-        "topic": dead.topic,
-        "partition": dead.partition,
-        "offset": dead.offset,
-        "idx": dead.idx,
-        "reason": dead.reason,
-        "payload": dead.payload.decode("utf-8", "replace"),
-    }
+    # Epoch seconds in the changelog (its format predates the topic's RFC 3339 text).
+    return {**dead_letter_fields(dead), "received_at": dead.received_at.timestamp()}
 
 
 def _dead_letter_from_json(data: Mapping[str, Any]) -> DeadLetter:

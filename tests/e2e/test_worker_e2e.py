@@ -353,6 +353,31 @@ def read_clickhouse(
     )
 
 
+def publish_until_mid_burst(
+    bootstrap: str, topic: str, burst: Dataset, group: str, worker: WorkerProcess
+) -> None:
+    """Publish a burst and return once the worker is in the middle of it."""
+    publish(bootstrap, topic, burst.records)
+    before = committed_total(bootstrap, group, topic)
+    wait_until(
+        lambda: committed_total(bootstrap, group, topic) > before + 500,
+        120,
+        worker,
+        "burst progress",
+    )
+    assert not committed_everything(bootstrap, group, [topic]), "kill must land mid-stream"
+
+
+def real_kafka(kafka_broker: Any) -> str:
+    """The broker's bootstrap; in CI (CREATORPULSE_REQUIRE_REAL_KAFKA=1) only Apache Kafka."""
+    if (
+        kafka_broker.flavor != "apache-kafka"
+        and os.environ.get("CREATORPULSE_REQUIRE_REAL_KAFKA") == "1"
+    ):
+        pytest.fail("this test must run on real Apache Kafka in CI")
+    return str(kafka_broker.bootstrap)
+
+
 @pytest.fixture
 def workdir(tmp_path: Path) -> Iterator[Path]:
     yield tmp_path
@@ -375,12 +400,7 @@ def spawn() -> Iterator[Any]:
 def test_worker_is_exact_through_kill9_restart_and_replay(
     kafka_broker: Any, clickhouse_url: str, unique_name: Any, workdir: Path, spawn: Any
 ) -> None:
-    if (
-        kafka_broker.flavor != "apache-kafka"
-        and os.environ.get("CREATORPULSE_REQUIRE_REAL_KAFKA") == "1"
-    ):
-        pytest.fail("this test must run on real Apache Kafka in CI")
-    bootstrap = kafka_broker.bootstrap
+    bootstrap = real_kafka(kafka_broker)
     topic = unique_name("post-stats")
     app_id = unique_name("e2e")
     create_topic(bootstrap, topic, PARTITIONS)
@@ -408,15 +428,7 @@ def test_worker_is_exact_through_kill9_restart_and_replay(
     )
 
     # A burst, and SIGKILL while the worker is in the middle of it.
-    publish(bootstrap, topic, two.records)
-    before = committed_total(bootstrap, app_id, topic)
-    wait_until(
-        lambda: committed_total(bootstrap, app_id, topic) > before + 500,
-        120,
-        worker,
-        "burst progress",
-    )
-    assert not committed_everything(bootstrap, app_id, [topic]), "kill must land mid-stream"
+    publish_until_mid_burst(bootstrap, topic, two, app_id, worker)
     worker.kill9()
 
     worker.start()
@@ -478,12 +490,7 @@ def test_separate_sink_process_is_exact_through_kill9_of_both(
     Both are killed with -9 in the middle of a burst and restarted; ClickHouse must
     still hold exactly the oracle's totals and one dead letter per bad element.
     """
-    if (
-        kafka_broker.flavor != "apache-kafka"
-        and os.environ.get("CREATORPULSE_REQUIRE_REAL_KAFKA") == "1"
-    ):
-        pytest.fail("this test must run on real Apache Kafka in CI")
-    bootstrap = kafka_broker.bootstrap
+    bootstrap = real_kafka(kafka_broker)
     topic = unique_name("post-stats")
     app_id = unique_name("e2e-topic")
     create_topic(bootstrap, topic, PARTITIONS)
@@ -501,15 +508,7 @@ def test_separate_sink_process_is_exact_through_kill9_of_both(
         "phase one",
     )
 
-    publish(bootstrap, topic, two.records)
-    before = committed_total(bootstrap, app_id, topic)
-    wait_until(
-        lambda: committed_total(bootstrap, app_id, topic) > before + 500,
-        120,
-        worker,
-        "burst progress",
-    )
-    assert not committed_everything(bootstrap, app_id, [topic]), "kill must land mid-stream"
+    publish_until_mid_burst(bootstrap, topic, two, app_id, worker)
     sink.kill9()
     worker.kill9()
     sink.start()
