@@ -86,6 +86,8 @@ THROUGHPUT_SPAN_S: Final = 900.0
 # state is creators x windows, which is what those sections measure.
 LIVE_SPAN_S: Final = 300.0
 BATCH_MAX_SPAN_MS: Final = 120_000
+#: Worker runs and bare-loop runs per record shape; the best counts (see best_of).
+PASSES: Final = 2
 #: Latency: how often the paced publisher sends, per record shape. Batch records hold
 #: one creator's events of one slice, as a poller would publish one poll's results.
 LATENCY_SLICE_S: Final = {"batch": 0.25, "single": 0.05}
@@ -117,12 +119,14 @@ METHOD: Final = {
     ),
     "bare_loop": (
         "creatorpulse.bench_baseline --bare: the same Faust app whose agent only iterates "
-        "the stream (no decode, no table): Faust's own per-record cost, single-event records"
+        "the stream (no decode, no table): Faust's own per-record cost, single-event records; "
+        "it and the baseline run with the worker's GIL switch interval (20 ms)"
     ),
     "worker": (
         "python -m creatorpulse worker (chDB store), /stats: events / (last_write_unix - "
         "first_record_unix) once every event is counted and every window written; CPU "
-        "from cpu_s deltas (start-up excluded); RSS from /proc/<pid>/status VmHWM"
+        "from cpu_s deltas (start-up excluded); RSS from /proc/<pid>/status VmHWM; best "
+        "of 2 runs, each a fresh worker and group (the bare loop likewise)"
     ),
     "producers": (
         "simulator: generation + kafka-python publish + flush; replay: producers.loops."
@@ -1074,9 +1078,19 @@ def run_ceiling(
     bootstrap: str, topic: str, expect: int, timeout_s: float, passes: int = 3
 ) -> dict[str, Any]:
     """The best of ``passes`` reads (a ceiling is the best case), each with a fresh group."""
-    runs = [asyncio.run(_ceiling(bootstrap, topic, expect, timeout_s)) for _ in range(passes)]
-    best = dict(max(runs, key=lambda r: r["events_per_s"] or 0.0))
-    best["passes"] = [round(r["events_per_s"] or 0.0) for r in runs]
+    return best_of(
+        [asyncio.run(_ceiling(bootstrap, topic, expect, timeout_s)) for _ in range(passes)]
+    )
+
+
+def best_of(runs: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """The run with the highest events/s, plus every run's events/s under ``passes``.
+
+    On a shared 2-core machine one pass can lose a fifth to a neighbour; the best of a
+    few is the figure the code can reach, and the spread stays visible in the JSON.
+    """
+    best = dict(max(runs, key=lambda r: r.get("events_per_s") or 0.0))
+    best["passes"] = [round(r.get("events_per_s") or 0.0) for r in runs]
     return best
 
 
@@ -1565,20 +1579,29 @@ class Runner:
                 result = self.section(
                     "bare_loop",
                     shape,
-                    lambda: run_baseline(
-                        self.bootstrap(),
-                        topic,
-                        events,
-                        self.work_dir / f"bare-{shape}.log",
-                        timeout_s=120 + events / 500,
-                        bare=True,
+                    lambda: best_of(
+                        [
+                            run_baseline(
+                                self.bootstrap(),
+                                topic,
+                                events,
+                                self.work_dir / f"bare-{shape}-{i}.log",
+                                timeout_s=120 + events / 500,
+                                bare=True,
+                            )
+                            for i in range(PASSES)
+                        ]
                     ),
                 )
                 if result:
                     self.done(f"{shape}: bare loop {fmt_number(result['events_per_s'], 'ev/s')}")
         if o.runs("worker"):
             result = self.section(
-                "worker", shape, lambda: self.worker_run(dataset, f"worker-{shape}")
+                "worker",
+                shape,
+                lambda: best_of(
+                    [self.worker_run(dataset, f"worker-{shape}-{i}") for i in range(PASSES)]
+                ),
             )
             if result:
                 self.done(

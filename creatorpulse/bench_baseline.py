@@ -137,6 +137,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     import faust
 
+    from creatorpulse.runtime import GIL_SWITCH_INTERVAL_S
+
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
     app = build_app(
         args.bootstrap,
@@ -146,6 +148,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.partitions,
         bare=args.bare,
     )
+    # The interpreter setting creatorpulse's worker runs with: the comparison then shows
+    # what the worker's code does differently, not a GIL setting any Faust app could use.
+    sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
     worker = faust.Worker(
         app, loglevel="WARNING", quiet=True, redirect_stdouts=False, override_logging=False
     )

@@ -14,6 +14,7 @@ from creatorpulse import bench
 from creatorpulse.bench import (
     BenchOptions,
     DoneTracker,
+    best_of,
     build_rows,
     campaigns_for,
     count_windows,
@@ -406,3 +407,11 @@ def test_kb_per_window_is_the_growth_over_the_start() -> None:
     assert kb_per_window({"rss_peak_mb": 250.0, "rss_start_mb": 150.0}, 50_000) == 2.048
     assert kb_per_window({"rss_peak_mb": 250.0}, 50_000) is None
     assert kb_per_window({"rss_peak_mb": 250.0, "rss_start_mb": 150.0}, 0) is None
+
+
+def test_best_of_keeps_the_fastest_run_and_every_pass() -> None:
+    runs = [{"events_per_s": 900.4, "cpu_s": 2.0}, {"events_per_s": 1_100.0, "cpu_s": 1.5}]
+    best = best_of(runs)
+    assert best["cpu_s"] == 1.5 and best["passes"] == [900, 1_100]
+    assert "passes" not in runs[1]  # the inputs are left alone
+    assert best_of([{"events_per_s": None}])["passes"] == [0]
