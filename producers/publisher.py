@@ -249,12 +249,12 @@ class Publisher:
 
     def publish(self, record: SimRecord) -> None:
         """Publish one record: batched if it carries a valid event and batching is on."""
-        if record.event is None:
+        if not record.has_event:
             self._send(self.topic, record.key, record.value, record.timestamp_ms, 0)
         elif self.events_per_record == 1:
             self._send(self.topic, record.key, record.value, record.timestamp_ms, 1)
         else:
-            key = record.key if record.key is not None else record.event.partition_key()
+            key = record.key if record.key is not None else _partition_key(record)
             self._buffer(key, record.value, record.timestamp_ms)
 
     def publish_many(self, records: Iterable[SimRecord]) -> None:
@@ -264,11 +264,10 @@ class Publisher:
         buffer = self._buffer
         batching = self.events_per_record > 1
         for record in records:
-            event = record.event
-            if event is None:
+            if not record.has_event:
                 send(topic, record.key, record.value, record.timestamp_ms, 0)
             elif batching:
-                key = record.key if record.key is not None else event.partition_key()
+                key = record.key if record.key is not None else _partition_key(record)
                 buffer(key, record.value, record.timestamp_ms)
             else:
                 send(topic, record.key, record.value, record.timestamp_ms, 1)
@@ -410,3 +409,10 @@ class Publisher:
         if self._first_error is None:
             self._first_error = exc
             log.error("delivery failed: %r", exc)
+
+
+def _partition_key(record: SimRecord) -> bytes:
+    """The key of a record that carries an event but was given none: its creator."""
+    event = record.event
+    assert event is not None
+    return event.partition_key()

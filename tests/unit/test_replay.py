@@ -156,6 +156,102 @@ def test_reading_is_streamed_and_reports_progress(tmp_path: Path) -> None:
     assert reader.bytes_read == reader.total_bytes
 
 
+def parse_once_oracle(lines: list[bytes]) -> list[tuple[Any, ...]]:
+    """What a JSONL replay must give, computed the plain way: parse every line with orjson
+    for its key and ts, decode it with the pipeline's decoder (the reader skips the
+    orjson parse for lines that are one valid event; this is the check that it may).
+
+    Lines without a usable ts take the previous one's, or the first usable one's.
+    """
+    rows: list[tuple[Any, ...]] = []
+    for line in lines:
+        if not line.strip():
+            continue
+        try:
+            parsed = orjson.loads(line)
+        except orjson.JSONDecodeError:
+            parsed = None
+        key, ts = None, None
+        if isinstance(parsed, dict):
+            creator = parsed.get("creator_id")
+            key = creator.encode() if isinstance(creator, str) and creator else None
+            ts = ts_to_ms(parsed.get("ts"))
+        elif isinstance(parsed, list):
+            items = [i for i in parsed if isinstance(i, dict)]
+            creators = {i.get("creator_id") for i in items}
+            if len(creators) == 1:
+                (creator,) = creators
+                key = creator.encode() if isinstance(creator, str) and creator else None
+            usable = [t for t in (ts_to_ms(i.get("ts")) for i in items) if t is not None]
+            ts = max(usable) if usable else None
+        decoded = decode_record(line)
+        ok = not decoded.rejected
+        single = ok and len(decoded.events) == 1 and line[:1] != b"["
+        rows.append(
+            (key, line, ts, decoded.events[0] if single else None, "ok" if ok else "invalid")
+        )
+    first = next(r[2] for r in rows if r[2] is not None)
+    out, last = [], first
+    for key, line, ts, ev, label in rows:
+        last = ts if ts is not None else last
+        out.append((key, line, last, ev, label))
+    return out
+
+
+def test_jsonl_records_are_what_parsing_every_line_twice_gives(tmp_path: Path) -> None:
+    lines = [
+        b'{"event_id": "no-ts", "creator_id": "alice"}',  # held until a ts comes
+        orjson.dumps(event()),
+        orjson.dumps(event(event_id="iso", kind="snapshot", ts="2026-11-22T10:00:00.250+01:00")),
+        orjson.dumps(event(event_id="extra", extra={"nested": [1, 2.5, None]}, note="x")),
+        b"  " + orjson.dumps(event(event_id="spaced")) + b"  ",
+        b'{"event_id": "dup", "ts": 5, "views": -1, "views": 3, "campaign_id": "c",'
+        b' "creator_id": "bob", "post_id": "p"}',
+        orjson.dumps(event(event_id="neg", views=-1)),
+        orjson.dumps(event(event_id="bool", likes=True)),
+        orjson.dumps(event(event_id="float", likes=1.0)),
+        orjson.dumps(event(event_id="big", likes=2**53 + 1)),
+        orjson.dumps(event(event_id="ts-bool", ts=True)),
+        orjson.dumps(event(event_id="naive", ts="2026-11-22T10:00:00")),
+        orjson.dumps(event(event_id="x" * 129)),
+        orjson.dumps(event(event_id="kind", kind="total")),
+        orjson.dumps({k: v for k, v in event().items() if k != "creator_id"}),
+        orjson.dumps(event(creator_id="")),
+        orjson.dumps(event(creator_id=7)),
+        orjson.dumps(event(event_id="pad", pad="a" * MAX_EVENT_BYTES)),  # too large
+        orjson.dumps([event(event_id="b1"), event(event_id="b2", ts=T0 + 5)]),
+        orjson.dumps([event(event_id="b3"), event(event_id="b4", views=-1)]),
+        orjson.dumps([event(event_id="only")]),
+        b"[]",
+        b"{}",
+        b"null",
+        b"42",
+        b'"text"',
+        b'{"event_id": "trunc',
+        b"",
+        orjson.dumps(event(event_id="last", ts=T0 + 9)),
+    ]
+    path = write_jsonl(tmp_path / "mixed.jsonl", *lines)
+    reader = ReplayReader(path)
+    got = [(r.key, r.value, r.timestamp_ms, r.event, r.label) for r in reader]
+    assert got == parse_once_oracle(lines)
+    assert reader.records == len(got)
+    assert reader.valid_events == sum(len(decode_record(r[1]).events) for r in got)
+    assert reader.rejected == sum(len(decode_record(r[1]).rejected) for r in got)
+
+
+def test_a_valid_event_orjson_cannot_parse_is_keyed_and_timed_by_the_event(
+    tmp_path: Path,
+) -> None:
+    # NaN in an unknown field: the pipeline's decoder (pydantic) accepts the event,
+    # orjson refuses the line. The record follows the decoder, like the worker will.
+    line = orjson.dumps(event(event_id="nan", ts=T0 + 3))[:-1] + b', "score": NaN}'
+    path = write_jsonl(tmp_path / "nan.jsonl", orjson.dumps(event()), line)
+    _, record = iter_records(path)
+    assert decode_record(line).events == [record.event]
+    assert record.key == b"alice" and record.timestamp_ms == T0 + 3 and record.label == "ok"
+
+
 # -- CSV -------------------------------------------------------------------------------
 
 

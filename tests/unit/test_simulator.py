@@ -8,15 +8,17 @@ and the anomaly labels are checked against the independent oracle in
 from __future__ import annotations
 
 import math
+import pickle
 import statistics
 import threading
 import time
 from collections import Counter, defaultdict
-from dataclasses import dataclass, field
+from dataclasses import FrozenInstanceError, dataclass, field
 from typing import Any
 
 import orjson
 import pytest
+from pydantic import ValidationError
 
 from producers.loops import simulate
 from producers.publisher import PublisherStats
@@ -456,6 +458,37 @@ def test_events_at_rate_spreads_valid_deltas_over_creators_at_the_rate() -> None
     assert len(creators) > len(sim.profiles()) * 0.75
     again = {r.event.event_id for r in sim.events_at_rate(T0, 2000.0, 100) if r.event}
     assert not again & ids  # each call has ids of its own
+
+
+def test_events_at_rate_refuses_ids_that_would_not_be_valid_json() -> None:
+    # Records skip their own validation; the checks made once per call must catch this.
+    sim = sim_for(seed=1, run_id='say "hi"')
+    with pytest.raises(ValidationError):
+        next(iter(sim.events_at_rate(T0, 100.0, 10)))
+    with pytest.raises(ValidationError):
+        next(iter(sim_for(seed=1).events_at_rate(-1_000, 100.0, 10)))  # negative ts
+
+
+def test_a_record_known_to_be_valid_decodes_its_event_on_first_use() -> None:
+    (eager,) = sim_for(seed=3, mode="clickstream").events_at_rate(T0, 10.0, 1)
+    value, key = eager.value, eager.key
+    lazy = SimRecord.known_valid(key, value, T0)
+    assert lazy.has_event
+    assert lazy.event == decode_record(value).events[0]
+    assert lazy.event is lazy.event  # decoded once
+    decoded = SimRecord(key, value, T0, decode_record(value).events[0])
+    assert SimRecord.known_valid(key, value, T0) == decoded
+    assert hash(SimRecord.known_valid(key, value, T0)) == hash(decoded)
+    assert SimRecord.known_valid(key, value, T0, "duplicate") != decoded
+    invalid = SimRecord(key, b"{", T0, None, "invalid")
+    assert not invalid.has_event and invalid.event is None
+    assert pickle.loads(pickle.dumps(lazy)) == lazy
+    assert "event=PostStatEvent(" in repr(lazy)
+    with pytest.raises(FrozenInstanceError):
+        lazy.key = b"other"
+    wrong = SimRecord.known_valid(key, b'{"event_id": ""}', T0)
+    with pytest.raises(ValidationError):
+        _ = wrong.event  # the caller's claim is checked when the event is used
 
 
 def test_events_at_rate_generation_speed_is_reported() -> None:
