@@ -43,7 +43,7 @@ format: $(STAMP) ## Apply ruff's formatting and safe fixes
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
 
-bench: $(STAMP) ## Benchmark vs raw ceiling and textbook Faust on real Kafka (~5 min; BENCH_ARGS=--quick)
+bench: $(STAMP) ## Benchmark vs raw ceiling and textbook Faust on real Kafka (~8 min; BENCH_ARGS=--quick: ~2 min)
 	-$(PY) deploy/kafka/kafka_launcher.py fetch
 	$(PY) -m creatorpulse.bench $(BENCH_ARGS)
 
