@@ -177,6 +177,9 @@ class StreamProcessor:
         # False once the consumer has stopped: acknowledging could commit nothing.
         self.consumer_running = True
         self._outbox_dead: list[DeadLetter] = []
+        # Dead-letter segments the sink confirmed before their flush had put them in
+        # the changelog (the write can beat the producer's acks): never write them.
+        self._written_before_logged: set[bytes] = set()
         self._partition_cache: dict[str, int] = {}
         self._last_flush = time.monotonic()
 
@@ -357,6 +360,9 @@ class StreamProcessor:
         await self._flush_producer("forwarded and dead-letter records")
         for partition, _, result in flushes:
             for key, value in result.changelog:
+                if key in self._written_before_logged:
+                    self._written_before_logged.discard(key)
+                    continue
                 if value is None:
                     self.table.data.pop(key, None)
                 else:
@@ -395,6 +401,8 @@ class StreamProcessor:
                 if key in self.table.data:
                     self.table.data.pop(key, None)
                     self.table.send_changelog(partition, key, None, "raw", "raw")
+                else:
+                    self._written_before_logged.add(key)
 
         return delete
 
@@ -403,6 +411,10 @@ class StreamProcessor:
         for partition in partitions:
             self.states.pop(partition, None)
         self._unacked = [e for e in self._unacked if e.message.partition not in partitions]
+        # A partition restored later numbers its flushes from its checkpoint again.
+        self._written_before_logged = {
+            key for key in self._written_before_logged if changelog_partition(key) not in partitions
+        }
 
     def snapshot(self) -> dict[str, Any]:
         """Counters for the /stats page and benchmarks."""
