@@ -30,6 +30,7 @@ from typing import Any
 
 import faust
 import orjson
+from faust.types import TP
 from kafka.partitioner.default import murmur2
 
 from schemas.events import PostStatEvent, decode_record
@@ -376,8 +377,31 @@ class StreamProcessor:
             # add two sensor callbacks per record, a third of the single-record cost.
             for event in unacked:
                 event.ack()
+            await self._commit_durable([(p, s) for p, s, _ in flushes])
         self.stats.flushes += 1
         self.stats.last_flush_unix = time.time()
+
+    async def _commit_durable(self, states: Sequence[tuple[int, PartitionState]]) -> None:
+        """Commit the source offsets that the durable checkpoints cover.
+
+        Faust commits acknowledged offsets up to the first gap in its own per-message
+        bookkeeping. In the e2e test, about one restart in three under load left such
+        a gap although every record had been applied and acknowledged here, and the
+        partition's commits stopped for good: totals stayed exact, but a later restart
+        would have reread everything since. The checkpoint says exactly which records
+        are durable, so that is what is committed (Faust's ``_commit_offsets``: its
+        own commit path, which skips partitions no longer assigned; pinned version).
+        """
+        consumer: Any = self.app.consumer  # the concrete consumer: private members
+        offsets: dict[TP, int] = {}
+        for partition, state in states:
+            for topic, offset in state.durable_offsets.items():
+                tp = TP(topic, partition)
+                committed = consumer._committed_offset.get(tp)
+                if committed is None or offset + 1 > committed:
+                    offsets[tp] = offset + 1
+        if offsets:
+            await consumer._commit_offsets(offsets)
 
     async def _flush_producer(self, what: str) -> None:
         """Wait until Kafka acknowledged everything sent; say so when that is slow."""

@@ -140,6 +140,9 @@ class PartitionState:
         # A closed window stays until its final row is written, or a crash could lose it.
         self._unwritten: dict[WindowKey, int] = {}
         self._flushed_offsets: Offsets = {}
+        # Source offsets covered by the last checkpoint known to be durable: what the
+        # consumer group may commit (each plus one).
+        self.durable_offsets: Offsets = {}
         # Totals already in ClickHouse from an earlier run whose broker state is gone
         # (the embedded broker keeps nothing): a window starts from them, not from zero.
         self._baseline: dict[WindowKey, Sequence[int]] = dict(baseline or {})
@@ -370,6 +373,7 @@ class PartitionState:
     def confirm_durable(self) -> None:
         """Call once the changelog records of the last flush are durable (acked)."""
         self._durable_horizon = self._flushed_horizon
+        self.durable_offsets = dict(self._flushed_offsets)
 
     def _chunk(self, creator_id: str) -> int:
         chunk = self._creator_chunk.get(creator_id)
