@@ -178,9 +178,6 @@ class StreamProcessor:
         # False once the consumer has stopped: acknowledging could commit nothing.
         self.consumer_running = True
         self._outbox_dead: list[DeadLetter] = []
-        # Dead-letter segments the sink confirmed before their flush had put them in
-        # the changelog (the write can beat the producer's acks): never write them.
-        self._written_before_logged: set[bytes] = set()
         self._partition_cache: dict[str, int] = {}
         self._last_flush = time.monotonic()
 
@@ -345,12 +342,8 @@ class StreamProcessor:
         # Rows first: if this task is cancelled at an await below, they are not lost.
         if sampled:
             self.writer.submit((), on_written=lambda: self.latency.written(sampled))
-        for partition, state, result in flushes:
-            self.writer.submit(
-                result.rows,
-                result.dead_letters,
-                _confirm(state, result.seq, self._deleter(partition, result.dead_letter_keys)),
-            )
+        for _, state, result in flushes:
+            self.writer.submit(result.rows, on_written=_confirm(state, result.seq))
         # Forwarded events and dead-letter records must be durable before the
         # checkpoint that says their source records are done.
         for dead in outbox:
@@ -361,14 +354,18 @@ class StreamProcessor:
         await self._flush_producer("forwarded and dead-letter records")
         for partition, _, result in flushes:
             for key, value in result.changelog:
-                if key in self._written_before_logged:
-                    self._written_before_logged.discard(key)
-                    continue
                 if value is None:
                     self.table.data.pop(key, None)
                 else:
                     self.table.data[key] = value
                 self.table.send_changelog(partition, key, value, "raw", "raw")
+            # Only now, with their segments in the table: the sink may confirm them
+            # before the changelog is acknowledged, and the deleter must find the keys.
+            # (Cancelled before this, the replay from the checkpoint makes them again.)
+            if result.dead_letters:
+                self.writer.submit(
+                    (), result.dead_letters, self._deleter(partition, result.dead_letter_keys)
+                )
         await self._flush_producer("state changelog")
         for _, state, _ in flushes:
             state.confirm_durable()
@@ -425,8 +422,6 @@ class StreamProcessor:
                 if key in self.table.data:
                     self.table.data.pop(key, None)
                     self.table.send_changelog(partition, key, None, "raw", "raw")
-                else:
-                    self._written_before_logged.add(key)
 
         return delete
 
@@ -435,10 +430,6 @@ class StreamProcessor:
         for partition in partitions:
             self.states.pop(partition, None)
         self._unacked = [e for e in self._unacked if e.message.partition not in partitions]
-        # A partition restored later numbers its flushes from its checkpoint again.
-        self._written_before_logged = {
-            key for key in self._written_before_logged if changelog_partition(key) not in partitions
-        }
 
     def snapshot(self) -> dict[str, Any]:
         """Counters for the /stats page and benchmarks."""
@@ -470,17 +461,9 @@ def _peak_rss_mb() -> float | None:
     return None
 
 
-def _confirm(
-    state: PartitionState, seq: int, then: Callable[[], None] | None = None
-) -> Callable[[], None]:
+def _confirm(state: PartitionState, seq: int) -> Callable[[], None]:
     """A callback for the sink writer: rows of flush ``seq`` are in ClickHouse."""
-
-    def confirmed() -> None:
-        state.confirm_written(seq)
-        if then is not None:
-            then()
-
-    return confirmed
+    return lambda: state.confirm_written(seq)
 
 
 @dataclass
