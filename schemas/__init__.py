@@ -3,7 +3,14 @@
 Imports no Kafka or ClickHouse client.
 """
 
-from schemas.events import METRICS, Decoded, PostStatEvent, Rejected, decode_record
+from schemas.events import (
+    METRICS,
+    Decoded,
+    DecodedEvent,
+    PostStatEvent,
+    Rejected,
+    decode_record,
+)
 from schemas.reference import CampaignContract, CreatorProfile, tier_for
 from schemas.rows import CreatorWindowRow, DeadLetter
 
@@ -14,6 +21,7 @@ __all__ = [
     "CreatorWindowRow",
     "DeadLetter",
     "Decoded",
+    "DecodedEvent",
     "PostStatEvent",
     "Rejected",
     "decode_record",

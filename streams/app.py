@@ -33,7 +33,7 @@ import orjson
 from faust.types import TP
 from kafka.partitioner.default import murmur2
 
-from schemas.events import PostStatEvent, decode_record
+from schemas.events import DecodedEvent, decode_record
 from schemas.reference import CampaignContract, CreatorProfile
 from schemas.rows import DeadLetter, dead_letter_to_json
 from streams.sink_writer import SinkWriter
@@ -249,7 +249,7 @@ class StreamProcessor:
                 continue
             decoded = decode_record(message.value)
             positions = decoded.positions()
-            local: list[PostStatEvent] = decoded.events
+            local: list[DecodedEvent] = decoded.events
             if topic == input_topic:
                 local, positions = self._rekey_misplaced(partition, local, positions)
             outcome = state.apply_record(topic, offset, local)
@@ -284,8 +284,8 @@ class StreamProcessor:
                 self._outbox_dead.extend(dead)
 
     def _rekey_misplaced(
-        self, partition: int, events: list[PostStatEvent], positions: list[int]
-    ) -> tuple[list[PostStatEvent], list[int]]:
+        self, partition: int, events: list[DecodedEvent], positions: list[int]
+    ) -> tuple[list[DecodedEvent], list[int]]:
         """Send events whose creator belongs to another partition to the rekey topic.
 
         A creator's windows, dedup ids and post totals live in one partition; an event
@@ -294,7 +294,7 @@ class StreamProcessor:
         partition_of = self._partition_of
         if all(partition_of(e.creator_id) == partition for e in events):
             return events, positions
-        keep: list[PostStatEvent] = []
+        keep: list[DecodedEvent] = []
         keep_positions: list[int] = []
         moved: dict[str, list[dict[str, Any]]] = defaultdict(list)
         for event, position in zip(events, positions):
@@ -302,7 +302,7 @@ class StreamProcessor:
                 keep.append(event)
                 keep_positions.append(position)
             else:
-                moved[event.creator_id].append(event.model_dump())
+                moved[event.creator_id].append(event.as_dict())
         for creator_id, group in moved.items():
             self.rekey_topic.send_soon(
                 key=creator_id.encode(),

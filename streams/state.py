@@ -33,7 +33,7 @@ from zlib import crc32
 
 import orjson
 
-from schemas.events import METRICS, PostStatEvent
+from schemas.events import METRICS, DecodedEvent
 from schemas.rows import CreatorWindowRow, DeadLetter, dead_letter_fields
 from streams.windows import Watermark, is_closed, window_end_ms, window_start_ms
 
@@ -167,7 +167,7 @@ class PartitionState:
     # -- applying records -------------------------------------------------------------
 
     def apply_record(
-        self, topic: str, offset: int, events: Sequence[PostStatEvent]
+        self, topic: str, offset: int, events: Sequence[DecodedEvent]
     ) -> RecordOutcome:
         """Apply the valid events of one record, in order.
 
@@ -220,7 +220,7 @@ class PartitionState:
         outcome.duplicates = duplicates
         return outcome
 
-    def _snapshot_delta(self, event: PostStatEvent, topic: str, offset: int) -> tuple[int, ...]:
+    def _snapshot_delta(self, event: DecodedEvent, topic: str, offset: int) -> tuple[int, ...]:
         """Per metric, max(0, new total - highest total seen so far); keeps the highest."""
         key = (event.campaign_id, event.creator_id, event.post_id)
         totals = _counts(event)

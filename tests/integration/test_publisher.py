@@ -21,7 +21,7 @@ from kafka.consumer.fetcher import ConsumerRecord
 from producers.loops import replay_file, simulate
 from producers.publisher import DeliveryError, Publisher
 from producers.simulator import CampaignSimulator, SimRecord, SimulationConfig
-from schemas.events import MAX_BATCH_RECORD_BYTES, PostStatEvent, decode_record
+from schemas.events import MAX_BATCH_RECORD_BYTES, DecodedEvent, PostStatEvent, decode_record
 from schemas.reference import CampaignContract, CreatorProfile
 from tests.fixtures_kafka import create_topic
 
@@ -91,7 +91,7 @@ def test_every_event_arrives_keyed_by_creator_at_event_time(
     topic = unique_name("post-stats")
     create_topic(kafka_bootstrap, topic, PARTITIONS)
     records = simulated_records()
-    sent_events = [r.event for r in records if r.event is not None]
+    sent_events = [DecodedEvent.from_model(r.event) for r in records if r.event is not None]
     sent_invalid = [r.value for r in records if r.event is None]
     assert len(sent_events) > 500 and sent_invalid
 
@@ -104,7 +104,7 @@ def test_every_event_arrives_keyed_by_creator_at_event_time(
     stats = publisher.stats
 
     consumed = consume_all(kafka_bootstrap, topic, stats.records_sent)
-    received: list[PostStatEvent] = []
+    received: list[DecodedEvent] = []
     received_invalid: list[bytes] = []
     order_by_key: dict[bytes, list[str]] = defaultdict(list)
     for message in consumed:
@@ -148,7 +148,7 @@ def test_publish_event_uses_the_events_key_and_time(
         publisher.publish_event(event)
     (message,) = consume_all(kafka_bootstrap, topic, 1)
     assert message.key == b"alice" and message.timestamp == T0
-    assert decode_record(message.value).events == [event]
+    assert decode_record(message.value).events == [DecodedEvent.from_model(event)]
 
 
 def test_a_failed_send_raises_delivery_error_at_flush(

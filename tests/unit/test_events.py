@@ -2,12 +2,23 @@
 
 from __future__ import annotations
 
+import random
 from typing import Any
 
+import msgspec
 import orjson
 import pytest
+from pydantic import ValidationError
 
-from schemas.events import MAX_EVENT_BYTES, METRICS, PostStatEvent, decode_record
+from schemas.events import (
+    EVENT_ADAPTER,
+    MAX_EVENT_BYTES,
+    METRICS,
+    DecodedEvent,
+    PostStatEvent,
+    decode_event,
+    decode_record,
+)
 
 
 def event(**overrides: Any) -> dict[str, Any]:
@@ -119,4 +130,102 @@ def test_a_clean_batch_keeps_positions_in_order() -> None:
 def test_an_event_round_trips_through_its_json() -> None:
     ev = PostStatEvent.model_validate(event(kind="snapshot", ts=1_000))
     again = decode_record(ev.to_json()).events[0]
-    assert again == ev
+    assert again == DecodedEvent.from_model(ev)
+    assert again.to_json() == ev.to_json()
+
+
+# -- the msgspec fast path reads exactly what pydantic reads ------------------------------
+
+_BIG = "__beyond 64 bits__"  # orjson writes no such integer: put in as text
+_ODD_COUNTS = [-1, 0, 2**53, 2**53 + 1, _BIG, 1.0, 1.5, True, "5", None, [1]]
+_ODD_TS = [-1, 0, 1.0, True, "abc", "2026-11-22T10:00:00Z", "2026-11-22T10:00:00", _BIG]
+_ODD_IDS = ["", "x" * 128, "x" * 129, "é" * 128, "😀" * 128, "😀" * 129, "a\x00b", 5, None]
+_ODD_KINDS = ["delta", "snapshot", "DELTA", "", None, 1]
+
+
+def _mutated_document(rng: random.Random) -> bytes:
+    """A valid event with up to three odd fields, sometimes odd JSON text as well."""
+    data = event(ts=rng.randrange(0, 2**41), event_id=f"e-{rng.randrange(10**6)}")
+    for _ in range(rng.randrange(4)):
+        match rng.randrange(6):
+            case 0:
+                data[rng.choice(METRICS)] = rng.choice(_ODD_COUNTS)
+            case 1:
+                data["ts"] = rng.choice(_ODD_TS)
+            case 2:
+                data[rng.choice(("event_id", "campaign_id", "creator_id", "post_id"))] = rng.choice(
+                    _ODD_IDS
+                )
+            case 3:
+                data["kind"] = rng.choice(_ODD_KINDS)
+            case 4:
+                data.pop(rng.choice(list(data)), None)
+            case 5:
+                data[rng.choice(("extra", "score", "views_hint"))] = rng.choice([1.5, [1], {}])
+    text = orjson.dumps(data).replace(f'"{_BIG}"'.encode(), str(2**64 * 3).encode())
+    match rng.randrange(6):
+        case 0:  # a repeated key: the last one counts
+            text = text[:-1] + b',"views":' + str(rng.randrange(-1, 3)).encode() + b"}"
+        case 1:  # JSON only pydantic's parser takes
+            text = text[:-1] + b',"score":NaN}'
+        case 2:
+            text = b" " + text.replace(b",", b" , ") + b"\n"
+        case 3:  # an escaped lone surrogate
+            text = text.replace(b'"e-', b'"\\ud800e-', 1)
+    return text
+
+
+def _pydantic_reading(document: bytes) -> DecodedEvent | None:
+    try:
+        return DecodedEvent.from_model(EVENT_ADAPTER.validate_json(document))
+    except ValidationError:
+        return None
+
+
+def test_the_fast_decoder_never_reads_an_event_differently_from_the_contract_model() -> None:
+    rng = random.Random(20261201)
+    fast_accepted = pydantic_accepted = 0
+    for _ in range(4000):
+        document = _mutated_document(rng)
+        expected = _pydantic_reading(document)
+        fast = decode_event(document)
+        if fast is not None:
+            fast_accepted += 1
+            assert fast == expected, document
+        pydantic_accepted += expected is not None
+        # Whatever path it takes, decode_record follows the contract model.
+        decoded = decode_record(document)
+        assert decoded.events == ([expected] if expected is not None else [])
+        assert len(decoded.rejected) == (expected is None)
+    # Both outcomes are well represented, and the fast path takes most valid events.
+    assert 1000 < pydantic_accepted < 3500
+    assert fast_accepted > 0.6 * pydantic_accepted
+
+
+def test_a_batch_record_decodes_like_its_elements_one_by_one() -> None:
+    rng = random.Random(7)
+    for _ in range(400):
+        documents = [_mutated_document(rng) for _ in range(rng.randrange(1, 6))]
+        if rng.random() < 0.5:  # mostly valid batches, so the fast path runs
+            documents = [d for d in documents if _pydantic_reading(d) is not None] or documents
+        value = b"[" + b",".join(documents) + b"]"
+        try:
+            orjson.loads(value)
+        except orjson.JSONDecodeError:
+            continue  # a batch orjson cannot split is one dead letter: tested above
+        readings = [_pydantic_reading(d) for d in documents]
+        decoded = decode_record(value)
+        assert decoded.events == [r for r in readings if r is not None]
+        assert [r.index for r in decoded.rejected] == [
+            i for i, r in enumerate(readings) if r is None
+        ]
+
+
+def test_the_fast_event_has_the_contract_models_fields_and_defaults() -> None:
+    model = PostStatEvent.model_fields
+    fast = {f.name: f for f in msgspec.structs.fields(DecodedEvent)}
+    assert list(fast) == list(model)
+    for name, info in model.items():
+        assert fast[name].required == info.is_required(), name
+        if not info.is_required():
+            assert fast[name].default == info.default, name

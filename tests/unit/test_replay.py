@@ -19,7 +19,7 @@ from producers.replay import (
     ts_to_ms,
 )
 from producers.simulator import SimRecord
-from schemas.events import MAX_EVENT_BYTES, decode_record
+from schemas.events import MAX_EVENT_BYTES, DecodedEvent, PostStatEvent, decode_record
 
 T0 = 1_795_338_000_000  # 2026-11-22T09:00:00Z
 
@@ -156,6 +156,11 @@ def test_reading_is_streamed_and_reports_progress(tmp_path: Path) -> None:
     assert reader.bytes_read == reader.total_bytes
 
 
+def decoded(event: PostStatEvent | None) -> DecodedEvent | None:
+    """A record's event as the pipeline's decoder gives it."""
+    return DecodedEvent.from_model(event) if event is not None else None
+
+
 def parse_once_oracle(lines: list[bytes]) -> list[tuple[Any, ...]]:
     """What a JSONL replay must give, computed the plain way: parse every line with orjson
     for its key and ts, decode it with the pipeline's decoder (the reader skips the
@@ -233,7 +238,7 @@ def test_jsonl_records_are_what_parsing_every_line_twice_gives(tmp_path: Path) -
     ]
     path = write_jsonl(tmp_path / "mixed.jsonl", *lines)
     reader = ReplayReader(path)
-    got = [(r.key, r.value, r.timestamp_ms, r.event, r.label) for r in reader]
+    got = [(r.key, r.value, r.timestamp_ms, decoded(r.event), r.label) for r in reader]
     assert got == parse_once_oracle(lines)
     assert reader.records == len(got)
     assert reader.valid_events == sum(len(decode_record(r[1]).events) for r in got)
@@ -248,7 +253,7 @@ def test_a_valid_event_orjson_cannot_parse_is_keyed_and_timed_by_the_event(
     line = orjson.dumps(event(event_id="nan", ts=T0 + 3))[:-1] + b', "score": NaN}'
     path = write_jsonl(tmp_path / "nan.jsonl", orjson.dumps(event()), line)
     _, record = iter_records(path)
-    assert decode_record(line).events == [record.event]
+    assert decode_record(line).events == [decoded(record.event)]
     assert record.key == b"alice" and record.timestamp_ms == T0 + 3 and record.label == "ok"
 
 

@@ -28,7 +28,7 @@ from producers.simulator import (
     SimRecord,
     SimulationConfig,
 )
-from schemas.events import METRICS, decode_record
+from schemas.events import METRICS, DecodedEvent, decode_record
 from schemas.reference import tier_for
 from tests.oracle import expected_totals
 
@@ -299,7 +299,7 @@ def test_poller_sends_snapshots_with_iso_times_clickstream_deltas_with_epoch_ms(
             if record.event is None:
                 continue
             assert record.event.kind == kind
-            assert decode_record(record.value).events == [record.event]
+            assert decode_record(record.value).events == [DecodedEvent.from_model(record.event)]
             assert isinstance(orjson.loads(record.value)["ts"], ts_type)
 
 
@@ -398,7 +398,7 @@ def test_invalid_records_are_rejected_and_valid_ones_accepted(
             reasons["naive"] += "offset" in text
         else:
             assert decoded.rejected == []
-            assert decoded.events == [record.event]
+            assert decoded.events == [DecodedEvent.from_model(record.event)]
     assert reasons["bad_json"] > 0 and reasons["invalid"] > 0
     assert reasons["negative"] and reasons["missing"] and reasons["naive"]
 
@@ -449,7 +449,7 @@ def test_events_at_rate_spreads_valid_deltas_over_creators_at_the_rate() -> None
     creators: Counter[str] = Counter()
     for record in records[:2000]:
         decoded = decode_record(record.value)
-        assert decoded.events == [record.event]
+        assert decoded.events == [DecodedEvent.from_model(record.event)]
         assert record.event is not None and record.event.kind == "delta"
         assert record.key == record.event.creator_id.encode()
         creators[record.event.creator_id] += 1
@@ -474,9 +474,10 @@ def test_a_record_known_to_be_valid_decodes_its_event_on_first_use() -> None:
     value, key = eager.value, eager.key
     lazy = SimRecord.known_valid(key, value, T0)
     assert lazy.has_event
-    assert lazy.event == decode_record(value).events[0]
+    assert lazy.event == eager.event
+    assert DecodedEvent.from_model(lazy.event) == decode_record(value).events[0]
     assert lazy.event is lazy.event  # decoded once
-    decoded = SimRecord(key, value, T0, decode_record(value).events[0])
+    decoded = SimRecord(key, value, T0, eager.event)
     assert SimRecord.known_valid(key, value, T0) == decoded
     assert hash(SimRecord.known_valid(key, value, T0)) == hash(decoded)
     assert SimRecord.known_valid(key, value, T0, "duplicate") != decoded
