@@ -605,7 +605,7 @@ def machine_info() -> dict[str, Any]:
     except AttributeError:  # not Linux
         nproc = os.cpu_count() or 0
     versions: dict[str, str | None] = {}
-    for package in ("faust-streaming", "aiokafka", "kafka-python", "chdb", "orjson"):
+    for package in ("faust-streaming", "aiokafka", "kafka-python", "chdb", "orjson", "msgspec"):
         try:
             versions[package] = importlib.metadata.version(package)
         except importlib.metadata.PackageNotFoundError:
