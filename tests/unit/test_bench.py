@@ -30,6 +30,7 @@ from creatorpulse.bench import (
     ratio,
     render_table,
     restamp,
+    whole_topic_rates,
     worker_figures,
 )
 from creatorpulse.bench_baseline import add_counts, window_keys
@@ -394,13 +395,26 @@ def test_single_event_worker_is_compared_with_the_bare_faust_loop() -> None:
     sections = results["sections"]
     assert isinstance(sections, dict)
     results["datasets"] = {"single": {"events": 50_000, "records": 50_000, "creators": 264}}
-    sections["bare_loop"] = {"single": {"events": 20_000, "events_per_s": 8_000.0}}
+    sections["bare_loop"] = {
+        "single": {"events": 20_000, "records": 20_000, "events_per_s": 8_000.0}
+    }
     sections["worker"] = {"single": {"events_per_s": 6_000.0, "rows_written": 10}}
     rows = {(r.section or "", r.figure): r for r in build_rows(results)}
     bare = rows[("2 bare Faust loop, single-event records", "agent iterating, no work")]
     assert bare.value == "8,000 ev/s"
+    assert bare.note == "every record: 20,000 records, 20,000 events"
     worker = rows[("3 creatorpulse, single-event records", "read -> all windows in ClickHouse")]
     assert "75% of the bare Faust loop" in worker.note
+
+
+def test_a_bare_loop_over_batch_records_is_rated_per_event() -> None:
+    # The loop counts records; 500 records of the topic held 40,000 events.
+    loop = {"events": 500, "records": 500, "seconds": 2.0, "cpu_s": 1.6, "events_per_s": 250.0}
+    rated = whole_topic_rates(loop, 40_000)
+    assert rated["events"] == 40_000 and rated["records"] == 500
+    assert rated["events_per_s"] == 20_000.0
+    assert rated["cpu_s_per_event"] == 1.6 / 40_000
+    assert loop["events_per_s"] == 250.0  # the run's own figures stay as they were
 
 
 def test_kb_per_window_is_the_growth_over_the_start() -> None:
