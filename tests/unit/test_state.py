@@ -8,7 +8,7 @@ from typing import Any
 import orjson
 import pytest
 
-from schemas.events import PostStatEvent
+from schemas.events import DecodedEvent, PostStatEvent
 from streams.state import PartitionState, changelog_key
 from tests.oracle import FIELDS, expected_totals
 
@@ -30,8 +30,9 @@ def ev(event_id: str, ts: int, **fields: Any) -> dict[str, Any]:
     return base
 
 
-def model(data: dict[str, Any]) -> PostStatEvent:
-    return PostStatEvent.model_validate(data)
+def model(data: dict[str, Any]) -> DecodedEvent:
+    """The event as the worker holds it (validated by the contract model first)."""
+    return DecodedEvent.from_model(PostStatEvent.model_validate(data))
 
 
 def new_state() -> PartitionState:
