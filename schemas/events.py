@@ -193,6 +193,9 @@ _counts = attrgetter(*METRICS)
 _ENCODER = msgspec.json.Encoder()
 _FAST_ONE = msgspec.json.Decoder(DecodedEvent)
 _FAST_MANY = msgspec.json.Decoder(list[DecodedEvent])
+#: ValidationError is a DecodeError too. Deep nesting (e.g. in an unknown field) makes
+#: msgspec raise RecursionError; pydantic then names it a bad_json dead letter.
+_FAST_PATH_REFUSALS = (msgspec.DecodeError, RecursionError)
 
 
 def decode_event(value: bytes) -> DecodedEvent | None:
@@ -203,7 +206,7 @@ def decode_event(value: bytes) -> DecodedEvent | None:
     """
     try:
         return _FAST_ONE.decode(value)
-    except msgspec.DecodeError:  # ValidationError is a DecodeError too
+    except _FAST_PATH_REFUSALS:
         return None
 
 
@@ -261,7 +264,7 @@ def decode_record(value: bytes | None) -> Decoded:
         else:
             out.events.append(_FAST_ONE.decode(value))
         return out
-    except msgspec.DecodeError:
+    except _FAST_PATH_REFUSALS:
         pass
     from_model = DecodedEvent.from_model
     if not is_array:

@@ -229,3 +229,18 @@ def test_the_fast_event_has_the_contract_models_fields_and_defaults() -> None:
         assert fast[name].required == info.is_required(), name
         if not info.is_required():
             assert fast[name].default == info.default, name
+
+
+@pytest.mark.parametrize("depth", [100, 1_000, 30_000])
+def test_deeply_nested_json_never_raises(depth: int) -> None:
+    # msgspec raises RecursionError (not a DecodeError) past its nesting limit; the
+    # record must then take the pydantic path like any other refusal.
+    nested = b"[" * depth + b"]" * depth
+    value = encode(event(ts=1_000))[:-1] + b',"extra":' + nested + b"}"
+    expected = _pydantic_reading(value)
+    decoded = decode_record(value)
+    assert decoded.events == ([expected] if expected is not None else [])
+    assert len(decoded.rejected) == (expected is None)
+    assert decode_event(value) in (None, expected)
+    batch = decode_record(b"[" + encode(event(event_id="ok", ts=1_000)) + b"," + value + b"]")
+    assert batch.events or batch.rejected
