@@ -121,7 +121,7 @@ METHOD: Final = {
         "creatorpulse.bench_baseline --bare: the same Faust app whose agent only iterates "
         "the stream (no decode, no table) over every record: Faust's own cost of reading "
         "the topic, per event; it and the baseline run with the worker's GIL switch "
-        "interval (20 ms)"
+        "interval (20 ms) and fetch wait (100 ms)"
     ),
     "worker": (
         "python -m creatorpulse worker (chDB store), /stats: events / (last_write_unix - "

@@ -71,6 +71,8 @@ def build_app(
     import faust
     import orjson
 
+    from streams.app import use_prompt_fetches
+
     app = faust.App(
         app_id,
         broker=[f"kafka://{host}" for host in bootstrap.split(",")],
@@ -82,6 +84,8 @@ def build_app(
         table_standby_replicas=0,
         logging_config=None,
     )
+    # The worker's fetch setting too, so the ratios do not credit it (streams.app).
+    use_prompt_fetches(app)
     topic = app.topic(
         topic_name, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw"
     )
