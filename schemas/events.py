@@ -257,22 +257,23 @@ def decode_record(value: bytes | None) -> Decoded:
         reason = f"too_large: {size} bytes > {limit}"
         out.rejected.append(Rejected(0, reason, value[:1024]))
         return out
-    # Fast path: the whole value is valid and msgspec reads it (module docstring).
+    from_model = DecodedEvent.from_model
+    # Each shape tries msgspec first; pydantic reads what it refuses (module docstring).
+    if not is_array:
+        event = decode_event(value)
+        if event is None:
+            try:
+                event = from_model(EVENT_ADAPTER.validate_json(value))
+            except ValidationError as exc:
+                out.rejected.append(Rejected(0, _decode_reason(value, exc), value))
+                return out
+        out.events.append(event)
+        return out
     try:
-        if is_array:
-            out.events = _FAST_MANY.decode(value)
-        else:
-            out.events.append(_FAST_ONE.decode(value))
+        out.events = _FAST_MANY.decode(value)
         return out
     except _FAST_PATH_REFUSALS:
         pass
-    from_model = DecodedEvent.from_model
-    if not is_array:
-        try:
-            out.events.append(from_model(EVENT_ADAPTER.validate_json(value)))
-        except ValidationError as exc:
-            out.rejected.append(Rejected(0, _decode_reason(value, exc), value))
-        return out
     try:
         out.events = [from_model(e) for e in EVENT_LIST_ADAPTER.validate_json(value)]
         return out
