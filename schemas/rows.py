@@ -8,6 +8,7 @@ the dead-letter topic. Reading JSON back validates it: it comes from outside.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -36,7 +37,17 @@ DEAD_LETTER_COLUMNS: tuple[str, ...] = (
     "idx",
     "reason",
     "payload",
+    "payload_size",
+    "payload_sha256",
 )
+
+#: A dead letter keeps at most this much of its payload, wherever it is written (changelog,
+#: dead-letter topic, ClickHouse): every single-event record (<= 64 KiB) whole, and the head
+#: of a bad batch record (up to 1 MiB), which JSON escaping could otherwise grow past what
+#: Kafka accepts. Its size and SHA-256 are those of the whole payload.
+MAX_DEAD_LETTER_PAYLOAD = 64 * 1024
+#: Reasons quote what was wrong; one that long says enough in its first kilobyte.
+MAX_REASON_CHARS = 1000
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +79,11 @@ class DeadLetter:
 
     ``(topic, partition, offset, idx)`` identifies it, so a replay that produces the
     same dead letter again collapses into one row.
+
+    Bounded by construction: ``payload`` keeps the first :data:`MAX_DEAD_LETTER_PAYLOAD`
+    bytes and ``reason`` the first :data:`MAX_REASON_CHARS` characters. A new dead letter
+    (``payload_size`` left at -1) measures and hashes its whole payload before the cut;
+    one read back from Kafka passes the size and hash it was written with.
     """
 
     received_at: datetime
@@ -77,6 +93,22 @@ class DeadLetter:
     idx: int
     reason: str
     payload: bytes
+    payload_size: int = -1
+    payload_sha256: str = ""
+
+    def __post_init__(self) -> None:
+        if self.payload_size < 0:
+            object.__setattr__(self, "payload_size", len(self.payload))
+            object.__setattr__(self, "payload_sha256", hashlib.sha256(self.payload).hexdigest())
+        if len(self.payload) > MAX_DEAD_LETTER_PAYLOAD:
+            object.__setattr__(self, "payload", self.payload[:MAX_DEAD_LETTER_PAYLOAD])
+        if len(self.reason) > MAX_REASON_CHARS:
+            object.__setattr__(self, "reason", self.reason[: MAX_REASON_CHARS - 1] + "…")
+
+    @property
+    def truncated(self) -> bool:
+        """Whether ``payload`` is only the head of what was received."""
+        return len(self.payload) < self.payload_size
 
 
 # -- JSON on Kafka ----------------------------------------------------------------------
@@ -134,6 +166,8 @@ def dead_letter_fields(dead: DeadLetter) -> dict[str, Any]:
         "idx": dead.idx,
         "reason": dead.reason,
         "payload": dead.payload.decode("utf-8", "replace"),
+        "payload_size": dead.payload_size,
+        "payload_sha256": dead.payload_sha256,
     }
 
 
@@ -153,6 +187,9 @@ class _DeadLetterMessage(BaseModel):
     idx: int = Field(ge=0)
     reason: str
     payload: str
+    # Absent in messages written before payloads were cut: then measured on reading.
+    payload_size: int = Field(default=-1, ge=-1)
+    payload_sha256: str = Field(default="", max_length=64)
 
 
 def dead_letter_from_json(value: bytes) -> DeadLetter:
@@ -166,4 +203,6 @@ def dead_letter_from_json(value: bytes) -> DeadLetter:
         message.idx,
         message.reason,
         message.payload.encode(),
+        message.payload_size,
+        message.payload_sha256 if message.payload_size >= 0 else "",
     )

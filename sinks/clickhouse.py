@@ -575,6 +575,8 @@ class ClickHouseSink:
                 r.idx,
                 r.reason,
                 bytes(r.payload),
+                r.payload_size,
+                r.payload_sha256,
             ]
             for r in rows
         ]

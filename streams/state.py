@@ -24,7 +24,7 @@ rebuilds them.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from functools import reduce
 from math import gcd
 from operator import add, attrgetter
@@ -49,8 +49,7 @@ CHUNKS = 64
 #: Kafka refuses records over ~1 MB by default: dedup ids and dead letters from one
 #: flush are split into pieces well under that.
 IDS_PER_PIECE = 5_000
-DEAD_LETTERS_PER_PIECE = 8  # each payload is at most MAX_DEAD_PAYLOAD bytes
-MAX_DEAD_PAYLOAD = 64 * 1024
+DEAD_LETTERS_PER_PIECE = 8  # each payload is at most MAX_DEAD_LETTER_PAYLOAD bytes
 #: An event's counters as a tuple in METRICS order, in one C call.
 _counts: Any = attrgetter(*METRICS)
 
@@ -105,6 +104,9 @@ def _dead_letter_from_json(data: Mapping[str, Any]) -> DeadLetter:
         idx=data["idx"],
         reason=data["reason"],
         payload=data["payload"].encode(),
+        # Absent in changelogs written before payloads were cut: measured on reading.
+        payload_size=data.get("payload_size", -1),
+        payload_sha256=data.get("payload_sha256", ""),
     )
 
 
@@ -263,16 +265,8 @@ class PartitionState:
             self._dirty_windows.add(key)
 
     def add_dead_letters(self, dead_letters: Iterable[DeadLetter]) -> None:
-        """Dead letters become durable with the next flush, like the counts.
-
-        Payloads are kept up to 64 KiB (a bad batch record can be 1 MiB).
-        """
-        self._new_dead.extend(
-            d
-            if len(d.payload) <= MAX_DEAD_PAYLOAD
-            else replace(d, payload=d.payload[:MAX_DEAD_PAYLOAD])
-            for d in dead_letters
-        )
+        """Dead letters become durable with the next flush, like the counts."""
+        self._new_dead.extend(dead_letters)
 
     # -- flushing ---------------------------------------------------------------------
 

@@ -6,6 +6,7 @@ never read back from the table under test.
 
 from __future__ import annotations
 
+import hashlib
 import threading
 from collections import defaultdict
 from datetime import UTC, datetime, timedelta
@@ -230,6 +231,18 @@ def astuple_tail(letter: DeadLetter) -> tuple[Any, ...]:
         letter.reason,
         letter.payload,
     )
+
+
+def test_a_cut_dead_letter_keeps_the_size_and_hash_of_its_whole_payload(
+    clickhouse_sink: ClickHouseSink,
+) -> None:
+    payload = b"[" + b"\x01" * 900_000
+    clickhouse_sink.write_dead_letters(
+        [DeadLetter(datetime.now(UTC), "t", 0, 1, 0, "bad_json: x", payload)]
+    )
+    assert clickhouse_sink.query_rows(
+        "SELECT length(payload), payload_size, payload_sha256 FROM {database}.dead_letters FINAL"
+    ) == [(64 * 1024, len(payload), hashlib.sha256(payload).hexdigest())]
 
 
 def test_dead_letter_time_is_stored_as_utc_millis(clickhouse_sink: ClickHouseSink) -> None:

@@ -76,8 +76,8 @@ def test_split_statements_on_line_ending_semicolons() -> None:
 
 def test_packaged_migrations_are_ordered_and_idempotent_statements() -> None:
     migrations = load_migrations()
-    assert [m.version for m in migrations] == ["0001", "0002"]
-    assert [m.name for m in migrations] == ["core_tables", "bi_views"]
+    assert [m.version for m in migrations] == ["0001", "0002", "0003"]
+    assert [m.name for m in migrations] == ["core_tables", "bi_views", "dead_letter_payload_cut"]
     for migration in migrations:
         statements = migration.statements("db_x")
         assert statements
@@ -86,9 +86,16 @@ def test_packaged_migrations_are_ordered_and_idempotent_statements() -> None:
                 line for line in statement.splitlines() if not line.strip().startswith("--")
             ).strip()
             # Re-running a half-applied file must be safe (DDL is not transactional).
-            assert code.startswith(
+            idempotent = code.startswith(
                 ("CREATE TABLE IF NOT EXISTS db_x.", "CREATE OR REPLACE VIEW db_x.")
-            ), code
+            ) or (
+                code.startswith("ALTER TABLE db_x.")
+                and all(
+                    "IF NOT EXISTS" in clause or "MODIFY COLUMN" in clause
+                    for clause in code.split(",")
+                )
+            )
+            assert idempotent, code
             assert "{database}" not in code
 
 
@@ -98,11 +105,11 @@ def test_packaged_migrations_are_ordered_and_idempotent_statements() -> None:
 @pytest.mark.clickhouse
 def test_migrate_is_idempotent(clickhouse_url: str) -> None:
     with ClickHouseSink(clickhouse_url) as sink:
-        assert migrate(sink) == ["0001", "0002"]
+        assert migrate(sink) == ["0001", "0002", "0003"]
         assert migrate(sink) == []
         assert sink.query_rows(
             "SELECT version, name FROM {database}.schema_migrations FINAL ORDER BY version"
-        ) == [("0001", "core_tables"), ("0002", "bi_views")]
+        ) == [("0001", "core_tables"), ("0002", "bi_views"), ("0003", "dead_letter_payload_cut")]
         objects = sink.query_rows(
             "SELECT name, engine FROM system.tables WHERE database = {db:String}",
             {"db": sink.database},
@@ -117,7 +124,7 @@ def test_migrate_with_a_bare_client_and_another_database(clickhouse_url: str) ->
         other = f"{sink.database}_other"
         try:
             with sink.locked_client() as client:
-                assert migrate(client, other) == ["0001", "0002"]
+                assert migrate(client, other) == ["0001", "0002", "0003"]
                 assert migrate(client, other) == []
             assert sink.query_rows(
                 "SELECT count() FROM system.tables WHERE database = {db:String}", {"db": other}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from datetime import UTC, datetime
 
 import orjson
@@ -9,6 +10,8 @@ import pytest
 
 from schemas.events import METRICS
 from schemas.rows import (
+    MAX_DEAD_LETTER_PAYLOAD,
+    MAX_REASON_CHARS,
     CreatorWindowRow,
     DeadLetter,
     dead_letter_from_json,
@@ -59,6 +62,35 @@ def test_dead_letter_round_trips_through_the_contract_topic_format() -> None:
     assert dead_letter_from_json(dead_letter_to_json(dead)) == dead
     with pytest.raises(ValueError):
         dead_letter_from_json(orjson.dumps({**message, "received_at": "2026-11-22T09:00:00"}))
+
+
+def test_a_huge_dead_letter_keeps_its_head_size_and_hash_and_fits_a_kafka_record() -> None:
+    # Issue 8, finding 1: this record's dead letter, escaped in full, was 5.4 MB on the
+    # dead-letter topic, which the worker's producer refused, crash-looping the worker.
+    payload = b"[" + b"\x01" * 900_000
+    dead = DeadLetter(datetime.now(UTC), "in", 0, 7, 0, "bad_json: " + "x" * 5000, payload)
+    assert dead.payload == payload[:MAX_DEAD_LETTER_PAYLOAD]
+    assert dead.payload_size == len(payload) and dead.truncated
+    assert dead.payload_sha256 == hashlib.sha256(payload).hexdigest()
+    assert len(dead.reason) == MAX_REASON_CHARS
+    encoded = dead_letter_to_json(dead)
+    assert len(encoded) < 512 * 1024  # every control byte escapes to six
+    assert dead_letter_from_json(encoded) == dead
+
+
+def test_a_small_dead_letter_is_kept_whole() -> None:
+    dead = DeadLetter(datetime.now(UTC), "in", 0, 7, 0, "bad_json: x", b"{oops")
+    assert (dead.payload, dead.payload_size, dead.truncated) == (b"{oops", 5, False)
+
+
+def test_dead_letters_written_before_the_cut_are_measured_on_reading() -> None:
+    message = orjson.loads(
+        dead_letter_to_json(DeadLetter(datetime.now(UTC), "in", 0, 7, 0, "r", b"{}"))
+    )
+    del message["payload_size"], message["payload_sha256"]
+    dead = dead_letter_from_json(orjson.dumps(message))
+    assert dead.payload_size == 2
+    assert dead.payload_sha256 == hashlib.sha256(b"{}").hexdigest()
 
 
 def test_collect_keeps_the_newest_row_per_window_and_sorts_by_topic() -> None:
