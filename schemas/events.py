@@ -50,11 +50,22 @@ MAX_EVENT_BYTES = 64 * 1024
 #: checked against the contract's per-field rules.
 MAX_BATCH_RECORD_BYTES = 1024 * 1024
 
-# Counts are stored as UInt64 in ClickHouse; capping one event at 2**53 keeps any
-# realistic sum far from overflow and survives JSON round trips through JavaScript BI.
+#: A batch record may hold at most this many elements (events or not). A longer one is
+#: one dead letter: checking 200,000 tiny elements one by one cost gigabytes.
+MAX_BATCH_EVENTS = 10_000
+#: At most this many dead letters come from one record: past it, the last one stands for
+#: every further bad element and says how many there were.
+MAX_DEAD_LETTERS_PER_RECORD = 100
+
+#: A counter of one event, and the total of a counter in one creator window, is at most
+#: this: it survives JSON round trips through JavaScript BI exactly, and a window's
+#: version (the sum of its 11 counters) stays far inside ClickHouse's UInt64.
 MAX_COUNT = 2**53
 #: Ids (event, campaign, creator, post) are 1 to this many characters.
 MAX_ID_CHARS = 128
+#: Event times are epoch milliseconds before 2100-01-01T00:00:00Z: every window that
+#: holds one ends inside ClickHouse's ``DateTime`` range (up to 2106-02-07).
+MAX_TS_MS = 4_102_444_800_000
 
 
 def _epoch_ms(value: Any) -> int:
@@ -62,9 +73,7 @@ def _epoch_ms(value: Any) -> int:
     if isinstance(value, bool):
         raise ValueError("ts must be ISO-8601 with an offset or integer epoch milliseconds")
     if isinstance(value, int):
-        if value < 0:
-            raise ValueError("ts must not be negative")
-        return value
+        return _in_range(value)
     if isinstance(value, str):
         try:
             parsed = datetime.fromisoformat(value)
@@ -72,8 +81,16 @@ def _epoch_ms(value: Any) -> int:
             raise ValueError(f"ts is not ISO-8601: {value[:40]!r}") from exc
         if parsed.tzinfo is None or parsed.utcoffset() is None:
             raise ValueError("ts must carry a UTC offset (e.g. 2026-11-22T10:00:00Z)")
-        return int(parsed.timestamp() * 1000)
+        return _in_range(int(parsed.timestamp() * 1000))
     raise ValueError("ts must be ISO-8601 with an offset or integer epoch milliseconds")
+
+
+def _in_range(ts_ms: int) -> int:
+    if ts_ms < 0:
+        raise ValueError("ts must not be negative")
+    if ts_ms >= MAX_TS_MS:
+        raise ValueError(f"ts must be before 2100-01-01T00:00:00Z ({MAX_TS_MS} ms), got {ts_ms}")
+    return ts_ms
 
 
 EpochMs = Annotated[int, BeforeValidator(_epoch_ms)]
@@ -137,7 +154,6 @@ class PostStatEvent(BaseModel):
 
 #: Built once: pydantic compiles the validator when the adapter is created.
 EVENT_ADAPTER: TypeAdapter[PostStatEvent] = TypeAdapter(PostStatEvent)
-EVENT_LIST_ADAPTER: TypeAdapter[list[PostStatEvent]] = TypeAdapter(list[PostStatEvent])
 
 _FastId = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_ID_CHARS)]
 _FastCount = Annotated[int, msgspec.Meta(ge=0, le=MAX_COUNT)]
@@ -153,7 +169,7 @@ class DecodedEvent(msgspec.Struct, frozen=True, kw_only=True, gc=False):
 
     event_id: _FastId
     kind: Literal["delta", "snapshot"] = "delta"
-    ts: Annotated[int, msgspec.Meta(ge=0)]  # ISO-8601 text takes the pydantic path
+    ts: Annotated[int, msgspec.Meta(ge=0, lt=MAX_TS_MS)]  # ISO-8601 takes the pydantic path
     campaign_id: _FastId
     creator_id: _FastId
     post_id: _FastId
@@ -193,6 +209,8 @@ _counts = attrgetter(*METRICS)
 _ENCODER = msgspec.json.Encoder()
 _FAST_ONE = msgspec.json.Decoder(DecodedEvent)
 _FAST_MANY = msgspec.json.Decoder(list[DecodedEvent])
+#: A batch record's elements as raw JSON, unread: cheap to count and to bound.
+_ELEMENTS = msgspec.json.Decoder(list[msgspec.Raw])
 #: ValidationError is a DecodeError too. Deep nesting (e.g. in an unknown field) makes
 #: msgspec raise RecursionError; pydantic then names it a bad_json dead letter.
 _FAST_PATH_REFUSALS = (msgspec.DecodeError, RecursionError)
@@ -225,14 +243,14 @@ class Decoded:
 
     events: list[DecodedEvent] = field(default_factory=list)
     rejected: list[Rejected] = field(default_factory=list)
+    #: Where each valid event stood in the record, when bad elements left gaps.
+    event_positions: list[int] | None = None
 
     def positions(self) -> list[int]:
         """The index in the record of each valid event (rejected ones leave gaps)."""
-        if not self.rejected:
-            return list(range(len(self.events)))
-        gaps = {r.index for r in self.rejected}
-        total = len(self.events) + len(gaps)
-        return [i for i in range(total) if i not in gaps]
+        if self.event_positions is not None:
+            return self.event_positions
+        return list(range(len(self.events)))
 
 
 def _reason(exc: ValidationError) -> str:
@@ -255,41 +273,80 @@ def decode_record(value: bytes | None) -> Decoded:
     limit = MAX_BATCH_RECORD_BYTES if is_array else MAX_EVENT_BYTES
     if size > limit:
         reason = f"too_large: {size} bytes > {limit}"
-        out.rejected.append(Rejected(0, reason, value[:1024]))
+        out.rejected.append(Rejected(0, reason, value))
         return out
-    from_model = DecodedEvent.from_model
     # Each shape tries msgspec first; pydantic reads what it refuses (module docstring).
     if not is_array:
-        event = decode_event(value)
-        if event is None:
-            try:
-                event = from_model(EVENT_ADAPTER.validate_json(value))
-            except ValidationError as exc:
-                out.rejected.append(Rejected(0, _decode_reason(value, exc), value))
-                return out
-        out.events.append(event)
+        event = _decode_one(value)
+        if isinstance(event, str):
+            out.rejected.append(Rejected(0, event, value))
+        else:
+            out.events.append(event)
         return out
     try:
         out.events = _FAST_MANY.decode(value)
-        return out
     except _FAST_PATH_REFUSALS:
         pass
+    else:
+        if len(out.events) <= MAX_BATCH_EVENTS:
+            return out
+        out.events = []
+    # The slow path: split the array without reading its elements, bound it, then read
+    # each element on its own.
     try:
-        out.events = [from_model(e) for e in EVENT_LIST_ADAPTER.validate_json(value)]
+        elements = _ELEMENTS.decode(value)
+    except _FAST_PATH_REFUSALS:
+        out.rejected.append(Rejected(0, _bad_json_reason(value), value))
         return out
-    except ValidationError:
-        pass
-    try:
-        elements = orjson.loads(value)
-    except orjson.JSONDecodeError as exc:
-        out.rejected.append(Rejected(0, f"bad_json: {exc}", value))
+    if len(elements) > MAX_BATCH_EVENTS:
+        reason = f"too_large: {len(elements)} elements > {MAX_BATCH_EVENTS}"
+        out.rejected.append(Rejected(0, reason, value))
         return out
+    rejected = out.rejected
+    positions: list[int] = []
+    unlisted = 0  # bad elements past the per-record bound
     for index, element in enumerate(elements):
-        try:
-            out.events.append(from_model(EVENT_ADAPTER.validate_python(element)))
-        except ValidationError as exc:
-            out.rejected.append(Rejected(index, _reason(exc), orjson.dumps(element)))
+        raw = bytes(element)
+        event = _decode_one(raw)
+        if not isinstance(event, str):
+            out.events.append(event)
+            positions.append(index)
+        elif len(rejected) < MAX_DEAD_LETTERS_PER_RECORD:
+            rejected.append(Rejected(index, event, raw))
+        else:
+            unlisted += 1
+    if unlisted:
+        last = rejected[-1]
+        reason = (
+            f"{last.reason} (and {unlisted} more bad elements after it in this record, not "
+            f"listed: a record makes at most {MAX_DEAD_LETTERS_PER_RECORD} dead letters)"
+        )
+        rejected[-1] = Rejected(last.index, reason, last.payload)
+    out.event_positions = positions
     return out
+
+
+def _decode_one(value: bytes) -> DecodedEvent | str:
+    """One event, or the reason it is not one."""
+    event = decode_event(value)
+    if event is not None:
+        return event
+    try:
+        return DecodedEvent.from_model(EVENT_ADAPTER.validate_json(value))
+    except ValidationError as exc:
+        return _decode_reason(value, exc)
+    except RecursionError:
+        return "bad_json: nested too deeply"
+
+
+def _bad_json_reason(value: bytes) -> str:
+    try:
+        orjson.loads(value)
+    except orjson.JSONDecodeError as exc:
+        return f"bad_json: {exc}"
+    except RecursionError:
+        pass
+    return "bad_json: not a JSON array of events"
 
 
 def _decode_reason(value: bytes, exc: ValidationError) -> str:

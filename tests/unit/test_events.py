@@ -12,7 +12,10 @@ from pydantic import ValidationError
 
 from schemas.events import (
     EVENT_ADAPTER,
+    MAX_BATCH_EVENTS,
+    MAX_DEAD_LETTERS_PER_RECORD,
     MAX_EVENT_BYTES,
+    MAX_TS_MS,
     METRICS,
     DecodedEvent,
     PostStatEvent,
@@ -78,6 +81,11 @@ def test_unknown_fields_are_ignored() -> None:
         (encode(event(ts=1.5)), "invalid: ts"),
         (encode(event(ts=True)), "invalid: ts"),
         (encode(event(ts=-1)), "invalid: ts"),
+        # Issue 8, finding 3: times past ClickHouse's DateTime range wedged the sink.
+        (encode(event(ts=MAX_TS_MS)), "invalid: ts"),
+        (encode(event(ts=2**63)), "invalid: ts"),
+        (encode(event(ts="2200-01-01T00:00:00Z")), "invalid: ts"),
+        (encode(event(ts="9999-12-31T23:59:59-23:59")), "invalid: ts"),
         (encode(event(views=-1)), "invalid: views"),
         (encode(event(likes="7")), "invalid: likes"),
         (encode(event(likes=7.0)), "invalid: likes"),
@@ -244,3 +252,72 @@ def test_deeply_nested_json_never_raises(depth: int) -> None:
     assert decode_event(value) in (None, expected)
     batch = decode_record(b"[" + encode(event(event_id="ok", ts=1_000)) + b"," + value + b"]")
     assert batch.events or batch.rejected
+
+
+def test_huge_epoch_numbers_are_rejected_not_read() -> None:
+    # 2^64 and 10^30 were accepted as event times (issue 8, finding 2).
+    for ts in (2**64, 10**30):
+        value = encode(event(ts=0)).replace(b'"ts":0', b'"ts":%d' % ts)
+        (rejected,) = decode_record(value).rejected
+        assert rejected.reason.startswith("invalid: ts: "), rejected.reason
+
+
+def test_the_last_millisecond_before_2100_is_an_event_time() -> None:
+    assert decode_record(encode(event(ts=MAX_TS_MS - 1))).events[0].ts == MAX_TS_MS - 1
+
+
+def test_a_batch_record_of_200k_tiny_elements_is_one_dead_letter_and_costs_little() -> None:
+    # Issue 8, finding 6: this 400 KB record became 200,000 dead letters and +2 GB of RSS.
+    import tracemalloc
+
+    value = b"[" + b",".join([b"0"] * 200_000) + b"]"
+    tracemalloc.start()
+    try:
+        decoded = decode_record(value)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert decoded.events == []
+    (rejected,) = decoded.rejected
+    assert rejected.reason == f"too_large: 200000 elements > {MAX_BATCH_EVENTS}"
+    assert peak < 100 * 1024 * 1024
+
+
+def test_the_worst_record_within_the_limits_costs_under_100_mb() -> None:
+    import tracemalloc
+
+    bad = encode({"event_id": "e", "ts": 1, "views": -1, "note": "x" * 40})
+    value = b"[" + b",".join([bad] * MAX_BATCH_EVENTS) + b"]"
+    assert len(value) < 1024 * 1024
+    tracemalloc.start()
+    try:
+        decoded = decode_record(value)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert len(decoded.rejected) == MAX_DEAD_LETTERS_PER_RECORD
+    assert peak < 100 * 1024 * 1024
+
+
+def test_dead_letters_per_record_are_bounded_and_the_last_one_counts_the_rest() -> None:
+    good = [event(event_id=f"g{i}") for i in range(3)]
+    elements: list[Any] = [0] * 500
+    elements[1], elements[250], elements[499] = good  # valid events among 497 bad ones
+    decoded = decode_record(encode(elements))
+    assert [e.event_id for e in decoded.events] == ["g0", "g1", "g2"]
+    assert decoded.positions() == [1, 250, 499]
+    assert len(decoded.rejected) == MAX_DEAD_LETTERS_PER_RECORD
+    listed = [r.index for r in decoded.rejected]
+    assert listed == [0, *range(2, MAX_DEAD_LETTERS_PER_RECORD + 1)]
+    unlisted = 497 - MAX_DEAD_LETTERS_PER_RECORD
+    assert f"and {unlisted} more bad elements after it" in decoded.rejected[-1].reason
+
+
+def test_a_batch_record_over_the_element_limit_is_refused_even_if_every_element_is_valid() -> None:
+    minimal = {"event_id": "e", "ts": 1, "campaign_id": "c", "creator_id": "a", "post_id": "p"}
+    value = encode([minimal] * (MAX_BATCH_EVENTS + 1))
+    decoded = decode_record(value)
+    assert decoded.events == []
+    assert [r.reason for r in decoded.rejected] == [
+        f"too_large: {MAX_BATCH_EVENTS + 1} elements > {MAX_BATCH_EVENTS}"
+    ]
