@@ -80,6 +80,7 @@ def main_options(
     clickhouse_url: Annotated[str | None, _setting("clickhouse_url")] = None,
     input_topic: Annotated[str | None, _setting("input_topic")] = None,
     grace_s: Annotated[int | None, _setting("grace_s")] = None,
+    future_skew_s: Annotated[int | None, _setting("future_skew_s")] = None,
     windows: Annotated[str | None, _setting("windows")] = None,
     partitions: Annotated[int | None, _setting("partitions")] = None,
     data_dir: Annotated[Path | None, _setting("data_dir")] = None,

@@ -173,6 +173,7 @@ def worker_config(settings: Settings, bootstrap: str) -> WorkerConfig:
         input_topic=settings.input_topic,
         partitions=settings.partitions,
         grace_s=settings.grace_s,
+        future_skew_s=settings.future_skew_s,
         window_sizes_s=settings.window_sizes_s,
         flush_interval_s=settings.flush_interval_s,
         data_dir=settings.data_dir / "faust",

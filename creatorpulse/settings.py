@@ -14,7 +14,10 @@ from typing import Literal
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from streams.windows import DEFAULT_GRACE_S
+from streams.windows import DEFAULT_FUTURE_SKEW_S, DEFAULT_GRACE_S
+
+#: The longest window size accepted (31 days).
+MAX_WINDOW_S = 31 * 86_400
 
 
 class Settings(BaseSettings):
@@ -33,6 +36,15 @@ class Settings(BaseSettings):
     input_topic: str = Field(default="post-stats", description="Topic of post-stat events.")
     grace_s: int = Field(
         default=DEFAULT_GRACE_S, ge=0, description="Grace period for late events, seconds."
+    )
+    future_skew_s: int = Field(
+        default=DEFAULT_FUTURE_SKEW_S,
+        ge=0,
+        le=366 * 86_400,
+        description=(
+            "How far ahead of the worker's clock an event time may be, seconds; an event "
+            "further ahead is a dead letter."
+        ),
     )
     windows: str = Field(default="60,3600", description="Tumbling window sizes in seconds.")
     partitions: int = Field(
@@ -78,6 +90,10 @@ class Settings(BaseSettings):
             raise ValueError(f"expected seconds like 60,3600, got {value!r}") from exc
         if not sizes or min(sizes) <= 0:
             raise ValueError(f"expected positive seconds like 60,3600, got {value!r}")
+        if max(sizes) > MAX_WINDOW_S:
+            # Every window of an event time before 2100 then ends inside ClickHouse's
+            # DateTime range (2106).
+            raise ValueError(f"window sizes are at most {MAX_WINDOW_S} s (31 days), got {value!r}")
         return value
 
     @property

@@ -22,24 +22,28 @@ import logging
 import resource
 import time
 from collections import defaultdict, deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import faust
-import orjson
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP
 from kafka.partitioner.default import murmur2
 
 from schemas.events import DecodedEvent, decode_record
 from schemas.reference import CampaignContract, CreatorProfile
-from schemas.rows import DeadLetter, dead_letter_to_json
+from schemas.rows import dead_letter_to_json
 from streams.sink_writer import SinkWriter
-from streams.state import PartitionState, WindowKey, changelog_partition
-from streams.windows import DEFAULT_GRACE_S, DEFAULT_WINDOW_SIZES_S
+from streams.state import (
+    ChangelogRecord,
+    PartitionState,
+    WindowKey,
+    changelog_partition,
+    split_to_fit,
+)
+from streams.windows import DEFAULT_FUTURE_SKEW_S, DEFAULT_GRACE_S, DEFAULT_WINDOW_SIZES_S
 
 log = logging.getLogger("creatorpulse.worker")
 
@@ -56,6 +60,7 @@ class WorkerConfig:
     contracts_topic: str = "campaign-contracts"
     partitions: int = 4
     grace_s: int = DEFAULT_GRACE_S
+    future_skew_s: int = DEFAULT_FUTURE_SKEW_S
     window_sizes_s: tuple[int, ...] = DEFAULT_WINDOW_SIZES_S
     flush_interval_s: float = 1.0
     max_batch: int = 10_000
@@ -74,6 +79,8 @@ class WorkerConfig:
             raise ValueError("partitions must be at least 1")
         if self.grace_s < 0:
             raise ValueError("grace_s must not be negative")
+        if self.future_skew_s < 0:
+            raise ValueError("future_skew_s must not be negative")
         if not self.window_sizes_s or min(self.window_sizes_s) <= 0:
             raise ValueError("window sizes must be positive seconds, e.g. 60,3600")
         if self.flush_interval_s <= 0:
@@ -93,6 +100,7 @@ class WorkerStats:
     invalid: int = 0
     rekeyed: int = 0
     replayed_records: int = 0
+    send_failures: int = 0  # records Kafka refused at a flush (each sent again)
     flushes: int = 0
     first_record_unix: float | None = None
     last_record_unix: float | None = None
@@ -186,8 +194,19 @@ def partition_for(key: bytes, partitions: int) -> int:
     return (murmur2(key) & 0x7FFFFFFF) % partitions
 
 
+#: What a flush sends: (topic, key, value, partition; None lets Kafka choose by key).
+OutRecord = tuple[str, bytes | None, bytes | None, int | None]
+
+
 class StreamProcessor:
-    """Owns the partition states of this worker and their flush cycle."""
+    """Owns the partition states of this worker and their flush cycle.
+
+    Everything it writes to Kafka (forwarded events, dead letters, the changelog) is
+    sent at a flush, in two steps: first everything but the checkpoints; then, only if
+    all of that was acknowledged, the checkpoints. A record Kafka refused is sent again
+    at the next flush, before anything newer, and no checkpoint is written until it is
+    through: so a durable checkpoint always means that all it covers is durable.
+    """
 
     def __init__(
         self,
@@ -195,17 +214,16 @@ class StreamProcessor:
         config: WorkerConfig,
         writer: SinkWriter,
         table: Any,
-        rekey_topic: Any,
-        dead_letter_topic: Any,
+        *,
         baseline: Mapping[WindowKey, Sequence[int]] | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.app = app
         self.config = config
         self.writer = writer
         self.table = table
-        self.rekey_topic = rekey_topic
-        self.dead_letter_topic = dead_letter_topic
         self.baseline = dict(baseline or {})
+        self.clock = clock
         self.states: dict[int, PartitionState] = {}
         self.stats = WorkerStats()
         self.latency = LatencyTracker()
@@ -214,11 +232,17 @@ class StreamProcessor:
         self._unacked: list[Any] = []
         # False once the consumer has stopped: acknowledging could commit nothing.
         self.consumer_running = True
-        self._outbox_dead: list[DeadLetter] = []
+        self._outbox: list[OutRecord] = []  # forwarded events and dead letters
+        self._retry: list[OutRecord] = []  # refused at the last flush: sent first
+        # Checkpoints (and the records they acknowledge) that wait for a flush at which
+        # Kafka took everything before them.
+        self._held: dict[int, tuple[PartitionState, ChangelogRecord]] = {}
+        self._held_unacked: list[Any] = []
+        self._written_dead: list[tuple[int, bytes]] = []  # segments to delete
         self._partition_cache: dict[str, int] = {}
         self._last_flush = time.monotonic()
 
-    # -- per record -------------------------------------------------------------------
+    # -- partitions -------------------------------------------------------------------
 
     def _partition_of(self, creator_id: str) -> int:
         partition = self._partition_cache.get(creator_id)
@@ -227,12 +251,20 @@ class StreamProcessor:
             self._partition_cache[creator_id] = partition
         return partition
 
-    def _state(self, partition: int) -> PartitionState:
-        state = self.states.get(partition)
-        if state is None:
-            state = self._restore(partition)
-            self.states[partition] = state
-        return state
+    def restore(self, partitions: Iterable[int]) -> None:
+        """Rebuild the state of newly assigned partitions from the changelog.
+
+        Called once the table's changelog is recovered, before any record of theirs
+        is read. Every restored window is written again, and every dead letter not yet
+        confirmed: ClickHouse may lack the last rows before a crash, and a finished
+        campaign would never bring a record that rewrites them.
+        """
+        for partition in sorted(set(partitions) - set(self.states)):
+            self.states[partition] = state = self._restore(partition)
+            self.writer.submit(state.all_rows(), on_written=_confirm(state, state.flush_seq))
+            for key, dead in state.unwritten_dead_letters.items():
+                self.writer.submit((), dead, self._deleter(partition, [key]))
+            state.unwritten_dead_letters.clear()
 
     def _restore(self, partition: int) -> PartitionState:
         entries = [
@@ -245,6 +277,7 @@ class StreamProcessor:
             entries,
             window_sizes_s=self.config.window_sizes_s,
             grace_s=self.config.grace_s,
+            future_skew_s=self.config.future_skew_s,
             baseline={
                 k: v for k, v in self.baseline.items() if self._partition_of(k[1]) == partition
             },
@@ -258,18 +291,27 @@ class StreamProcessor:
                 len(state.seen),
                 state.offsets,
             )
-        # Rewrite every restored window: ClickHouse may miss the last rows before a crash.
-        self.writer.submit(state.all_rows(), on_written=_confirm(state, state.flush_seq))
-        for key, dead in state.unwritten_dead_letters.items():
-            self.writer.submit((), dead, self._deleter(partition, [key]))
-        state.unwritten_dead_letters.clear()
         return state
+
+    def _state(self, partition: int) -> PartitionState:
+        state = self.states.get(partition)
+        if state is None:
+            # Not expected: Faust delivers records only after recovery, which restores
+            # every assigned partition. Restoring here keeps the record from being lost.
+            log.warning("partition %d was not restored on assignment; restoring now", partition)
+            self.restore([partition])
+            state = self.states[partition]
+        return state
+
+    # -- per record -------------------------------------------------------------------
 
     def apply_batch(self, events: Sequence[Any]) -> None:
         """Apply a batch of Faust events (records); pure CPU, no awaits."""
         input_topic = self.config.input_topic
+        rekey_topic = self.config.rekey_topic
         stats = self.stats
-        wall = time.time()
+        wall = self.clock()
+        now_ms = int(wall * 1000)
         if stats.first_record_unix is None:
             stats.first_record_unix = wall
         stats.last_record_unix = wall
@@ -289,63 +331,57 @@ class StreamProcessor:
             local: list[DecodedEvent] = decoded.events
             if topic == input_topic:
                 local, positions = self._rekey_misplaced(partition, local, positions)
-            outcome = state.apply_record(topic, offset, local)
+            outcome = state.apply_record(
+                topic,
+                offset,
+                local,
+                now_ms=now_ms,
+                positions=positions,
+                rejected=decoded.rejected,
+                forwarded=topic == rekey_topic,
+            )
             if outcome.counted:
                 self.latency.observe(local[0].ts)
             stats.events_counted += outcome.counted
             stats.duplicates += outcome.duplicates
-            if decoded.rejected or outcome.late:
-                now = datetime.now(UTC)
-                dead = [
-                    DeadLetter(now, topic, partition, offset, r.index, r.reason, r.payload)
-                    for r in decoded.rejected
-                ]
-                horizon = state.watermark.horizon_ms()
-                for index in outcome.late:
-                    late_event = local[index]
-                    dead.append(
-                        DeadLetter(
-                            now,
-                            topic,
-                            partition,
-                            offset,
-                            positions[index],
-                            f"late: event time {late_event.ts} ms is older than the "
-                            f"watermark minus grace ({horizon} ms)",
-                            late_event.to_json(),
-                        )
+            stats.late += outcome.late
+            stats.invalid += outcome.invalid
+            for dead in outcome.dead_letters:
+                self._outbox.append(
+                    (
+                        self.config.dead_letter_topic,
+                        f"{dead.topic}:{dead.partition}:{dead.offset}:{dead.idx}".encode(),
+                        dead_letter_to_json(dead),
+                        None,
                     )
-                stats.invalid += len(decoded.rejected)
-                stats.late += len(outcome.late)
-                state.add_dead_letters(dead)
-                self._outbox_dead.extend(dead)
+                )
 
     def _rekey_misplaced(
         self, partition: int, events: list[DecodedEvent], positions: list[int]
     ) -> tuple[list[DecodedEvent], list[int]]:
-        """Send events whose creator belongs to another partition to the rekey topic.
+        """Forward events whose creator belongs to another partition to the rekey topic.
 
         A creator's windows, dedup ids and post totals live in one partition; an event
-        in a record keyed by something else is counted when it arrives there.
+        in a record keyed by something else is counted when it arrives there. One
+        creator's events go in as many records as it takes to keep each under
+        :data:`MAX_CHANGELOG_VALUE`.
         """
         partition_of = self._partition_of
         if all(partition_of(e.creator_id) == partition for e in events):
             return events, positions
         keep: list[DecodedEvent] = []
         keep_positions: list[int] = []
-        moved: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        moved: dict[str, list[bytes]] = defaultdict(list)
         for event, position in zip(events, positions):
             if partition_of(event.creator_id) == partition:
                 keep.append(event)
                 keep_positions.append(position)
             else:
-                moved[event.creator_id].append(event.as_dict())
+                moved[event.creator_id].append(event.to_json())
         for creator_id, group in moved.items():
-            self.rekey_topic.send_soon(
-                key=creator_id.encode(),
-                value=orjson.dumps(group),
-                partition=partition_of(creator_id),
-            )
+            key = creator_id.encode()
+            for _, value in split_to_fit(group, _json_array):
+                self._outbox.append((self.config.rekey_topic, key, value, partition_of(creator_id)))
             self.stats.rekeyed += len(group)
         return keep, keep_positions
 
@@ -372,30 +408,29 @@ class StreamProcessor:
         async with self.lock:
             flushes = [(p, s, s.flush()) for p, s in self.states.items() if s.has_changes()]
             unacked, self._unacked = self._unacked, []
-            outbox, self._outbox_dead = self._outbox_dead, []
+            outbox, self._outbox = self._outbox, []
             sampled = self.latency.take()
-        if not flushes and not unacked:
+        deletes, self._written_dead = self._written_dead, []
+        if not (flushes or unacked or deletes or self._retry or self._held):
             return
         # Rows first: if this task is cancelled at an await below, they are not lost.
         if sampled:
             self.writer.submit((), on_written=lambda: self.latency.written(sampled))
         for _, state, result in flushes:
             self.writer.submit(result.rows, on_written=_confirm(state, result.seq))
-        # Forwarded events and dead-letter records must be durable before the
-        # checkpoint that says their source records are done.
-        for dead in outbox:
-            self.dead_letter_topic.send_soon(
-                key=f"{dead.topic}:{dead.partition}:{dead.offset}:{dead.idx}".encode(),
-                value=dead_letter_to_json(dead),
-            )
-        await self._flush_producer("forwarded and dead-letter records")
-        for partition, _, result in flushes:
-            for key, value in result.changelog:
-                if value is None:
-                    self.table.data.pop(key, None)
-                else:
-                    self.table.data[key] = value
-                self.table.send_changelog(partition, key, value, "raw", "raw")
+        changelog = self.table.changelog_topic.get_topic_name()
+        records, self._retry = self._retry, []
+        records += outbox
+        for partition, key in deletes:
+            self._keep_in_table(key, None)
+            records.append((changelog, key, None, partition))
+        held = self._held
+        for partition, state, result in flushes:
+            *data, checkpoint = result.changelog
+            for key, value in data:
+                self._keep_in_table(key, value)
+                records.append((changelog, key, value, partition))
+            held[partition] = (state, checkpoint)  # a newer checkpoint replaces one held
             # Only now, with their segments in the table: the sink may confirm them
             # before the changelog is acknowledged, and the deleter must find the keys.
             # (Cancelled before this, the replay from the checkpoint makes them again.)
@@ -403,17 +438,64 @@ class StreamProcessor:
                 self.writer.submit(
                     (), result.dead_letters, self._deleter(partition, result.dead_letter_keys)
                 )
-        await self._flush_producer("state changelog")
-        for _, state, _ in flushes:
+        self._held_unacked += unacked
+        self._retry = await self._send(records, "forwarded events, dead letters and state")
+        if self._retry:
+            return  # no checkpoint over what Kafka has not taken; the next flush retries
+        last = [(changelog, key, value, p) for p, (_, (key, value)) in held.items()]
+        if await self._send(last, "checkpoints"):
+            return  # held: the next flush sends them again (or newer ones)
+        self._held = {}
+        unacked, self._held_unacked = self._held_unacked, []
+        for _, (state, (key, value)) in held.items():
+            self._keep_in_table(key, value)
             state.confirm_durable()
         if self.consumer_running:
             # Event.ack() does the consumer's commit bookkeeping; Stream.ack() would
             # add two sensor callbacks per record, a third of the single-record cost.
             for event in unacked:
                 event.ack()
-            await self._commit_durable([(p, s) for p, s, _ in flushes])
+            await self._commit_durable([(p, state) for p, (state, _) in held.items()])
         self.stats.flushes += 1
-        self.stats.last_flush_unix = time.time()
+        self.stats.last_flush_unix = self.clock()
+
+    def _keep_in_table(self, key: bytes, value: bytes | None) -> None:
+        # The table's own copy: what a rebalance inside this process restores from.
+        if value is None:
+            self.table.data.pop(key, None)
+        else:
+            self.table.data[key] = value
+
+    async def _send(self, records: Sequence[OutRecord], what: str) -> list[OutRecord]:
+        """Send ``records`` and wait until Kafka took them; return those it refused."""
+        producer = self.app.producer
+        sent: list[tuple[OutRecord, Any]] = []
+        refused: list[OutRecord] = []
+        first_error: BaseException | None = None
+        for record in records:
+            topic, key, value, partition = record
+            try:
+                sent.append((record, await producer.send(topic, key, value, partition, None, None)))
+            except Exception as exc:  # e.g. larger than the producer allows
+                refused.append(record)
+                first_error = first_error or exc
+        await self._flush_producer(what)
+        for record, delivery in sent:
+            error = delivery.exception() if delivery.done() else None
+            if error is not None:
+                refused.append(record)
+                first_error = first_error or error
+        if refused:
+            self.stats.send_failures += len(refused)
+            log.error(
+                "Kafka refused %d of %d records (%s): %s; they are sent again at the next "
+                "flush, and no offset is committed until they are through",
+                len(refused),
+                len(records),
+                what,
+                first_error,
+            )
+        return refused
 
     async def _commit_durable(self, states: Sequence[tuple[int, PartitionState]]) -> None:
         """Commit the source offsets that the durable checkpoints cover.
@@ -450,15 +532,13 @@ class StreamProcessor:
             log.warning("still waiting for Kafka to acknowledge the %s (%.0f s)", what, waited)
 
     def _deleter(self, partition: int, keys: list[bytes]) -> Callable[[], None] | None:
-        """A callback that deletes changelog keys (dead letters now in ClickHouse)."""
+        """A callback for the sink writer: these dead letters are in ClickHouse, so their
+        changelog segments go at the next flush."""
         if not keys:
             return None
 
         def delete() -> None:
-            for key in keys:
-                if key in self.table.data:
-                    self.table.data.pop(key, None)
-                    self.table.send_changelog(partition, key, None, "raw", "raw")
+            self._written_dead.extend((partition, key) for key in keys if key in self.table.data)
 
         return delete
 
@@ -466,7 +546,11 @@ class StreamProcessor:
         """Drop partitions this worker no longer owns; their new owner restores them."""
         for partition in partitions:
             self.states.pop(partition, None)
+            self._held.pop(partition, None)
         self._unacked = [e for e in self._unacked if e.message.partition not in partitions]
+        self._held_unacked = [
+            e for e in self._held_unacked if e.message.partition not in partitions
+        ]
 
     def snapshot(self) -> dict[str, Any]:
         """Counters for the /stats page and benchmarks."""
@@ -483,6 +567,10 @@ class StreamProcessor:
             "cpu_s": usage.ru_utime + usage.ru_stime,
             "rss_peak_mb": _peak_rss_mb(),
         }
+
+
+def _json_array(elements: list[bytes]) -> bytes:
+    return b"[" + b",".join(elements) + b"]"
 
 
 def _peak_rss_mb() -> float | None:
@@ -553,8 +641,6 @@ def build_worker(
         key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw"
     )
     records = app.topic(config.input_topic, config.rekey_topic, **raw)
-    rekey_topic = app.topic(config.rekey_topic, partitions=config.partitions, internal=True, **raw)
-    dead_letter_topic = app.topic(config.dead_letter_topic, **raw)
     profiles = app.topic(config.profiles_topic, **raw)
     contracts = app.topic(config.contracts_topic, **raw)
     table = app.Table(
@@ -566,9 +652,19 @@ def build_worker(
         value_type=bytes,
     )
     writer = SinkWriter(sink)
-    processor = StreamProcessor(
-        app, config, writer, table, rekey_topic, dead_letter_topic, baseline=baseline
-    )
+    processor = StreamProcessor(app, config, writer, table, baseline=baseline)
+
+    @table.on_recover
+    async def restore_assigned() -> None:
+        # Faust calls this once the changelog is read back after an assignment, before
+        # any record of the assigned partitions is delivered.
+        assigned = {
+            tp.partition
+            for tp in app.consumer.assignment()
+            if tp.topic in (config.input_topic, config.rekey_topic)
+        }
+        async with processor.lock:
+            processor.restore(assigned)
 
     @app.agent(records, concurrency=1)
     async def post_stats(stream: Any) -> None:
@@ -658,6 +754,7 @@ def build_worker(
         extra_pages(app, processor)
     # Faust registered these on the app; naming them keeps linters from calling them unused.
     _ = (
+        restore_assigned,
         post_stats,
         flush_every_interval,
         creator_profiles,

@@ -23,19 +23,25 @@ rebuilds them.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from functools import reduce
 from math import gcd
 from operator import add, attrgetter
-from typing import Any
-from zlib import crc32
+from typing import Any, Generic, TypeVar
 
 import orjson
 
-from schemas.events import METRICS, DecodedEvent
+from schemas.events import MAX_COUNT, METRICS, DecodedEvent, Rejected
 from schemas.rows import CreatorWindowRow, DeadLetter, dead_letter_fields
-from streams.windows import Watermark, is_closed, window_end_ms, window_start_ms
+from streams.windows import (
+    DEFAULT_FUTURE_SKEW_S,
+    Watermark,
+    is_closed,
+    window_end_ms,
+    window_start_ms,
+)
 
 WindowKey = tuple[str, str, int, int]  # campaign_id, creator_id, window_size_s, window_start_ms
 PostKey = tuple[str, str, str]  # campaign_id, creator_id, post_id
@@ -43,30 +49,43 @@ Offsets = dict[str, int]  # source topic -> offset of the last record applied
 ChangelogRecord = tuple[bytes, bytes | None]  # key, value (None deletes the key)
 
 ZERO: tuple[int, ...] = (0,) * len(METRICS)
-#: Windows (per size and start) and post totals are written to the changelog in
-#: chunks of creators, so a flush sends a few hundred records, not one per window.
-CHUNKS = 64
-#: Kafka refuses records over ~1 MB by default: dedup ids and dead letters from one
-#: flush are split into pieces well under that.
+
+# Every changelog record fits Kafka's default limit (1 MB) by construction:
+#: no changelog value is longer than this.
+MAX_CHANGELOG_VALUE = 512 * 1024
+#: Windows of one size and start are written in pieces of this many (campaign, creator)
+#: pairs, so a flush sends a few hundred records, not one per window. An entry is at most
+#: about 2.4 KB (two 128-character ids of control characters, escaped six bytes each,
+#: 11 counters, two offsets), so a piece stays under MAX_CHANGELOG_VALUE.
+WINDOWS_PER_PIECE = 200
+#: Post totals likewise, per post (an entry holds one id more).
+POSTS_PER_PIECE = 150
+#: Dedup ids and dead letters of one flush are packed in pieces of about this many, and
+#: split further while a piece's JSON is longer than MAX_CHANGELOG_VALUE.
 IDS_PER_PIECE = 5_000
-DEAD_LETTERS_PER_PIECE = 8  # each payload is at most MAX_DEAD_LETTER_PAYLOAD bytes
+DEAD_LETTERS_PER_PIECE = 8
 #: An event's counters as a tuple in METRICS order, in one C call.
 _counts: Any = attrgetter(*METRICS)
 
 
 @dataclass(slots=True)
 class RecordOutcome:
-    """What happened to the events of one record."""
+    """What happened to the elements of one record."""
 
     counted: int = 0
     duplicates: int = 0
-    late: list[int] = field(default_factory=list)  # indexes of late events in the record
+    late: int = 0
+    invalid: int = 0  # decoding refused them, or their time or totals break a bound
     skipped: bool = False  # the whole record was applied before the checkpoint
+    dead_letters: list[DeadLetter] = field(default_factory=list)
 
 
 @dataclass(slots=True)
 class Flush:
-    """The output of one flush: changelog records to write, then rows for ClickHouse."""
+    """The output of one flush: changelog records to write, then rows for ClickHouse.
+
+    The last changelog record is the checkpoint: write it only once the others are durable.
+    """
 
     seq: int
     changelog: list[ChangelogRecord]
@@ -94,8 +113,6 @@ def _dead_letter_json(dead: DeadLetter) -> dict[str, Any]:
 
 
 def _dead_letter_from_json(data: Mapping[str, Any]) -> DeadLetter:
-    from datetime import UTC, datetime
-
     return DeadLetter(
         received_at=datetime.fromtimestamp(data["received_at"], UTC),
         topic=data["topic"],
@@ -119,6 +136,7 @@ class PartitionState:
         *,
         window_sizes_s: Sequence[int],
         grace_s: int,
+        future_skew_s: int = DEFAULT_FUTURE_SKEW_S,
         baseline: Mapping[WindowKey, Sequence[int]] | None = None,
     ) -> None:
         if not window_sizes_s or any(size <= 0 for size in window_sizes_s):
@@ -128,6 +146,7 @@ class PartitionState:
         # No window boundary of any size falls inside a bucket of the sizes' gcd.
         self._bucket_s = reduce(gcd, self.window_sizes_s)
         self.watermark = Watermark(grace_ms=grace_s * 1000)
+        self.future_skew_ms = future_skew_s * 1000
         self.offsets: Offsets = {}
         self.windows: dict[WindowKey, list[int]] = {}
         self.posts: dict[PostKey, list[int]] = {}
@@ -151,10 +170,14 @@ class PartitionState:
         # Since the last flush.
         self._dirty_windows: set[WindowKey] = set()
         self._dirty_posts: set[PostKey] = set()
-        # Which windows and posts each changelog chunk holds.
+        # Which windows and posts each changelog piece holds: a piece is a
+        # (window size, start, piece number) for windows and a piece number for posts.
+        # A (campaign, creator) pair, and a post, keeps its piece number for as long as
+        # it is in memory, so no entry ever moves from one changelog key to another.
         self._window_chunks: dict[tuple[int, int, int], set[WindowKey]] = {}
         self._post_chunks: dict[int, set[PostKey]] = {}
-        self._creator_chunk: dict[str, int] = {}
+        self._pair_piece = _Pieces[tuple[str, str]](WINDOWS_PER_PIECE)
+        self._post_piece = _Pieces[PostKey](POSTS_PER_PIECE)
         self._new_ids: list[tuple[str, int]] = []
         self._new_dead: list[DeadLetter] = []
         # Dedup segments still needed: seq -> (newest event time, ids).
@@ -169,9 +192,23 @@ class PartitionState:
     # -- applying records -------------------------------------------------------------
 
     def apply_record(
-        self, topic: str, offset: int, events: Sequence[DecodedEvent]
+        self,
+        topic: str,
+        offset: int,
+        events: Sequence[DecodedEvent],
+        *,
+        now_ms: int,
+        positions: Sequence[int] | None = None,
+        rejected: Sequence[Rejected] = (),
+        forwarded: bool = False,
     ) -> RecordOutcome:
-        """Apply the valid events of one record, in order.
+        """Apply the valid events of one record, in order; return what became of them.
+
+        ``now_ms`` is the worker's clock: an event more than the allowed skew ahead of
+        it is refused before it can move the watermark. ``positions`` are the events'
+        places in the record (default 0, 1, ...), ``rejected`` what decoding refused;
+        both go into the record's dead letters, which become durable with the next
+        flush. ``forwarded``: the record came through the rekey topic.
 
         This is the hot path. Events are grouped by creator and the finest time bucket
         that no window boundary splits (the gcd of the window sizes); each group's
@@ -182,19 +219,29 @@ class PartitionState:
         if offset <= self.offsets.get(topic, -1):
             outcome.skipped = True
             return outcome
+        problems: list[Rejected] = list(rejected)
+        outcome.invalid = len(problems)
+        where: Sequence[int] = range(len(events)) if positions is None else positions
+        timestamps = [event.ts for event in events]
+        if timestamps and max(timestamps) > now_ms + self.future_skew_ms:
+            events, where, timestamps = self._refuse_future(
+                events, where, timestamps, now_ms, problems
+            )
+            outcome.invalid = len(problems)
         admit = self.watermark.admit
         seen = self.seen
         new_ids = self._new_ids
         bucket_s = self._bucket_s
-        groups: dict[tuple[str, str, int], list[tuple[int, ...]]] = {}
-        timestamps = [event.ts for event in events]
+        # group -> (each event's counts, each event's index in ``events``)
+        groups: dict[tuple[str, str, int], tuple[list[tuple[int, ...]], list[int]]] = {}
         # The common case, a record with no late event, skips the per-event rule.
         none_late = self.watermark.admit_all(timestamps)
         counted = duplicates = 0
         for index, event in enumerate(events):
             ts = timestamps[index]
             if not none_late and not admit(ts):
-                outcome.late.append(index)
+                problems.append(self._late(event, where[index], forwarded))
+                outcome.late += 1
                 continue
             event_id = event.event_id
             if event_id in seen:
@@ -208,19 +255,82 @@ class PartitionState:
             else:
                 counts = _counts(event)
             key = (event.campaign_id, event.creator_id, window_start_ms(ts, bucket_s))
-            group = groups.get(key)
-            if group is None:
-                groups[key] = [counts]
+            grouped = groups.get(key)
+            if grouped is None:
+                groups[key] = ([counts], [index])
             else:
-                group.append(counts)
-        for key, group in groups.items():
+                grouped[0].append(counts)
+                grouped[1].append(index)
+        for key, (group, members) in groups.items():
             totals = group[0] if len(group) == 1 else tuple(map(sum, zip(*group)))
-            if any(totals):
-                self._add_to_windows(key, totals, topic, offset)
+            if not any(totals) or self._add_to_windows(key, totals, topic, offset) is None:
+                continue
+            # Some window of the group would pass the bound: add its events one by one
+            # and refuse those that would. (Their ids stay seen, and a snapshot keeps
+            # its post's new high-water mark: a copy is a duplicate, not a second try.)
+            for counts, index in zip(group, members):
+                full = self._add_to_windows(key, counts, topic, offset) if any(counts) else None
+                if full is not None:
+                    problems.append(_over_bound(events[index], where[index], METRICS[full]))
+                    counted -= 1
+                    outcome.invalid += 1
         self.offsets[topic] = offset
         outcome.counted = counted
         outcome.duplicates = duplicates
+        if problems:
+            outcome.dead_letters = self._dead_letters(topic, offset, problems, now_ms)
         return outcome
+
+    def _refuse_future(
+        self,
+        events: Sequence[DecodedEvent],
+        where: Sequence[int],
+        timestamps: list[int],
+        now_ms: int,
+        problems: list[Rejected],
+    ) -> tuple[list[DecodedEvent], list[int], list[int]]:
+        """The events no further ahead of ``now_ms`` than the skew allows; the rest refused.
+
+        An event from the future must never move the watermark: every on-time event
+        after it on the partition would be late (DESIGN.md, decision 6).
+        """
+        limit = now_ms + self.future_skew_ms
+        kept: list[DecodedEvent] = []
+        kept_where: list[int] = []
+        kept_ts: list[int] = []
+        for event, position, ts in zip(events, where, timestamps):
+            if ts <= limit:
+                kept.append(event)
+                kept_where.append(position)
+                kept_ts.append(ts)
+                continue
+            reason = (
+                f"invalid: ts: event time {ts} ms is {(ts - now_ms) // 1000} s in the future "
+                f"(the worker allows {self.future_skew_ms // 1000} s ahead of its clock)"
+            )
+            problems.append(Rejected(position, reason, event.to_json()))
+        return kept, kept_where, kept_ts
+
+    def _late(self, event: DecodedEvent, position: int, forwarded: bool) -> Rejected:
+        # A forwarded event reached this partition through the rekey topic, possibly
+        # long after its record was read (README, "Records keyed by something else").
+        kind = "late_rekeyed" if forwarded else "late"
+        reason = (
+            f"{kind}: event time {event.ts} ms is older than the watermark minus grace "
+            f"({self.watermark.horizon_ms()} ms)"
+        )
+        return Rejected(position, reason, event.to_json())
+
+    def _dead_letters(
+        self, topic: str, offset: int, problems: Sequence[Rejected], now_ms: int
+    ) -> list[DeadLetter]:
+        received_at = datetime.fromtimestamp(now_ms / 1000, UTC)
+        dead = [
+            DeadLetter(received_at, topic, self.partition, offset, p.index, p.reason, p.payload)
+            for p in problems
+        ]
+        self._new_dead.extend(dead)
+        return dead
 
     def _snapshot_delta(self, event: DecodedEvent, topic: str, offset: int) -> tuple[int, ...]:
         """Per metric, max(0, new total - highest total seen so far); keeps the highest."""
@@ -229,7 +339,7 @@ class PartitionState:
         highest = self.posts.get(key)
         if highest is None:
             self.posts[key] = list(totals)
-            self._post_chunks.setdefault(self._chunk(event.creator_id), set()).add(key)
+            self._index_post(key)
             self._dirty_posts.add(key)
             delta = totals
         else:
@@ -246,9 +356,15 @@ class PartitionState:
 
     def _add_to_windows(
         self, group: tuple[str, str, int], counts: tuple[int, ...], topic: str, offset: int
-    ) -> None:
+    ) -> int | None:
+        """Add ``counts`` to the group's window of every size, or to none of them.
+
+        Returns ``None`` once added, or (nothing changed) the index of a counter whose
+        window total would pass ``MAX_COUNT``.
+        """
         campaign_id, creator_id, bucket = group
         windows = self.windows
+        updates: list[tuple[WindowKey, list[int], bool]] = []
         for size in self.window_sizes_s:
             key = (campaign_id, creator_id, size, window_start_ms(bucket, size))
             if self._ahead_windows:
@@ -257,12 +373,20 @@ class PartitionState:
                     continue
             totals = windows.get(key)
             if totals is None:
-                base = self._baseline.pop(key, None)
-                windows[key] = list(map(add, base, counts)) if base else list(counts)
-                self._index_window(key)
+                base = self._baseline.get(key)
+                new = list(map(add, base, counts)) if base else list(counts)
             else:
-                windows[key] = list(map(add, totals, counts))
+                new = list(map(add, totals, counts))
+            if max(new) > MAX_COUNT:
+                return new.index(max(new))
+            updates.append((key, new, totals is None))
+        for key, new, fresh in updates:
+            windows[key] = new
+            if fresh:
+                self._baseline.pop(key, None)
+                self._index_window(key)
             self._dirty_windows.add(key)
+        return None
 
     def add_dead_letters(self, dead_letters: Iterable[DeadLetter]) -> None:
         """Dead letters become durable with the next flush, like the counts."""
@@ -295,7 +419,7 @@ class PartitionState:
             totals = self.windows[key]
             rows.append(CreatorWindowRow(key[0], key[1], key[2], key[3], tuple(totals)))
             self._unwritten[key] = seq
-        for chunk in {self._window_chunk_of(key) for key in self._dirty_windows}:
+        for chunk in sorted({self._window_chunk_of(key) for key in self._dirty_windows}):
             entries = [
                 self._entry([k[0], k[1], self.windows[k]], offsets, self._ahead_windows.get(k))
                 for k in self._window_chunks[chunk]
@@ -303,8 +427,8 @@ class PartitionState:
             value = orjson.dumps({"w": entries, "o": offsets})
             records.append((changelog_key(p, "w", *chunk), value))
         # Closed windows leave memory; their final totals were written when they last
-        # changed (above, or in an earlier flush). A chunk's windows share size and
-        # start, so they close together; the chunk goes once none awaits the sink.
+        # changed (above, or in an earlier flush). A piece's windows share size and
+        # start, so they close together; the piece goes once none awaits the sink.
         horizon = self._durable_horizon
         if horizon is not None:
             unwritten = self._unwritten
@@ -318,32 +442,43 @@ class PartitionState:
                 for key in self._window_chunks.pop(chunk):
                     del self.windows[key]
                 records.append((changelog_key(p, "w", *chunk), None))
-        for post_chunk in {self._chunk(post[1]) for post in self._dirty_posts}:
+        for piece in sorted({self._post_piece.of(post) for post in self._dirty_posts}):
             entries = [
                 self._entry([k[0], k[1], k[2], self.posts[k]], offsets, self._ahead_posts.get(k))
-                for k in self._post_chunks[post_chunk]
+                for k in self._post_chunks[piece]
             ]
-            records.append(
-                (changelog_key(p, "p", post_chunk), orjson.dumps({"p": entries, "o": offsets}))
-            )
-        for piece, start in enumerate(range(0, len(self._new_ids), IDS_PER_PIECE)):
-            ids = self._new_ids[start : start + IDS_PER_PIECE]
+            value = orjson.dumps({"p": entries, "o": offsets})
+            records.append((changelog_key(p, "p", piece), value))
+        new_ids = self._new_ids
+
+        def id_segment(ids: list[tuple[str, int]]) -> bytes:
+            return orjson.dumps({"i": ids, "m": max(ts for _, ts in ids), "o": offsets})
+
+        pieces = [
+            piece
+            for start in range(0, len(new_ids), IDS_PER_PIECE)
+            for piece in split_to_fit(new_ids[start : start + IDS_PER_PIECE], id_segment)
+        ]
+        for number, (ids, value) in enumerate(pieces):
             newest = max(ts for _, ts in ids)
-            self._segments[(seq, piece)] = (newest, [event_id for event_id, _ in ids])
-            records.append(
-                (
-                    changelog_key(p, "d", seq, piece),
-                    orjson.dumps({"i": ids, "m": newest, "o": offsets}),
-                )
-            )
+            self._segments[(seq, number)] = (newest, [event_id for event_id, _ in ids])
+            records.append((changelog_key(p, "d", seq, number), value))
         records.extend((key, None) for key in self._expire_segments())
         dead = self._new_dead
         dead_keys = []
-        for piece, start in enumerate(range(0, len(dead), DEAD_LETTERS_PER_PIECE)):
-            dead_keys.append(changelog_key(p, "x", seq, piece))
-            letters = dead[start : start + DEAD_LETTERS_PER_PIECE]
-            payload = {"l": [_dead_letter_json(d) for d in letters], "o": offsets}
-            records.append((dead_keys[-1], orjson.dumps(payload)))
+        letters = [_dead_letter_json(d) for d in dead]
+
+        def dead_segment(letters: list[dict[str, Any]]) -> bytes:
+            return orjson.dumps({"l": letters, "o": offsets})
+
+        dead_pieces = [
+            piece
+            for start in range(0, len(letters), DEAD_LETTERS_PER_PIECE)
+            for piece in split_to_fit(letters[start : start + DEAD_LETTERS_PER_PIECE], dead_segment)
+        ]
+        for number, (_, value) in enumerate(dead_pieces):
+            dead_keys.append(changelog_key(p, "x", seq, number))
+            records.append((dead_keys[-1], value))
         records.append(
             (
                 changelog_key(p, "c"),
@@ -369,17 +504,15 @@ class PartitionState:
         self._durable_horizon = self._flushed_horizon
         self.durable_offsets = dict(self._flushed_offsets)
 
-    def _chunk(self, creator_id: str) -> int:
-        chunk = self._creator_chunk.get(creator_id)
-        if chunk is None:
-            chunk = self._creator_chunk[creator_id] = crc32(creator_id.encode()) % CHUNKS
-        return chunk
-
     def _window_chunk_of(self, key: WindowKey) -> tuple[int, int, int]:
-        return (key[2], key[3], self._chunk(key[1]))
+        return (key[2], key[3], self._pair_piece.of((key[0], key[1])))
 
     def _index_window(self, key: WindowKey) -> None:
         self._window_chunks.setdefault(self._window_chunk_of(key), set()).add(key)
+
+    def _index_post(self, key: PostKey, piece: int | None = None) -> None:
+        piece = self._post_piece.of(key, piece)
+        self._post_chunks.setdefault(piece, set()).add(key)
 
     @classmethod
     def _entry(cls, entry: list[Any], offsets: Offsets, ahead: Offsets | None) -> list[Any]:
@@ -439,10 +572,17 @@ class PartitionState:
         *,
         window_sizes_s: Sequence[int],
         grace_s: int,
+        future_skew_s: int = DEFAULT_FUTURE_SKEW_S,
         baseline: Mapping[WindowKey, Sequence[int]] | None = None,
     ) -> PartitionState:
         """Rebuild a partition's state from the latest value of each changelog key."""
-        state = cls(partition, window_sizes_s=window_sizes_s, grace_s=grace_s, baseline=baseline)
+        state = cls(
+            partition,
+            window_sizes_s=window_sizes_s,
+            grace_s=grace_s,
+            future_skew_s=future_skew_s,
+            baseline=baseline,
+        )
         entries: list[tuple[list[Any], dict[str, Any], bytes]] = []
         checkpoint: dict[str, Any] = {"o": {}, "w": None, "s": 0}
         for raw_key, raw_value in changelog:
@@ -464,19 +604,21 @@ class PartitionState:
             kind = key[1]
             ahead = _ahead(value["o"], applied)
             if kind == "w":
-                size, start = int(key[2]), int(key[3])
+                size, start, piece = int(key[2]), int(key[3]), int(key[4])
                 for entry in value["w"]:
                     wkey: WindowKey = (entry[0], entry[1], size, start)
                     state.windows[wkey] = list(entry[2])
+                    state._pair_piece.of((wkey[0], wkey[1]), piece)
                     state._index_window(wkey)
                     marker = entry[3] if len(entry) > 3 else value["o"]
                     if _ahead(marker, applied):
                         state._ahead_windows[wkey] = dict(marker)
             elif kind == "p":
+                piece = int(key[2])
                 for entry in value["p"]:
                     pkey: PostKey = (entry[0], entry[1], entry[2])
                     state.posts[pkey] = list(entry[3])
-                    state._post_chunks.setdefault(state._chunk(pkey[1]), set()).add(pkey)
+                    state._index_post(pkey, piece)
                     marker = entry[4] if len(entry) > 4 else value["o"]
                     if _ahead(marker, applied):
                         state._ahead_posts[pkey] = dict(marker)
@@ -495,3 +637,63 @@ class PartitionState:
                     _dead_letter_from_json(d) for d in value["l"]
                 ]
         return state
+
+
+K = TypeVar("K", bound=Hashable)
+
+
+class _Pieces(Generic[K]):
+    """Which changelog piece each key is written in: at most ``per_piece`` keys a piece.
+
+    A key keeps its piece while it is known; pieces fill in order. After a restore,
+    keys found in the changelog keep the pieces they were found in, and new keys fill
+    the room that forgotten ones left.
+    """
+
+    def __init__(self, per_piece: int) -> None:
+        self.per_piece = per_piece
+        self._piece: dict[K, int] = {}
+        self._fill: list[int] = []
+        self._open = 0  # no piece before this one has room
+
+    def of(self, key: K, piece: int | None = None) -> int:
+        """The piece of ``key``, assigning one (``piece`` if given, at restore) if new."""
+        known = self._piece.get(key)
+        if known is not None:
+            return known
+        if piece is None:
+            fill = self._fill
+            piece = self._open
+            while piece < len(fill) and fill[piece] >= self.per_piece:
+                piece += 1
+            self._open = piece
+        while len(self._fill) <= piece:
+            self._fill.append(0)
+        self._fill[piece] += 1
+        self._piece[key] = piece
+        return piece
+
+
+T = TypeVar("T")
+
+
+def split_to_fit(
+    items: list[T], encode: Callable[[list[T]], bytes], limit: int = MAX_CHANGELOG_VALUE
+) -> list[tuple[list[T], bytes]]:
+    """``items`` encoded as one value, or halved until each part's value fits ``limit``.
+
+    A single item is never split: callers bound their items so that one always fits.
+    """
+    value = encode(items)
+    if len(value) <= limit or len(items) <= 1:
+        return [(items, value)]
+    half = len(items) // 2
+    return split_to_fit(items[:half], encode, limit) + split_to_fit(items[half:], encode, limit)
+
+
+def _over_bound(event: DecodedEvent, position: int, metric: str) -> Rejected:
+    reason = (
+        f"invalid: {metric}: the window's total would pass {MAX_COUNT} (2^53), the bound "
+        "of every counter of a creator window"
+    )
+    return Rejected(position, reason, event.to_json())

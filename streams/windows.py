@@ -13,6 +13,9 @@ from dataclasses import dataclass
 DEFAULT_WINDOW_SIZES_S: tuple[int, ...] = (60, 3600)
 #: Default grace period (contract: 10 minutes).
 DEFAULT_GRACE_S = 600
+#: How far ahead of the worker's clock an event time may be (contract v1.1: a few
+#: minutes). Clocks of producers and workers disagree by seconds, not by this much.
+DEFAULT_FUTURE_SKEW_S = 300
 
 
 def window_start_ms(ts_ms: int, size_s: int) -> int:

@@ -18,6 +18,7 @@ def test_defaults_are_the_embedded_default(monkeypatch: pytest.MonkeyPatch) -> N
     assert settings.resolved_clickhouse_url().startswith("chdb:///")
     assert settings.window_sizes_s == (60, 3600)
     assert settings.grace_s == 600
+    assert settings.future_skew_s == 300
 
 
 def test_flags_win_over_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -34,6 +35,8 @@ def test_flags_win_over_the_environment(monkeypatch: pytest.MonkeyPatch) -> None
         ({"grace_s": -1}, "CREATORPULSE_GRACE_S"),
         ({"windows": "60,zero"}, "CREATORPULSE_WINDOWS"),
         ({"windows": "0"}, "CREATORPULSE_WINDOWS"),
+        ({"windows": "60,2678401"}, "CREATORPULSE_WINDOWS"),  # past 31 days
+        ({"future_skew_s": -1}, "CREATORPULSE_FUTURE_SKEW_S"),
         ({"kafka_bootstrap": "localhost"}, "CREATORPULSE_KAFKA_BOOTSTRAP"),
         ({"partitions": 0}, "CREATORPULSE_PARTITIONS"),
         ({"flush_interval_s": 0}, "CREATORPULSE_FLUSH_INTERVAL_S"),

@@ -10,9 +10,9 @@ import orjson
 from faust.types import TP
 
 from schemas.rows import CreatorWindowRow, DeadLetter
-from streams.app import StreamProcessor, WorkerConfig
+from streams.app import StreamProcessor, WorkerConfig, partition_for
 from streams.sink_writer import SinkWriter
-from streams.state import changelog_partition
+from streams.state import MAX_CHANGELOG_VALUE, changelog_partition
 
 T0 = 1_795_338_000_000
 
@@ -34,25 +34,47 @@ class FakeEvent:
         self.acked = True
 
 
+CHANGELOG = "app-state-changelog"
+
+
+class ChangelogTopic:
+    def get_topic_name(self) -> str:
+        return CHANGELOG
+
+
 @dataclass
 class Table:
     data: dict[bytes, bytes] = field(default_factory=dict)
-    sent: list[tuple[int, bytes, bytes | None]] = field(default_factory=list)
-
-    def send_changelog(self, partition: int, key: bytes, value: bytes | None, *_: str) -> None:
-        self.sent.append((partition, key, value))
+    changelog_topic: ChangelogTopic = field(default_factory=ChangelogTopic)
 
 
 @dataclass
-class Topic:
-    sent: list[dict[str, Any]] = field(default_factory=list)
-
-    def send_soon(self, **kwargs: Any) -> None:
-        self.sent.append(kwargs)
-
-
 class SlowProducer:
-    """Acknowledges after a few loop turns: time for the sink write to finish first."""
+    """Acknowledges after a few loop turns: time for the sink write to finish first.
+
+    ``refuse`` holds keys whose next delivery fails once (as a broker refusing them).
+    """
+
+    sent: list[tuple[str, bytes | None, bytes | None, int | None]] = field(default_factory=list)
+    refuse: set[bytes] = field(default_factory=set)
+
+    async def send(
+        self,
+        topic: str,
+        key: bytes | None,
+        value: bytes | None,
+        partition: int | None,
+        timestamp: float | None,
+        headers: Any,
+    ) -> asyncio.Future[None]:
+        delivery: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        if key in self.refuse:
+            self.refuse.discard(key)
+            delivery.set_exception(RuntimeError("MessageSizeTooLargeError (test)"))
+        else:
+            self.sent.append((topic, key, value, partition))
+            delivery.set_result(None)
+        return delivery
 
     async def flush(self) -> None:
         await asyncio.sleep(0.05)
@@ -116,9 +138,8 @@ def test_each_flush_commits_what_its_checkpoint_covers() -> None:
             WorkerConfig(kafka_bootstrap="x:1", partitions=1),
             writer,
             Table(),
-            Topic(),
-            Topic(),
         )
+        processor.restore([0])
         async with processor.lock:
             processor.apply_batch([record(7, event_json("e1", T0, 5))])
         await processor.flush()
@@ -146,10 +167,9 @@ def test_dead_letters_already_written_leave_no_segment_in_the_changelog() -> Non
             WorkerConfig(kafka_bootstrap="x:1", partitions=1),
             writer,
             table,
-            Topic(),
-            Topic(),
         )
         events = [record(0, event_json("e1", T0, 5)), record(1, b"{not json")]
+        processor.restore([0])
         async with processor.lock:
             processor.apply_batch(events)
         await processor.flush()
@@ -167,3 +187,105 @@ def test_dead_letters_already_written_leave_no_segment_in_the_changelog() -> Non
     segments = [key for key in table.data if orjson.loads(key)[1] == "x"]
     assert segments == []
     assert {changelog_partition(key) for key in table.data} == {0}
+
+
+def processor_with(
+    sink: InstantSink, app: App | None = None, table: Table | None = None, partitions: int = 1
+) -> tuple[StreamProcessor, SinkWriter, App, Table]:
+    writer = SinkWriter(sink)
+    writer.start()
+    app = app or App()
+    table = table or Table()
+    config = WorkerConfig(kafka_bootstrap="x:1", partitions=partitions)
+    processor = StreamProcessor(app, config, writer, table)  # type: ignore[arg-type]
+    return processor, writer, app, table
+
+
+def test_a_record_kafka_refuses_holds_the_checkpoint_back_until_it_is_through() -> None:
+    async def scenario() -> tuple[App, list[list[dict[TP, int]]]]:
+        processor, writer, app, _ = processor_with(InstantSink())
+        processor.restore([0])
+        async with processor.lock:
+            processor.apply_batch([record(3, event_json("e1", T0, 5))])
+        app.producer.refuse.add(orjson.dumps([0, "d", 1, 0]))  # the dedup segment
+        await processor.flush()
+        commits = [list(app.consumer.commits)]
+        await processor.flush()
+        commits.append(list(app.consumer.commits))
+        await writer.stop()
+        return app, commits
+
+    app, commits = asyncio.run(scenario())
+    assert commits == [[], [{TP("post-stats", 0): 4}]]
+    keys = [key for _, key, _, _ in app.producer.sent]
+    # Sent again before the checkpoint, which is written only once the segment is in.
+    assert keys.index(orjson.dumps([0, "d", 1, 0])) < keys.index(orjson.dumps([0, "c"]))
+
+
+def test_assigned_partitions_rewrite_their_windows_without_a_new_record() -> None:
+    # Issue 8, finding 11: after a kill -9 between a durable checkpoint and the sink's
+    # write, only partitions that got a new record were rewritten; a finished campaign's
+    # last windows stayed short in ClickHouse for good.
+    async def scenario() -> InstantSink:
+        first, writer, _, table = processor_with(InstantSink(), partitions=1)
+        first.restore([0])
+        async with first.lock:
+            first.apply_batch([record(0, event_json("e1", T0, 5))])
+        await first.flush()  # durable in the changelog; the sink's write is lost below
+        await writer.stop()
+        sink = InstantSink()
+        restarted, writer, _, _ = processor_with(sink, table=table)
+        restarted.restore([0])  # what the worker does once the changelog is recovered
+        await writer.drain()
+        await writer.stop()
+        return sink
+
+    sink = asyncio.run(scenario())
+    assert [(r.window_size_s, r.counts[0]) for r in sink.windows] == [(60, 5), (3600, 5)]
+
+
+def test_forwarded_events_are_split_into_records_kafka_accepts() -> None:
+    async def scenario() -> App:
+        processor, writer, app, _ = processor_with(InstantSink(), partitions=4)
+        other = next(f"cr-{i}" for i in range(100) if partition_for(f"cr-{i}".encode(), 4) != 0)
+        # Minimal events re-encoded whole (every counter, the kind) grow threefold.
+        batch = [
+            {
+                "event_id": f"{i:05d}",
+                "ts": T0,
+                "campaign_id": "c",
+                "creator_id": other,
+                "post_id": "p",
+            }
+            for i in range(10_000)
+        ]
+        value = orjson.dumps(batch)
+        assert len(value) < 1024 * 1024  # a record the contract accepts
+        processor.restore([0])
+        async with processor.lock:
+            processor.apply_batch([FakeEvent(Message("post-stats", 0, 0, value))])
+        await processor.flush()
+        await writer.stop()
+        return app
+
+    app = asyncio.run(scenario())
+    forwarded = [v for t, _, v, _ in app.producer.sent if t.endswith("-rekeyed") and v]
+    assert len(forwarded) > 1
+    assert all(len(v) <= MAX_CHANGELOG_VALUE for v in forwarded)
+    assert sum(len(orjson.loads(v)) for v in forwarded) == 10_000
+
+
+def test_the_dead_letter_of_a_huge_bad_record_fits_a_kafka_record() -> None:
+    async def scenario() -> App:
+        processor, writer, app, _ = processor_with(InstantSink())
+        processor.restore([0])
+        async with processor.lock:
+            processor.apply_batch([record(0, b"[" + b"\x01" * 900_000)])
+        await processor.flush()
+        await writer.stop()
+        return app
+
+    app = asyncio.run(scenario())
+    (dead,) = [v for t, _, v, _ in app.producer.sent if t == "post-stats-dead-letters"]
+    assert dead is not None and len(dead) <= MAX_CHANGELOG_VALUE
+    assert max(len(v or b"") for _, _, v, _ in app.producer.sent) <= MAX_CHANGELOG_VALUE
