@@ -150,7 +150,10 @@ class PartitionState:
         self.offsets: Offsets = {}
         self.windows: dict[WindowKey, list[int]] = {}
         self.posts: dict[PostKey, list[int]] = {}
-        self.seen: dict[str, int] = {}  # event_id -> event time, for ids within grace
+        # Event ids within the grace period. A set, not a map to event times: at 3,000
+        # events/s and a 10-minute grace it holds 1.8 million ids, and expiry goes by
+        # segment (each knows its newest event time), so a time per id is never read.
+        self.seen: set[str] = set()
         self.flush_seq = 0
         # Expiry (closed windows, old dedup ids) follows the watermark of the last
         # checkpoint known to be durable, never a newer one: if a crash loses the newest
@@ -247,7 +250,7 @@ class PartitionState:
             if event_id in seen:
                 duplicates += 1
                 continue
-            seen[event_id] = ts
+            seen.add(event_id)
             new_ids.append((event_id, ts))
             counted += 1
             if event.kind == "snapshot":
@@ -540,7 +543,7 @@ class PartitionState:
         expired = [key for key, (newest, _) in self._segments.items() if newest < horizon]
         for key in expired:
             for event_id in self._segments.pop(key)[1]:
-                self.seen.pop(event_id, None)
+                self.seen.discard(event_id)
         return [changelog_key(self.partition, "d", *key) for key in expired]
 
     def _forget_passed_ahead_markers(self) -> None:
@@ -627,7 +630,7 @@ class PartitionState:
                     state._drop_keys.append(raw_key)
                     continue
                 ids = [event_id for event_id, _ in value["i"]]
-                state.seen.update((event_id, ts) for event_id, ts in value["i"])
+                state.seen.update(ids)
                 state._segments[(int(key[2]), int(key[3]))] = (int(value["m"]), ids)
             elif kind == "x":
                 if ahead:  # the replay dead-letters these records again

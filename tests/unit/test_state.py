@@ -567,3 +567,27 @@ def test_a_record_that_would_pass_the_bound_refuses_only_the_events_that_do() ->
     assert out.counted == 2 and out.invalid == 2
     assert [d.idx for d in out.dead_letters] == [1, 3]
     assert totals(s)[T0]["views"] == MAX_COUNT and totals(s)[T0]["likes"] == 0
+
+
+def test_dedup_ids_and_windows_leave_memory_by_event_time_in_a_steady_stream() -> None:
+    # Issue 8, finding 12: memory must level off once the grace period has passed.
+    s = new_state()
+    per_second, seconds = 5, 3 * GRACE_S
+    sizes: list[tuple[int, int]] = []
+    for second in range(seconds):
+        events = [
+            model(ev(f"e{second}-{i}", T0 + second * 1000 + i, creator_id=f"c{i}", views=1))
+            for i in range(per_second)
+        ]
+        s.apply_record(TOPIC, second, events, now_ms=NOW)
+        if second % 10 == 9:  # a flush every 10 s of event time, durable and written
+            s.flush()
+            s.confirm_durable()
+            s.confirm_written(s.flush_seq)
+            sizes.append((len(s.seen), len(s.windows)))
+    late_ids = [ids for ids, _ in sizes[len(sizes) // 2 :]]
+    late_windows = [windows for _, windows in sizes[len(sizes) // 2 :]]
+    # Ids of at most grace + two flush intervals; windows of the minutes within grace.
+    assert max(late_ids) <= per_second * (GRACE_S + 20)
+    assert max(late_windows) <= per_second * (GRACE_S // 60 + 3 + 2)
+    assert max(late_ids) - min(late_ids) <= per_second * 20  # flat, not growing
