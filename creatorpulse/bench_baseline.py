@@ -3,13 +3,13 @@
 What a Faust user writes first for "per-creator totals in 60 s and 3600 s tumbling
 windows": an agent that iterates the stream one record at a time and, for every event
 and window size, reads the window's totals from a table and writes them back. Each
-write is a changelog record, which is what makes this form slow (DESIGN.md §5).
+write is a changelog record, which is what makes this form slow (docs/design.md §5).
 
 Which textbook form: a plain ``app.Table`` keyed by ``campaign:creator:size:start``,
 with the window computed from the event's own ``ts``. Faust's windowed tables
 (``.tumbling(60).relative_to_stream()``) are the other textbook form, but they take the
 window from the *record* timestamp, which is wrong for the elements of a batch record,
-and they expire windows on the wall clock (DESIGN.md §3). The per-event cost is the
+and they expire windows on the wall clock (docs/design.md §3). The per-event cost is the
 same: one table write (one changelog record) per event and window size.
 
 No validation, dedup or ClickHouse: this is the cost of Faust's per-event table path

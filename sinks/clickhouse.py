@@ -21,7 +21,7 @@ What chDB allows (clickhouse-connect 1.12.0, chdb 4.4.0 / engine 26.9, measured)
   another directory can be opened (about 0.05 s; the first engine start in a process
   takes 0.5-1.5 s).
 - One *process* per data directory: a second process fails with
-  ``Error initializing EmbeddedServer`` (DESIGN.md saw "Cannot lock file .../status").
+  ``Error initializing EmbeddedServer`` (docs/design.md saw "Cannot lock file .../status").
   So in embedded mode the process that owns the store serves every query: the CLI
   and the terminal leaderboard go through this sink.
 - Several clients on the one directory would work, but the sink shares ONE client

@@ -12,7 +12,7 @@ records between Kafka, that code and the sink:
 
 Records are taken in batches and acknowledged only after the state that includes them
 is durable in the changelog, so Faust never commits an offset whose effects could be
-lost (DESIGN.md §4-5).
+lost (docs/design.md §4-5).
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ totals per post (snapshot -> delta), and the open windows' totals. It is a
 deterministic function of the partition's records in offset order, which is what makes
 replays exact.
 
-Durability (DESIGN.md §4) without Kafka transactions: :meth:`PartitionState.flush`
+Durability (docs/design.md §4) without Kafka transactions: :meth:`PartitionState.flush`
 returns the changelog records to write, in an order that matters —
 
 1. the changed windows and posts, each carrying the source offsets they include;
@@ -295,7 +295,7 @@ class PartitionState:
         """The events no further ahead of ``now_ms`` than the skew allows; the rest refused.
 
         An event from the future must never move the watermark: every on-time event
-        after it on the partition would be late (DESIGN.md, decision 6).
+        after it on the partition would be late (docs/design.md §6).
         """
         limit = now_ms + self.future_skew_ms
         kept: list[DecodedEvent] = []

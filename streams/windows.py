@@ -1,7 +1,7 @@
 """Event-time windows and the watermark: pure functions, no Faust.
 
 Faust's own windowed tables expire windows on the wall clock and skip closes across
-partitions (DESIGN.md §3), so window assignment, lateness and closing live here.
+partitions (docs/design.md §3), so window assignment, lateness and closing live here.
 """
 
 from __future__ import annotations

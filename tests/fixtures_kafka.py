@@ -1,7 +1,7 @@
 """Kafka broker fixtures (a pytest plugin, loaded from tests/conftest.py).
 
-Why: tests that need a broker must run against real Apache Kafka (DESIGN.md, "Decisions"
-item 2), whatever the machine offers. ``kafka_broker`` picks, in this order:
+Why: tests that need a broker must run against real Apache Kafka (docs/design.md §2),
+whatever the machine offers. ``kafka_broker`` picks, in this order:
 
 1. ``$CREATORPULSE_TEST_KAFKA_BOOTSTRAP``: an existing broker (assumed to be Apache Kafka);
 2. testcontainers' ``KafkaContainer`` (KRaft) when a Docker engine answers a ping;
@@ -217,7 +217,7 @@ async def running_faust_app(
        SIGINT/SIGTERM handlers on the loop and reconfigures root logging and stdout.
 
     ``app.in_worker`` stays False, which only matters for
-    ``processing_guarantee="exactly_once"`` (not used by creatorpulse; see DESIGN.md item 4).
+    ``processing_guarantee="exactly_once"`` (not used by creatorpulse; see docs/design.md §4).
     """
     try:
         await asyncio.wait_for(app.start(), start_timeout)

@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Run a real Apache Kafka broker (KRaft, single node) from Maven Central jars, without Docker.
 
-Why this exists: the project's tests must run against real Apache Kafka (DESIGN.md,
-"Decisions" item 2), but CI and the developer machines have no Docker engine. They do have
+Why this exists: the project's tests must run against real Apache Kafka (docs/design.md
+§2), but CI and the developer machines have no Docker engine. They do have
 Java 17 and Maven, so this launcher
 
 1. ``fetch``: resolves ``org.apache.kafka:kafka_2.13`` (and a log4j binding) with

@@ -219,7 +219,7 @@ def test_faust_agent_counts_every_record(
             await wait_until(lambda: len(seen) >= N_RECORDS, timeout=30)
             # Wait for faust's periodic commit rather than relying on the one in app.stop():
             # once in ~10 local runs a stop left the last few offsets uncommitted (at-least-
-            # once, DESIGN.md item 4), which would make this assertion flaky.
+            # once, docs/design.md §4), which would make this assertion flaky.
             committed = await committed_offsets(
                 broker.bootstrap, app_id, topic, PARTITIONS, expected=N_RECORDS
             )
@@ -247,7 +247,7 @@ def test_faust_agent_counts_every_record(
 def test_transactions_apache_kafka_only(
     broker: BrokerHandle, unique_name: Callable[[str], str]
 ) -> None:
-    """DESIGN.md item 4 relies on this difference: tansu rejects transactional producers."""
+    """docs/design.md §4 relies on this difference: tansu rejects transactional producers."""
     topic = unique_name("txn")
     create_topic(broker.bootstrap, topic, 1)
 
