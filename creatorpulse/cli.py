@@ -88,6 +88,7 @@ def main_options(
     flush_interval_s: Annotated[float | None, _setting("flush_interval_s")] = None,
     sink: Annotated[str | None, _setting("sink")] = None,
     web_port: Annotated[int | None, _setting("web_port")] = None,
+    web_host: Annotated[str | None, _setting("web_host")] = None,
 ) -> None:
     """Settings shared by every command (flags win over environment variables)."""
     _State.overrides = {k: v for k, v in locals().items() if v is not None}
@@ -508,7 +509,9 @@ def _leaderboard_source(settings: Settings) -> Any:
     except SettingsError as exc:
         if "held by another" not in str(exc) or not settings.web_port:
             raise
-        base = f"http://127.0.0.1:{settings.web_port}/leaderboard"
+        host = "127.0.0.1" if settings.web_host in ("0.0.0.0", "::") else settings.web_host
+        host = f"[{host}]" if ":" in host else host  # an IPv6 address in a URL
+        base = f"http://{host}:{settings.web_port}/leaderboard"
 
         def through_worker(campaign: str | None, last_s: int, limit: int) -> list[dict[str, Any]]:
             query = f"?last_s={last_s}&limit={limit}" + (

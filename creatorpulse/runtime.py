@@ -7,6 +7,7 @@ becomes a :class:`~creatorpulse.settings.SettingsError` naming the fix.
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
 import sys
 import time
@@ -178,8 +179,19 @@ def worker_config(settings: Settings, bootstrap: str) -> WorkerConfig:
         flush_interval_s=settings.flush_interval_s,
         data_dir=settings.data_dir / "faust",
         web_port=settings.web_port or None,
+        web_host=settings.web_host,
         writes_reference_data=settings.sink == "clickhouse",
     )
+
+
+def is_loopback(host: str) -> bool:
+    """Whether binding ``host`` keeps a port to this machine (``localhost`` or 127/8, ::1)."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:  # a host name: it may resolve to any interface
+        return False
 
 
 def add_query_pages(sink: ClickHouseSink | None) -> Callable[[Any, Any], None]:
@@ -258,6 +270,14 @@ def build(
     """The worker, writing ``sink``: ClickHouse, or the window-rows topic (sink=topic)."""
     config = worker_config(settings, bootstrap)
     config.data_dir.mkdir(parents=True, exist_ok=True)
+    if config.web_port is not None and not is_loopback(config.web_host):
+        log.warning(
+            "the worker's HTTP port listens on %s:%d, beyond this machine: its pages "
+            "(/leaderboard, /stats, Faust's /table and /router) need no authentication; "
+            "set --web-host / CREATORPULSE_WEB_HOST=127.0.0.1 unless a firewall guards it",
+            config.web_host,
+            config.web_port,
+        )
     return build_worker(
         config,
         sink,
