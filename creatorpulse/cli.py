@@ -25,7 +25,13 @@ import typer
 from rich.console import Console
 from rich.live import Live
 
-from creatorpulse.settings import Settings, SettingsError, load_settings
+from creatorpulse.settings import (
+    LEADERBOARD_MAX_LAST_S,
+    LEADERBOARD_MAX_LIMIT,
+    Settings,
+    SettingsError,
+    load_settings,
+)
 
 if TYPE_CHECKING:  # the CLI imports heavy modules only in the commands that need them
     from sinks.clickhouse import ClickHouseSink
@@ -471,9 +477,16 @@ def migrate_command() -> None:
 def top(
     campaign: Annotated[str | None, typer.Option(help="Only this campaign.")] = None,
     last_s: Annotated[
-        int, typer.Option(help="Seconds of event time, back from the newest window.")
+        int,
+        typer.Option(
+            help="Seconds of event time, back from the newest window.",
+            min=1,
+            max=LEADERBOARD_MAX_LAST_S,
+        ),
     ] = 3600,
-    limit: Annotated[int, typer.Option(help="Creators to show.")] = 20,
+    limit: Annotated[
+        int, typer.Option(help="Creators to show.", min=1, max=LEADERBOARD_MAX_LIMIT)
+    ] = 20,
     watch: Annotated[bool, typer.Option(help="Refresh every second until Ctrl-C.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
 ) -> None:

@@ -11,12 +11,17 @@ import ipaddress
 import logging
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import asdict
 from pathlib import Path
 from typing import IO, Any
 
-from creatorpulse.settings import Settings, SettingsError
+from creatorpulse.settings import (
+    LEADERBOARD_MAX_LAST_S,
+    LEADERBOARD_MAX_LIMIT,
+    Settings,
+    SettingsError,
+)
 from sinks.clickhouse import ClickHouseSink
 from sinks.migrate import migrate
 from streams.app import Worker, WorkerConfig, build_worker
@@ -194,6 +199,36 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+class BadParameter(ValueError):
+    """A query parameter a page cannot use; ``name`` is the parameter."""
+
+    def __init__(self, name: str, message: str) -> None:
+        super().__init__(f"{name}: {message}")
+        self.name = name
+
+
+def _bounded_int(query: Mapping[str, str], name: str, default: int, high: int) -> int:
+    raw = query.get(name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise BadParameter(name, f"expected an integer from 1 to {high}, got {raw!r}") from None
+    if not 1 <= value <= high:
+        raise BadParameter(name, f"expected an integer from 1 to {high}, got {value}")
+    return value
+
+
+def leaderboard_query(query: Mapping[str, str]) -> tuple[str | None, int, int]:
+    """``(campaign, last_s, limit)`` from the leaderboard page's query, or BadParameter."""
+    return (
+        query.get("campaign") or None,
+        _bounded_int(query, "last_s", 3600, LEADERBOARD_MAX_LAST_S),
+        _bounded_int(query, "limit", 20, LEADERBOARD_MAX_LIMIT),
+    )
+
+
 def add_query_pages(sink: ClickHouseSink | None) -> Callable[[Any, Any], None]:
     """HTTP pages served by the worker: the leaderboard (other processes cannot open a
     chDB store it owns; only when the worker writes ClickHouse), its counters and a
@@ -208,13 +243,11 @@ def add_query_pages(sink: ClickHouseSink | None) -> Callable[[Any, Any], None]:
             @app.page("/leaderboard")
             class Leaderboard(View):
                 async def get(self, request: Request) -> Response:
-                    query = request.query
-                    rows = await asyncio.to_thread(
-                        store.leaderboard,
-                        query.get("campaign") or None,
-                        int(query.get("last_s", 3600)),
-                        int(query.get("limit", 20)),
-                    )
+                    try:
+                        campaign, last_s, limit = leaderboard_query(request.query)
+                    except BadParameter as exc:
+                        return self.json({"error": str(exc), "parameter": exc.name}, status=400)
+                    rows = await asyncio.to_thread(store.leaderboard, campaign, last_s, limit)
                     return self.json([row_to_json(r) for r in rows])
 
         @app.page("/stats")

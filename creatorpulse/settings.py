@@ -19,6 +19,11 @@ from streams.windows import DEFAULT_FUTURE_SKEW_S, DEFAULT_GRACE_S
 #: The longest window size accepted (31 days).
 MAX_WINDOW_S = 31 * 86_400
 
+#: Bounds of the leaderboard's parameters (the worker's /leaderboard page and
+#: `creatorpulse top`), so one request has a bounded answer and query cost.
+LEADERBOARD_MAX_LIMIT = 500
+LEADERBOARD_MAX_LAST_S = 30 * 86_400
+
 
 class Settings(BaseSettings):
     """Runtime settings of every creatorpulse command."""

@@ -1,4 +1,5 @@
-"""The worker's HTTP port, as `creatorpulse worker` builds it: where it listens.
+"""The worker's HTTP port, as `creatorpulse worker` builds it: where it listens, and
+how its leaderboard page answers bad parameters.
 
 The worker is built the way the CLI builds it (``runtime.build`` from settings) and only
 its Faust web server is started: the pages need no broker, and the socket it binds is
@@ -8,8 +9,11 @@ the one a running worker would bind.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import socket
+import urllib.error
+import urllib.request
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -20,8 +24,11 @@ import pytest
 from creatorpulse import runtime
 from creatorpulse.embedded import free_port
 from creatorpulse.settings import Settings, load_settings
+from schemas.events import METRICS
+from schemas.rows import CreatorWindowRow
 from sinks.clickhouse import ClickHouseSink
 
+T0_MS = 1_795_338_000_000  # 2026-11-22T09:00:00Z
 UNUSED_BOOTSTRAP = "127.0.0.1:1"  # the web server never talks to Kafka
 
 
@@ -123,3 +130,54 @@ def test_another_address_is_an_explicit_setting_with_a_warning(
 )  # fmt: skip
 def test_which_hosts_count_as_loopback(host: str, loopback: bool) -> None:
     assert runtime.is_loopback(host) is loopback
+
+
+def get(port: int, query: str) -> tuple[int, Any]:
+    url = f"http://127.0.0.1:{port}/leaderboard{query}"
+    try:
+        with urllib.request.urlopen(url, timeout=10) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as err:
+        return err.code, json.loads(err.read())
+
+
+def window(creator: str, start_ms: int, views: int) -> CreatorWindowRow:
+    counts = tuple(views if name == "views" else 0 for name in METRICS)
+    return CreatorWindowRow("camp1", creator, 60, start_ms, counts)
+
+
+BAD_QUERIES = [
+    ("?last_s=-5", "last_s"),
+    ("?last_s=0", "last_s"),
+    ("?last_s=abc", "last_s"),
+    ("?last_s=", "last_s"),
+    (f"?last_s={30 * 86_400 + 1}", "last_s"),
+    ("?limit=0", "limit"),
+    ("?limit=501", "limit"),
+    ("?limit=2.5", "limit"),
+    ("?campaign=camp1&limit=-1&last_s=60", "limit"),
+]
+
+
+def test_bad_leaderboard_parameters_answer_400_naming_the_parameter(
+    tmp_path: Path, clickhouse_sink: ClickHouseSink
+) -> None:
+    clickhouse_sink.write_creator_windows(
+        [window("alice", T0_MS, 10), window("bob", T0_MS, 30), window("carol", T0_MS, 20)]
+    )
+    settings = settings_for(tmp_path)
+
+    async def scenario() -> dict[str, tuple[int, Any]]:
+        async with web_server(settings, clickhouse_sink) as port:
+            queries = [query for query, _ in BAD_QUERIES] + ["", "?limit=2", "?limit=500"]
+            return {q: await asyncio.to_thread(get, port, q) for q in queries}
+
+    answers = asyncio.run(scenario())
+    for query, parameter in BAD_QUERIES:
+        status, body = answers[query]
+        assert status == 400, (query, body)
+        assert body["parameter"] == parameter, (query, body)
+        assert body["error"].startswith(f"{parameter}: expected an integer from 1 to "), body
+    assert [row["creator_id"] for row in answers[""][1]] == ["bob", "carol", "alice"]
+    assert [row["creator_id"] for row in answers["?limit=2"][1]] == ["bob", "carol"]
+    assert answers["?limit=500"][0] == 200

@@ -120,3 +120,12 @@ def test_migrate_then_top_on_a_fresh_store(
     assert "up to date" in capsys.readouterr().err
     assert main(["--clickhouse-url", url, "top", "--json"]) == 0
     assert capsys.readouterr().out.strip() == "[]"
+
+
+@pytest.mark.parametrize("argv", [["--limit", "0"], ["--limit", "501"], ["--last-s", "-5"]])
+def test_top_refuses_parameters_out_of_the_leaderboard_bounds(
+    argv: list[str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url = f"chdb://{tmp_path / 'store'}"
+    assert main(["--clickhouse-url", url, "top", "--json", *argv]) == 2
+    assert argv[0] in capsys.readouterr().err
