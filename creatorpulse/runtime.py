@@ -16,6 +16,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import IO, Any
 
+from creatorpulse.logs import RepeatLimiter
 from creatorpulse.settings import (
     LEADERBOARD_MAX_LAST_S,
     LEADERBOARD_MAX_LIMIT,
@@ -36,7 +37,8 @@ QUIET_LOGGERS = ("faust", "aiokafka", "mode", "kafka", "chdb", "clickhouse_conne
 def configure_logging(
     level: str = "INFO", stream: IO[str] | None = None, path: Path | None = None
 ) -> None:
-    """Our logs at ``level``; the libraries' chatter only from WARNING up."""
+    """Our logs at ``level``; the libraries' chatter only from WARNING up, and each of
+    their repeated lines once per interval (:class:`~creatorpulse.logs.RepeatLimiter`)."""
     handler: logging.Handler
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -44,6 +46,7 @@ def configure_logging(
     else:
         handler = logging.StreamHandler(stream or sys.stderr)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
+    handler.addFilter(RepeatLimiter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
