@@ -235,9 +235,10 @@ def _start_pipeline(
         stack.callback(publisher.close)
         return bootstrap, None, runtime.build(settings, publisher, bootstrap)
     bootstrap = _bootstrap(settings, stack)
+    # Kafka first: an unreachable broker is then the one message, before the store opens.
+    runtime.ensure_topics(settings, bootstrap)
     sink = runtime.open_sink(settings)
     stack.callback(sink.close)
-    runtime.ensure_topics(settings, bootstrap)
     # The embedded broker kept nothing from an earlier run: open windows start from
     # the totals already in the store instead of from zero.
     baseline = runtime.load_baseline(sink, settings) if settings.embedded_broker else None
@@ -273,9 +274,9 @@ def sink_command() -> None:
     bootstrap = settings.kafka_bootstrap or ""
     config = runtime.worker_config(settings, bootstrap)
     with ExitStack() as stack:
+        runtime.ensure_topics(settings, bootstrap, window_rows=True)
         sink = runtime.open_sink(settings)
         stack.callback(sink.close)
-        runtime.ensure_topics(settings, bootstrap, window_rows=True)
         topics = SinkTopics(
             window_rows=_rows_topic(settings),
             dead_letters=config.dead_letter_topic,
@@ -347,12 +348,16 @@ def _simulate_forever(
 
 
 def _require_broker(settings: Settings) -> str:
+    """The bootstrap of a Kafka that answers, or a SettingsError within seconds."""
+    from creatorpulse import runtime
+
     if not settings.kafka_bootstrap:
         raise SettingsError(
             "this command publishes to a running Kafka: set --kafka-bootstrap / "
             "CREATORPULSE_KAFKA_BOOTSTRAP (with `creatorpulse run`, the embedded broker "
             "lives inside that process)"
         )
+    runtime.check_kafka(settings.kafka_bootstrap)
     return settings.kafka_bootstrap
 
 
@@ -573,7 +578,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         result = command.main(args=list(argv) if argv is not None else None, standalone_mode=False)
     except SettingsError as exc:
-        console.print(f"[red]error:[/] {exc}")
+        console.print(f"[red]error:[/] {exc}", soft_wrap=True)  # one message, unwrapped
         return 2
     except typer.Exit as exc:
         return int(exc.exit_code)

@@ -9,14 +9,15 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import logging
+import socket
 import sys
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import asdict
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
-from creatorpulse.logs import RepeatLimiter
+from creatorpulse.logs import RepeatLimiter, silenced
 from creatorpulse.settings import (
     LEADERBOARD_MAX_LAST_S,
     LEADERBOARD_MAX_LIMIT,
@@ -28,6 +29,9 @@ from sinks.migrate import migrate
 from streams.app import Worker, WorkerConfig, build_worker
 from streams.sink_writer import RowSink
 from streams.state import WindowKey
+
+if TYPE_CHECKING:
+    from kafka import KafkaAdminClient
 
 log = logging.getLogger("creatorpulse")
 
@@ -84,8 +88,80 @@ def open_sink(settings: Settings, *, migrate_schema: bool = True) -> ClickHouseS
     return sink
 
 
+#: How long a command waits for the Kafka it was given before it stops with a message.
+#: Long enough for a broker that is still starting, short enough that a wrong address
+#: is reported before the command looks hung (the clients alone retry for 30 s).
+KAFKA_CONNECT_TIMEOUT_S = 8.0
+
+_BOOTSTRAP_FIX = "check --kafka-bootstrap / CREATORPULSE_KAFKA_BOOTSTRAP"
+
+
+def wait_for_listener(bootstrap: str, timeout_s: float = KAFKA_CONNECT_TIMEOUT_S) -> None:
+    """Return once one of the bootstrap hosts accepts a TCP connection, or raise a
+    SettingsError naming the setting after ``timeout_s``.
+
+    A plain socket, so an address nobody listens on costs no client retries and no
+    client log lines.
+    """
+    deadline = time.monotonic() + timeout_s
+    hosts = [entry.strip().rpartition(":") for entry in bootstrap.split(",")]
+    why = ""
+    while True:
+        for host, _, port in hosts:
+            left = deadline - time.monotonic()
+            try:
+                with socket.create_connection(
+                    (host.strip("[]"), int(port)), min(max(left, 0.1), 2)
+                ):
+                    return
+            except OSError as exc:
+                why = f"{host}:{port}: {exc.strerror or exc}"
+        if time.monotonic() >= deadline:
+            raise SettingsError(
+                f"cannot reach Kafka at {bootstrap} within {timeout_s:.0f}s ({why}); "
+                + _BOOTSTRAP_FIX
+            )
+        time.sleep(min(0.5, max(deadline - time.monotonic(), 0)))
+
+
+def connect_admin(bootstrap: str, timeout_s: float = KAFKA_CONNECT_TIMEOUT_S) -> KafkaAdminClient:
+    """A connected kafka-python admin client, or one SettingsError within ``timeout_s``.
+
+    The client's own loggers stay silent while it connects: the error says what failed.
+    """
+    from kafka import KafkaAdminClient
+    from kafka.errors import KafkaError
+
+    deadline = time.monotonic() + timeout_s
+    wait_for_listener(bootstrap, timeout_s)
+    options: dict[str, Any] = {}
+    if "bootstrap_timeout_ms" in KafkaAdminClient.DEFAULT_CONFIG:  # kafka-python 3
+        options["bootstrap_timeout_ms"] = max(int((deadline - time.monotonic()) * 1000), 1000)
+    with silenced("kafka"):
+        try:
+            return KafkaAdminClient(
+                bootstrap_servers=bootstrap.split(","), client_id="creatorpulse-admin", **options
+            )
+        except (KafkaError, OSError) as exc:
+            raise SettingsError(
+                f"cannot reach Kafka at {bootstrap}: it accepts connections but does not "
+                f"answer as Kafka ({exc}); {_BOOTSTRAP_FIX}"
+            ) from None
+
+
+def check_kafka(bootstrap: str, timeout_s: float = KAFKA_CONNECT_TIMEOUT_S) -> None:
+    """Stop with one message naming the setting unless Kafka answers at ``bootstrap``."""
+    admin = connect_admin(bootstrap, timeout_s)
+    with silenced("kafka"):
+        admin.close()
+
+
 def ensure_topics(
-    settings: Settings, bootstrap: str, *, window_rows: bool = False, timeout_s: float = 30.0
+    settings: Settings,
+    bootstrap: str,
+    *,
+    window_rows: bool = False,
+    timeout_s: float = KAFKA_CONNECT_TIMEOUT_S,
 ) -> None:
     """Create the worker's topics if missing; refuse partition counts that do not match.
 
@@ -95,9 +171,8 @@ def ensure_topics(
     also the topic of a worker with ``sink=topic`` (not compacted: the sink must see a
     window's last row even if it lags behind).
     """
-    from kafka import KafkaAdminClient
     from kafka.admin import NewTopic
-    from kafka.errors import KafkaError, TopicAlreadyExistsError
+    from kafka.errors import TopicAlreadyExistsError
 
     from sinks.row_topic import window_rows_topic
 
@@ -112,21 +187,7 @@ def ensure_topics(
     }
     if window_rows:
         wanted[window_rows_topic(settings.app_id)] = (config.partitions, {}, False)
-    deadline = time.monotonic() + timeout_s
-    admin = None
-    while admin is None:
-        try:
-            admin = KafkaAdminClient(
-                bootstrap_servers=bootstrap.split(","), client_id="creatorpulse-admin"
-            )
-        except KafkaError as exc:
-            if time.monotonic() > deadline:
-                raise SettingsError(
-                    f"cannot reach Kafka at {bootstrap} ({exc}); check "
-                    "--kafka-bootstrap / CREATORPULSE_KAFKA_BOOTSTRAP, or unset it to use "
-                    "the embedded broker"
-                ) from None
-            time.sleep(0.5)
+    admin = connect_admin(bootstrap, timeout_s)
     try:
         described = admin.describe_topics(list(wanted))
         existing = {

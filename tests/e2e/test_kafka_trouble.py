@@ -1,8 +1,9 @@
 """Kafka trouble as a user sees it: what the CLI prints when the broker is away.
 
-A broker that goes away while `creatorpulse worker` runs must not flood the log with
-the clients' retry lines (each repeated failure is logged once per interval, with a
-count).
+Two cases: a bootstrap nobody listens on at start must stop every Kafka command quickly
+with one message naming the setting; a broker that goes away while `creatorpulse worker`
+runs must not flood the log with the clients' retry lines (each repeated failure is
+logged once per interval, with a count).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import pytest
 from kafka import KafkaAdminClient, KafkaProducer
 from kafka.errors import KafkaError
 
+from creatorpulse.embedded import free_port
 from creatorpulse.logs import OWN_PACKAGES, REPEAT_INTERVAL_S
 from tests.fixtures_kafka import APACHE_KAFKA, BrokerHandle, create_topic
 
@@ -32,11 +34,62 @@ LOG_LINE = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} (\w+) +([\w.]+): (
 T0 = 1_795_338_000_000  # 2026-11-22T09:00:00Z
 
 
+def cli(*args: str, env: dict[str, str]) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "creatorpulse", *args],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+
+
 def base_env(tmp_path: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("CREATORPULSE_")}
     env["CREATORPULSE_DATA_DIR"] = str(tmp_path / "data")
     env["CREATORPULSE_WEB_PORT"] = "0"
     return env
+
+
+KAFKA_COMMANDS = [
+    ["worker"],
+    ["--sink", "topic", "worker"],
+    ["sink"],
+    ["run", "--no-simulate"],
+    ["produce", "--duration-s", "1"],
+    ["replay", "EVENTS"],
+]
+
+
+def test_an_unreachable_bootstrap_stops_every_kafka_command_quickly_with_one_message(
+    tmp_path: Path,
+) -> None:
+    events = tmp_path / "events.jsonl"
+    events.write_bytes(orjson.dumps({"event_id": "e1", "ts": T0}) + b"\n")
+    closed_port = free_port()  # free right now: nothing accepts connections on it
+    # All at once: each spends its time waiting for the broker, not on the CPU.
+    running = []
+    for n, command in enumerate(KAFKA_COMMANDS):
+        argv = [str(events) if arg == "EVENTS" else arg for arg in command]
+        env = base_env(tmp_path / str(n))
+        started = time.monotonic()
+        proc = cli("--kafka-bootstrap", f"127.0.0.1:{closed_port}", *argv, env=env)
+        running.append((" ".join(command), proc, started))
+    results = {}
+    for name, proc, started in running:
+        try:
+            _, err = proc.communicate(timeout=60)
+        finally:
+            proc.kill()
+        results[name] = (proc.returncode, time.monotonic() - started, err.decode(errors="replace"))
+
+    for name, (code, elapsed, stderr) in results.items():
+        assert code == 2, (name, stderr)
+        # A bound on a failure path (the check gives up after 8 s), not a timing claim.
+        assert elapsed < 15, f"{name} took {elapsed:.1f}s:\n{stderr}"
+        lines = [line for line in stderr.splitlines() if line.strip()]
+        assert len(lines) == 1, (name, stderr)
+        assert lines[0].startswith("error: cannot reach Kafka at 127.0.0.1:"), (name, stderr)
+        assert "--kafka-bootstrap / CREATORPULSE_KAFKA_BOOTSTRAP" in lines[0], (name, stderr)
 
 
 def committed_total(bootstrap: str, group: str, topic: str) -> int:
