@@ -25,7 +25,13 @@ import typer
 from rich.console import Console
 from rich.live import Live
 
-from creatorpulse.settings import Settings, SettingsError, load_settings
+from creatorpulse.settings import (
+    LEADERBOARD_MAX_LAST_S,
+    LEADERBOARD_MAX_LIMIT,
+    Settings,
+    SettingsError,
+    load_settings,
+)
 
 if TYPE_CHECKING:  # the CLI imports heavy modules only in the commands that need them
     from sinks.clickhouse import ClickHouseSink
@@ -88,6 +94,7 @@ def main_options(
     flush_interval_s: Annotated[float | None, _setting("flush_interval_s")] = None,
     sink: Annotated[str | None, _setting("sink")] = None,
     web_port: Annotated[int | None, _setting("web_port")] = None,
+    web_host: Annotated[str | None, _setting("web_host")] = None,
 ) -> None:
     """Settings shared by every command (flags win over environment variables)."""
     _State.overrides = {k: v for k, v in locals().items() if v is not None}
@@ -228,9 +235,10 @@ def _start_pipeline(
         stack.callback(publisher.close)
         return bootstrap, None, runtime.build(settings, publisher, bootstrap)
     bootstrap = _bootstrap(settings, stack)
+    # Kafka first: an unreachable broker is then the one message, before the store opens.
+    runtime.ensure_topics(settings, bootstrap)
     sink = runtime.open_sink(settings)
     stack.callback(sink.close)
-    runtime.ensure_topics(settings, bootstrap)
     # The embedded broker kept nothing from an earlier run: open windows start from
     # the totals already in the store instead of from zero.
     baseline = runtime.load_baseline(sink, settings) if settings.embedded_broker else None
@@ -266,9 +274,9 @@ def sink_command() -> None:
     bootstrap = settings.kafka_bootstrap or ""
     config = runtime.worker_config(settings, bootstrap)
     with ExitStack() as stack:
+        runtime.ensure_topics(settings, bootstrap, window_rows=True)
         sink = runtime.open_sink(settings)
         stack.callback(sink.close)
-        runtime.ensure_topics(settings, bootstrap, window_rows=True)
         topics = SinkTopics(
             window_rows=_rows_topic(settings),
             dead_letters=config.dead_letter_topic,
@@ -340,12 +348,16 @@ def _simulate_forever(
 
 
 def _require_broker(settings: Settings) -> str:
+    """The bootstrap of a Kafka that answers, or a SettingsError within seconds."""
+    from creatorpulse import runtime
+
     if not settings.kafka_bootstrap:
         raise SettingsError(
             "this command publishes to a running Kafka: set --kafka-bootstrap / "
             "CREATORPULSE_KAFKA_BOOTSTRAP (with `creatorpulse run`, the embedded broker "
             "lives inside that process)"
         )
+    runtime.check_kafka(settings.kafka_bootstrap)
     return settings.kafka_bootstrap
 
 
@@ -470,9 +482,16 @@ def migrate_command() -> None:
 def top(
     campaign: Annotated[str | None, typer.Option(help="Only this campaign.")] = None,
     last_s: Annotated[
-        int, typer.Option(help="Seconds of event time, back from the newest window.")
+        int,
+        typer.Option(
+            help="Seconds of event time, back from the newest window.",
+            min=1,
+            max=LEADERBOARD_MAX_LAST_S,
+        ),
     ] = 3600,
-    limit: Annotated[int, typer.Option(help="Creators to show.")] = 20,
+    limit: Annotated[
+        int, typer.Option(help="Creators to show.", min=1, max=LEADERBOARD_MAX_LIMIT)
+    ] = 20,
     watch: Annotated[bool, typer.Option(help="Refresh every second until Ctrl-C.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
 ) -> None:
@@ -508,7 +527,9 @@ def _leaderboard_source(settings: Settings) -> Any:
     except SettingsError as exc:
         if "held by another" not in str(exc) or not settings.web_port:
             raise
-        base = f"http://127.0.0.1:{settings.web_port}/leaderboard"
+        host = "127.0.0.1" if settings.web_host in ("0.0.0.0", "::") else settings.web_host
+        host = f"[{host}]" if ":" in host else host  # an IPv6 address in a URL
+        base = f"http://{host}:{settings.web_port}/leaderboard"
 
         def through_worker(campaign: str | None, last_s: int, limit: int) -> list[dict[str, Any]]:
             query = f"?last_s={last_s}&limit={limit}" + (
@@ -557,7 +578,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         result = command.main(args=list(argv) if argv is not None else None, standalone_mode=False)
     except SettingsError as exc:
-        console.print(f"[red]error:[/] {exc}")
+        console.print(f"[red]error:[/] {exc}", soft_wrap=True)  # one message, unwrapped
         return 2
     except typer.Exit as exc:
         return int(exc.exit_code)

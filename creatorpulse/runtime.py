@@ -7,20 +7,31 @@ becomes a :class:`~creatorpulse.settings.SettingsError` naming the fix.
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
+import socket
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import asdict
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
-from creatorpulse.settings import Settings, SettingsError
+from creatorpulse.logs import RepeatLimiter, silenced
+from creatorpulse.settings import (
+    LEADERBOARD_MAX_LAST_S,
+    LEADERBOARD_MAX_LIMIT,
+    Settings,
+    SettingsError,
+)
 from sinks.clickhouse import ClickHouseSink
 from sinks.migrate import migrate
 from streams.app import Worker, WorkerConfig, build_worker
 from streams.sink_writer import RowSink
 from streams.state import WindowKey
+
+if TYPE_CHECKING:
+    from kafka import KafkaAdminClient
 
 log = logging.getLogger("creatorpulse")
 
@@ -30,7 +41,8 @@ QUIET_LOGGERS = ("faust", "aiokafka", "mode", "kafka", "chdb", "clickhouse_conne
 def configure_logging(
     level: str = "INFO", stream: IO[str] | None = None, path: Path | None = None
 ) -> None:
-    """Our logs at ``level``; the libraries' chatter only from WARNING up."""
+    """Our logs at ``level``; the libraries' chatter only from WARNING up, and each of
+    their repeated lines once per interval (:class:`~creatorpulse.logs.RepeatLimiter`)."""
     handler: logging.Handler
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -38,6 +50,7 @@ def configure_logging(
     else:
         handler = logging.StreamHandler(stream or sys.stderr)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
+    handler.addFilter(RepeatLimiter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
@@ -75,8 +88,80 @@ def open_sink(settings: Settings, *, migrate_schema: bool = True) -> ClickHouseS
     return sink
 
 
+#: How long a command waits for the Kafka it was given before it stops with a message.
+#: Long enough for a broker that is still starting, short enough that a wrong address
+#: is reported before the command looks hung (the clients alone retry for 30 s).
+KAFKA_CONNECT_TIMEOUT_S = 8.0
+
+_BOOTSTRAP_FIX = "check --kafka-bootstrap / CREATORPULSE_KAFKA_BOOTSTRAP"
+
+
+def wait_for_listener(bootstrap: str, timeout_s: float = KAFKA_CONNECT_TIMEOUT_S) -> None:
+    """Return once one of the bootstrap hosts accepts a TCP connection, or raise a
+    SettingsError naming the setting after ``timeout_s``.
+
+    A plain socket, so an address nobody listens on costs no client retries and no
+    client log lines.
+    """
+    deadline = time.monotonic() + timeout_s
+    hosts = [entry.strip().rpartition(":") for entry in bootstrap.split(",")]
+    why = ""
+    while True:
+        for host, _, port in hosts:
+            left = deadline - time.monotonic()
+            try:
+                with socket.create_connection(
+                    (host.strip("[]"), int(port)), min(max(left, 0.1), 2)
+                ):
+                    return
+            except OSError as exc:
+                why = f"{host}:{port}: {exc.strerror or exc}"
+        if time.monotonic() >= deadline:
+            raise SettingsError(
+                f"cannot reach Kafka at {bootstrap} within {timeout_s:.0f}s ({why}); "
+                + _BOOTSTRAP_FIX
+            )
+        time.sleep(min(0.5, max(deadline - time.monotonic(), 0)))
+
+
+def connect_admin(bootstrap: str, timeout_s: float = KAFKA_CONNECT_TIMEOUT_S) -> KafkaAdminClient:
+    """A connected kafka-python admin client, or one SettingsError within ``timeout_s``.
+
+    The client's own loggers stay silent while it connects: the error says what failed.
+    """
+    from kafka import KafkaAdminClient
+    from kafka.errors import KafkaError
+
+    deadline = time.monotonic() + timeout_s
+    wait_for_listener(bootstrap, timeout_s)
+    options: dict[str, Any] = {}
+    if "bootstrap_timeout_ms" in KafkaAdminClient.DEFAULT_CONFIG:  # kafka-python 3
+        options["bootstrap_timeout_ms"] = max(int((deadline - time.monotonic()) * 1000), 1000)
+    with silenced("kafka"):
+        try:
+            return KafkaAdminClient(
+                bootstrap_servers=bootstrap.split(","), client_id="creatorpulse-admin", **options
+            )
+        except (KafkaError, OSError) as exc:
+            raise SettingsError(
+                f"cannot reach Kafka at {bootstrap}: it accepts connections but does not "
+                f"answer as Kafka ({exc}); {_BOOTSTRAP_FIX}"
+            ) from None
+
+
+def check_kafka(bootstrap: str, timeout_s: float = KAFKA_CONNECT_TIMEOUT_S) -> None:
+    """Stop with one message naming the setting unless Kafka answers at ``bootstrap``."""
+    admin = connect_admin(bootstrap, timeout_s)
+    with silenced("kafka"):
+        admin.close()
+
+
 def ensure_topics(
-    settings: Settings, bootstrap: str, *, window_rows: bool = False, timeout_s: float = 30.0
+    settings: Settings,
+    bootstrap: str,
+    *,
+    window_rows: bool = False,
+    timeout_s: float = KAFKA_CONNECT_TIMEOUT_S,
 ) -> None:
     """Create the worker's topics if missing; refuse partition counts that do not match.
 
@@ -86,9 +171,8 @@ def ensure_topics(
     also the topic of a worker with ``sink=topic`` (not compacted: the sink must see a
     window's last row even if it lags behind).
     """
-    from kafka import KafkaAdminClient
     from kafka.admin import NewTopic
-    from kafka.errors import KafkaError, TopicAlreadyExistsError
+    from kafka.errors import TopicAlreadyExistsError
 
     from sinks.row_topic import window_rows_topic
 
@@ -103,21 +187,7 @@ def ensure_topics(
     }
     if window_rows:
         wanted[window_rows_topic(settings.app_id)] = (config.partitions, {}, False)
-    deadline = time.monotonic() + timeout_s
-    admin = None
-    while admin is None:
-        try:
-            admin = KafkaAdminClient(
-                bootstrap_servers=bootstrap.split(","), client_id="creatorpulse-admin"
-            )
-        except KafkaError as exc:
-            if time.monotonic() > deadline:
-                raise SettingsError(
-                    f"cannot reach Kafka at {bootstrap} ({exc}); check "
-                    "--kafka-bootstrap / CREATORPULSE_KAFKA_BOOTSTRAP, or unset it to use "
-                    "the embedded broker"
-                ) from None
-            time.sleep(0.5)
+    admin = connect_admin(bootstrap, timeout_s)
     try:
         described = admin.describe_topics(list(wanted))
         existing = {
@@ -178,7 +248,48 @@ def worker_config(settings: Settings, bootstrap: str) -> WorkerConfig:
         flush_interval_s=settings.flush_interval_s,
         data_dir=settings.data_dir / "faust",
         web_port=settings.web_port or None,
+        web_host=settings.web_host,
         writes_reference_data=settings.sink == "clickhouse",
+    )
+
+
+def is_loopback(host: str) -> bool:
+    """Whether binding ``host`` keeps a port to this machine (``localhost`` or 127/8, ::1)."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:  # a host name: it may resolve to any interface
+        return False
+
+
+class BadParameter(ValueError):
+    """A query parameter a page cannot use; ``name`` is the parameter."""
+
+    def __init__(self, name: str, message: str) -> None:
+        super().__init__(f"{name}: {message}")
+        self.name = name
+
+
+def _bounded_int(query: Mapping[str, str], name: str, default: int, high: int) -> int:
+    raw = query.get(name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise BadParameter(name, f"expected an integer from 1 to {high}, got {raw!r}") from None
+    if not 1 <= value <= high:
+        raise BadParameter(name, f"expected an integer from 1 to {high}, got {value}")
+    return value
+
+
+def leaderboard_query(query: Mapping[str, str]) -> tuple[str | None, int, int]:
+    """``(campaign, last_s, limit)`` from the leaderboard page's query, or BadParameter."""
+    return (
+        query.get("campaign") or None,
+        _bounded_int(query, "last_s", 3600, LEADERBOARD_MAX_LAST_S),
+        _bounded_int(query, "limit", 20, LEADERBOARD_MAX_LIMIT),
     )
 
 
@@ -196,13 +307,11 @@ def add_query_pages(sink: ClickHouseSink | None) -> Callable[[Any, Any], None]:
             @app.page("/leaderboard")
             class Leaderboard(View):
                 async def get(self, request: Request) -> Response:
-                    query = request.query
-                    rows = await asyncio.to_thread(
-                        store.leaderboard,
-                        query.get("campaign") or None,
-                        int(query.get("last_s", 3600)),
-                        int(query.get("limit", 20)),
-                    )
+                    try:
+                        campaign, last_s, limit = leaderboard_query(request.query)
+                    except BadParameter as exc:
+                        return self.json({"error": str(exc), "parameter": exc.name}, status=400)
+                    rows = await asyncio.to_thread(store.leaderboard, campaign, last_s, limit)
                     return self.json([row_to_json(r) for r in rows])
 
         @app.page("/stats")
@@ -258,6 +367,14 @@ def build(
     """The worker, writing ``sink``: ClickHouse, or the window-rows topic (sink=topic)."""
     config = worker_config(settings, bootstrap)
     config.data_dir.mkdir(parents=True, exist_ok=True)
+    if config.web_port is not None and not is_loopback(config.web_host):
+        log.warning(
+            "the worker's HTTP port listens on %s:%d, beyond this machine: its pages "
+            "(/leaderboard, /stats, Faust's /table and /router) need no authentication; "
+            "set --web-host / CREATORPULSE_WEB_HOST=127.0.0.1 unless a firewall guards it",
+            config.web_host,
+            config.web_port,
+        )
     return build_worker(
         config,
         sink,

@@ -19,6 +19,11 @@ from streams.windows import DEFAULT_FUTURE_SKEW_S, DEFAULT_GRACE_S
 #: The longest window size accepted (31 days).
 MAX_WINDOW_S = 31 * 86_400
 
+#: Bounds of the leaderboard's parameters (the worker's /leaderboard page and
+#: `creatorpulse top`), so one request has a bounded answer and query cost.
+LEADERBOARD_MAX_LIMIT = 500
+LEADERBOARD_MAX_LAST_S = 30 * 86_400
+
 
 class Settings(BaseSettings):
     """Runtime settings of every creatorpulse command."""
@@ -67,7 +72,14 @@ class Settings(BaseSettings):
         ),
     )
     web_port: int = Field(
-        default=6066, ge=0, le=65535, description="Worker HTTP port on 127.0.0.1 (0: off)."
+        default=6066, ge=0, le=65535, description="Worker HTTP port on WEB_HOST (0: off)."
+    )
+    web_host: str = Field(
+        default="127.0.0.1",
+        description=(
+            "Address the worker's HTTP port binds to and advertises. Its pages have no "
+            "authentication: anything but loopback exposes them to the network."
+        ),
     )
 
     @field_validator("kafka_bootstrap")
@@ -80,6 +92,14 @@ class Settings(BaseSettings):
             if not name or not port.isdigit():
                 raise ValueError(f"expected host:port[,host:port...], got {host.strip()!r}")
         return value.strip()
+
+    @field_validator("web_host")
+    @classmethod
+    def _web_host(cls, value: str) -> str:
+        host = value.strip()
+        if not host or any(c.isspace() or c in ",/" for c in host):
+            raise ValueError(f"expected one address or host name like 127.0.0.1, got {value!r}")
+        return host
 
     @field_validator("windows")
     @classmethod

@@ -66,6 +66,7 @@ class WorkerConfig:
     max_batch: int = 10_000
     data_dir: Path = Path(".creatorpulse/faust")
     web_port: int | None = None
+    web_host: str = "127.0.0.1"  # bound and advertised; Faust binds 0.0.0.0 unless told
     stats_interval_s: float = 10.0
     # Creator profiles and campaign contracts go to the sink too; off when a separate
     # `creatorpulse sink` process writes ClickHouse (it reads those topics itself).
@@ -622,7 +623,8 @@ def build_worker(
         topic_replication_factor=1,
         datadir=str(config.data_dir),
         web_enabled=config.web_port is not None,
-        web_host="127.0.0.1",
+        web_bind=config.web_host,
+        web_host=config.web_host,
         web_port=config.web_port or 6066,
         broker_commit_interval=config.flush_interval_s,
         broker_session_timeout=config.session_timeout_s,

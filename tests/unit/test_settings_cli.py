@@ -19,6 +19,7 @@ def test_defaults_are_the_embedded_default(monkeypatch: pytest.MonkeyPatch) -> N
     assert settings.window_sizes_s == (60, 3600)
     assert settings.grace_s == 600
     assert settings.future_skew_s == 300
+    assert settings.web_host == "127.0.0.1"
 
 
 def test_flags_win_over_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -40,6 +41,8 @@ def test_flags_win_over_the_environment(monkeypatch: pytest.MonkeyPatch) -> None
         ({"kafka_bootstrap": "localhost"}, "CREATORPULSE_KAFKA_BOOTSTRAP"),
         ({"partitions": 0}, "CREATORPULSE_PARTITIONS"),
         ({"flush_interval_s": 0}, "CREATORPULSE_FLUSH_INTERVAL_S"),
+        ({"web_host": ""}, "CREATORPULSE_WEB_HOST"),
+        ({"web_host": "0.0.0.0,10.0.0.1"}, "CREATORPULSE_WEB_HOST"),
     ],
 )
 def test_bad_settings_name_what_to_fix(overrides: dict[str, object], names: str) -> None:
@@ -94,7 +97,15 @@ def test_help_documents_every_setting_with_env_and_default(
 ) -> None:
     assert main(["--help"]) == 0
     text = " ".join(capsys.readouterr().out.split())
-    for env in ("KAFKA_BOOTSTRAP", "CLICKHOUSE_URL", "INPUT_TOPIC", "GRACE_S", "WINDOWS", "SINK"):
+    for env in (
+        "KAFKA_BOOTSTRAP",
+        "CLICKHOUSE_URL",
+        "INPUT_TOPIC",
+        "GRACE_S",
+        "WINDOWS",
+        "SINK",
+        "WEB_HOST",
+    ):
         assert f"CREATORPULSE_{env}" in text
     assert "[default: 600]" in text
 
@@ -109,3 +120,12 @@ def test_migrate_then_top_on_a_fresh_store(
     assert "up to date" in capsys.readouterr().err
     assert main(["--clickhouse-url", url, "top", "--json"]) == 0
     assert capsys.readouterr().out.strip() == "[]"
+
+
+@pytest.mark.parametrize("argv", [["--limit", "0"], ["--limit", "501"], ["--last-s", "-5"]])
+def test_top_refuses_parameters_out_of_the_leaderboard_bounds(
+    argv: list[str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url = f"chdb://{tmp_path / 'store'}"
+    assert main(["--clickhouse-url", url, "top", "--json", *argv]) == 2
+    assert argv[0] in capsys.readouterr().err

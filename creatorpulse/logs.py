@@ -1,0 +1,102 @@
+"""Log output of the creatorpulse commands: the libraries' repeated lines rate-limited.
+
+While Kafka is away, aiokafka, faust and kafka-python log the same failure on every
+retry, several lines a second; a short outage buries everything else in the log.
+:class:`RepeatLimiter` lets the first line of each kind through, counts the repeats
+within an interval, and tells how many it left out on the next line of that kind
+after the interval. Lines of creatorpulse's own packages always pass.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import re
+import threading
+import time
+from collections.abc import Callable, Iterator
+
+#: Top-level packages whose loggers are creatorpulse's own: never rate-limited.
+OWN_PACKAGES = ("creatorpulse", "streams", "sinks", "producers", "schemas")
+
+#: How long repeats of a library line are counted instead of logged.
+REPEAT_INTERVAL_S = 30.0
+
+# Beyond this many kinds of line, kinds whose interval is over are forgotten, so
+# messages with ever-new text cannot grow the table without bound.
+MAX_KINDS = 1000
+
+_DIGITS = re.compile(r"\d+")
+
+
+def _is_own(name: str) -> bool:
+    return name.partition(".")[0] in OWN_PACKAGES
+
+
+class RepeatLimiter(logging.Filter):
+    """A handler filter: one line per kind and interval from third-party loggers.
+
+    A kind is the logger, the level and the message template with its digits blanked
+    (some clients format node ids, ports and backoffs into the message itself).
+    ``clock`` returns seconds; injected so tests need no sleeps.
+    """
+
+    def __init__(
+        self,
+        interval_s: float = REPEAT_INTERVAL_S,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        super().__init__()
+        if interval_s <= 0:
+            raise ValueError("interval_s must be positive")
+        self.interval_s = interval_s
+        self._clock = clock
+        # kind -> [time its current interval started, repeats left out since]
+        self._kinds: dict[tuple[str, int, str], list[float]] = {}
+        # Handlers call filters outside their own lock, from any thread.
+        self._lock = threading.Lock()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if _is_own(record.name):
+            return True
+        kind = (record.name, record.levelno, _DIGITS.sub("#", str(record.msg)))
+        now = self._clock()
+        with self._lock:
+            seen = self._kinds.get(kind)
+            if seen is not None and now - seen[0] < self.interval_s:
+                seen[1] += 1
+                return False
+            left_out, since_s = (int(seen[1]), now - seen[0]) if seen is not None else (0, 0.0)
+            if seen is None and len(self._kinds) >= MAX_KINDS:
+                self._forget_finished(now)
+            self._kinds[kind] = [now, 0]
+        if left_out:
+            with contextlib.suppress(Exception):  # a bad format is the handler's to report
+                record.msg = (
+                    f"{record.getMessage()} [{left_out} more like this in the {since_s:.0f}s "
+                    "before, not logged]"
+                )
+                record.args = None
+        return True
+
+    def _forget_finished(self, now: float) -> None:
+        for kind in [k for k, (start, _) in self._kinds.items() if now - start >= self.interval_s]:
+            del self._kinds[kind]
+
+
+@contextlib.contextmanager
+def silenced(*names: str) -> Iterator[None]:
+    """Drop every record of the loggers ``names`` (and their children) for a while.
+
+    For a probe whose failure we report ourselves, in one message.
+    """
+    loggers = [logging.getLogger(name) for name in names]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.CRITICAL + 1)
+    try:
+        yield
+    finally:
+        for logger, level in zip(loggers, levels):
+            logger.setLevel(level)

@@ -1,0 +1,183 @@
+"""The worker's HTTP port, as `creatorpulse worker` builds it: where it listens, and
+how its leaderboard page answers bad parameters.
+
+The worker is built the way the CLI builds it (``runtime.build`` from settings) and only
+its Faust web server is started: the pages need no broker, and the socket it binds is
+the one a running worker would bind.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import socket
+import urllib.error
+import urllib.request
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from creatorpulse import runtime
+from creatorpulse.embedded import free_port
+from creatorpulse.settings import Settings, load_settings
+from schemas.events import METRICS
+from schemas.rows import CreatorWindowRow
+from sinks.clickhouse import ClickHouseSink
+
+T0_MS = 1_795_338_000_000  # 2026-11-22T09:00:00Z
+UNUSED_BOOTSTRAP = "127.0.0.1:1"  # the web server never talks to Kafka
+
+
+def settings_for(tmp_path: Path, **overrides: Any) -> Settings:
+    return load_settings(data_dir=tmp_path / "data", web_port=free_port(), **overrides)
+
+
+@asynccontextmanager
+async def web_server(settings: Settings, sink: ClickHouseSink) -> AsyncIterator[int]:
+    worker = runtime.build(settings, sink, UNUSED_BOOTSTRAP)
+    await worker.app.web.start()
+    try:
+        yield settings.web_port
+    finally:
+        await worker.app.web.stop()
+
+
+def listening_addresses(port: int) -> set[str]:
+    """Local addresses of the sockets in LISTEN state on ``port``, from /proc/net/tcp[6]."""
+    found = set()
+    for table, family in (("/proc/net/tcp", socket.AF_INET), ("/proc/net/tcp6", socket.AF_INET6)):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except FileNotFoundError:
+            continue
+        for line in lines:
+            local, state = line.split()[1], line.split()[3]
+            address, port_hex = local.split(":")
+            if state != "0A" or int(port_hex, 16) != port:  # 0A: TCP_LISTEN
+                continue
+            raw = bytes.fromhex(address)
+            # The kernel prints each 32-bit word in host (little-endian) order.
+            words = b"".join(raw[i : i + 4][::-1] for i in range(0, len(raw), 4))
+            found.add(socket.inet_ntop(family, words))
+    return found
+
+
+def outward_address() -> str | None:
+    """An address of this machine other than loopback, if it has one (no packet is sent)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        try:
+            probe.connect(("192.0.2.1", 9))  # TEST-NET-1: only picks the outgoing interface
+        except OSError:
+            return None
+        address = str(probe.getsockname()[0])
+    return None if address.startswith("127.") or address == "0.0.0.0" else address
+
+
+def connects(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=2):
+            return True
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not Path("/proc/net/tcp").exists(), reason="reads Linux's /proc/net/tcp")
+def test_the_http_port_listens_on_loopback_only_by_default(
+    tmp_path: Path, clickhouse_sink: ClickHouseSink
+) -> None:
+    settings = settings_for(tmp_path)
+    assert settings.web_host == "127.0.0.1"
+
+    async def scenario() -> tuple[set[str], bool, bool]:
+        async with web_server(settings, clickhouse_sink) as port:
+            other = outward_address()
+            return (
+                listening_addresses(port),
+                connects("127.0.0.1", port),
+                other is not None and connects(other, port),
+            )
+
+    listening, on_loopback, on_other = asyncio.run(scenario())
+    assert listening == {"127.0.0.1"}
+    assert on_loopback
+    assert not on_other
+
+
+@pytest.mark.skipif(not Path("/proc/net/tcp").exists(), reason="reads Linux's /proc/net/tcp")
+def test_another_address_is_an_explicit_setting_with_a_warning(
+    tmp_path: Path, clickhouse_sink: ClickHouseSink, caplog: pytest.LogCaptureFixture
+) -> None:
+    settings = settings_for(tmp_path, web_host="0.0.0.0")
+
+    async def scenario() -> set[str]:
+        async with web_server(settings, clickhouse_sink) as port:
+            return listening_addresses(port)
+
+    with caplog.at_level(logging.WARNING, logger="creatorpulse"):
+        assert asyncio.run(scenario()) == {"0.0.0.0"}
+    warnings = [r.getMessage() for r in caplog.records if r.name == "creatorpulse"]
+    assert len(warnings) == 1 and "CREATORPULSE_WEB_HOST" in warnings[0]
+
+
+@pytest.mark.parametrize(
+    ("host", "loopback"),
+    [("127.0.0.1", True), ("127.0.1.1", True), ("::1", True), ("localhost", True),
+     ("0.0.0.0", False), ("::", False), ("10.0.0.5", False), ("worker-1.internal", False)],
+)  # fmt: skip
+def test_which_hosts_count_as_loopback(host: str, loopback: bool) -> None:
+    assert runtime.is_loopback(host) is loopback
+
+
+def get(port: int, query: str) -> tuple[int, Any]:
+    url = f"http://127.0.0.1:{port}/leaderboard{query}"
+    try:
+        with urllib.request.urlopen(url, timeout=10) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as err:
+        return err.code, json.loads(err.read())
+
+
+def window(creator: str, start_ms: int, views: int) -> CreatorWindowRow:
+    counts = tuple(views if name == "views" else 0 for name in METRICS)
+    return CreatorWindowRow("camp1", creator, 60, start_ms, counts)
+
+
+BAD_QUERIES = [
+    ("?last_s=-5", "last_s"),
+    ("?last_s=0", "last_s"),
+    ("?last_s=abc", "last_s"),
+    ("?last_s=", "last_s"),
+    (f"?last_s={30 * 86_400 + 1}", "last_s"),
+    ("?limit=0", "limit"),
+    ("?limit=501", "limit"),
+    ("?limit=2.5", "limit"),
+    ("?campaign=camp1&limit=-1&last_s=60", "limit"),
+]
+
+
+def test_bad_leaderboard_parameters_answer_400_naming_the_parameter(
+    tmp_path: Path, clickhouse_sink: ClickHouseSink
+) -> None:
+    clickhouse_sink.write_creator_windows(
+        [window("alice", T0_MS, 10), window("bob", T0_MS, 30), window("carol", T0_MS, 20)]
+    )
+    settings = settings_for(tmp_path)
+
+    async def scenario() -> dict[str, tuple[int, Any]]:
+        async with web_server(settings, clickhouse_sink) as port:
+            queries = [query for query, _ in BAD_QUERIES] + ["", "?limit=2", "?limit=500"]
+            return {q: await asyncio.to_thread(get, port, q) for q in queries}
+
+    answers = asyncio.run(scenario())
+    for query, parameter in BAD_QUERIES:
+        status, body = answers[query]
+        assert status == 400, (query, body)
+        assert body["parameter"] == parameter, (query, body)
+        assert body["error"].startswith(f"{parameter}: expected an integer from 1 to "), body
+    assert [row["creator_id"] for row in answers[""][1]] == ["bob", "carol", "alice"]
+    assert [row["creator_id"] for row in answers["?limit=2"][1]] == ["bob", "carol"]
+    assert answers["?limit=500"][0] == 200

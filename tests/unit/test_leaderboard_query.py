@@ -1,0 +1,33 @@
+"""The worker's /leaderboard parameters: defaults, bounds, and which one is wrong."""
+
+from __future__ import annotations
+
+import pytest
+
+from creatorpulse.runtime import BadParameter, leaderboard_query
+
+
+def test_defaults_and_good_values() -> None:
+    assert leaderboard_query({}) == (None, 3600, 20)
+    assert leaderboard_query({"campaign": ""}) == (None, 3600, 20)
+    assert leaderboard_query({"campaign": "c1", "last_s": "60", "limit": "500"}) == ("c1", 60, 500)
+    assert leaderboard_query({"last_s": str(30 * 86_400), "limit": "1"}) == (None, 2_592_000, 1)
+
+
+@pytest.mark.parametrize(
+    ("query", "name"),
+    [
+        ({"last_s": "-5"}, "last_s"),
+        ({"last_s": "abc"}, "last_s"),
+        ({"last_s": str(30 * 86_400 + 1)}, "last_s"),
+        ({"limit": "0"}, "limit"),
+        ({"limit": "501"}, "limit"),
+        ({"limit": ""}, "limit"),
+        ({"limit": "1e3"}, "limit"),
+    ],
+)
+def test_a_bad_value_names_its_parameter(query: dict[str, str], name: str) -> None:
+    with pytest.raises(BadParameter) as raised:
+        leaderboard_query(query)
+    assert raised.value.name == name
+    assert str(raised.value).startswith(f"{name}: expected an integer from 1 to ")
