@@ -1,0 +1,147 @@
+"""Alerts and notifications: what the alerting stage decides and what hooks receive.
+
+Contract section 3. An :class:`Alert` is one episode of one rule for one creator: it
+starts firing once and later resolves, and every number that made it fire travels with
+it, so a receiver can see why without querying anything. A :class:`Notification` is what a
+hook gets: the alerts of one campaign and rule that became due together (Alertmanager's
+grouping), as one message.
+
+Both are msgspec structs: their JSON is the alerts topic's and the webhooks' body, and
+reading it back validates it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Literal
+
+import msgspec
+
+#: The rule of contract section 3, and the type of its notifications.
+OUTPERFORMING = "creator.outperforming"
+RESOLVED_SUFFIX = ".resolved"
+
+AlertStatus = Literal["firing", "resolved"]
+#: What a cohort is: the creator's tier within the campaign, or (fallback, when the tier
+#: has too few eligible creators) the whole campaign.
+CohortScope = Literal["tier", "campaign"]
+#: Why an alert resolved: its creator cooled down, or stopped appearing in the data.
+ResolvedReason = Literal["cooled", "missing"]
+#: Why a notification is sent.
+NotificationKind = Literal["firing", "repeat", "resolved"]
+
+
+class Cohort(msgspec.Struct, frozen=True, kw_only=True):
+    """The creators a figure was compared with, and the robust centre and spread."""
+
+    campaign_id: str
+    tier: str  # nano, micro, macro, mega or unknown; "all" for a campaign-wide cohort
+    scope: CohortScope
+    size: int  # eligible creators in it
+    median: float
+    mad: float  # median absolute deviation (on the score's scale: logit or log1p)
+
+
+class Figures(msgspec.Struct, frozen=True, kw_only=True):
+    """A creator's figures over the trailing window. Rates are ``None`` without a
+    denominator; ``*_shrunk`` are the empirical-Bayes estimates the rule compares."""
+
+    views: int
+    engagements: int
+    clicks: int
+    conversions: int
+    revenue_cents: int
+    engagement_rate: float | None
+    engagement_rate_shrunk: float | None
+    ctr: float | None
+    ctr_shrunk: float | None
+    conversion_rate: float | None
+    conversion_rate_shrunk: float | None
+    views_per_minute: float
+    fee: float | None = None
+    currency: str | None = None
+    cpa: float | None = None  # fee / conversions, where a fee is known
+
+
+class Thresholds(msgspec.Struct, frozen=True, kw_only=True):
+    z: float
+    lift: float
+    probability: float
+    recover_z: float
+
+
+class Alert(msgspec.Struct, frozen=True, kw_only=True):
+    """One episode of a rule for one creator: fires once, then resolves."""
+
+    alert_id: str  # the episode: fingerprint and the event time it started firing
+    fingerprint: str  # rule, campaign and creator, hashed
+    rule: str
+    status: AlertStatus
+    campaign_id: str
+    creator_id: str
+    metric: str  # the figure that decided: engagement_rate, ctr, conversion_rate, ...
+    value: float  # the creator's figure on that metric (shrunk, for a rate)
+    baseline: float  # the cohort's median of it
+    z: float  # modified z-score
+    lift: float  # value / baseline (for cost per acquisition: baseline / value)
+    probability: float | None  # posterior P(rate > cohort median); None for volumes
+    cohort: Cohort
+    figures: Figures
+    thresholds: Thresholds
+    window_start_ms: int  # the trailing window evaluated, in event time
+    window_end_ms: int
+    starts_at_ms: int  # event time of the evaluation that fired it
+    ends_at_ms: int | None = None  # event time it resolved
+    resolved_reason: ResolvedReason | None = None
+    handle: str | None = None
+    explanation: str = ""
+
+
+class Notification(msgspec.Struct, frozen=True, kw_only=True):
+    """What a hook receives: the alerts of one group that became due together.
+
+    ``notification_id`` is stable for the same group, kind and alerts, so it serves as the
+    Standard Webhooks ``webhook-id`` and stays the same across retries.
+    """
+
+    notification_id: str
+    type: str  # OUTPERFORMING, or OUTPERFORMING + RESOLVED_SUFFIX
+    kind: NotificationKind
+    campaign_id: str
+    rule: str
+    alerts: list[Alert]
+    created_at_ms: int  # wall clock when the policy made it due
+    dashboard_url: str | None = None
+
+
+def fingerprint(rule: str, campaign_id: str, creator_id: str) -> str:
+    """The identity of a rule for one creator: the same in every run over the same data."""
+    digest = hashlib.sha256("\x00".join((rule, campaign_id, creator_id)).encode()).hexdigest()
+    return digest[:16]
+
+
+def episode_id(fingerprint_hex: str, starts_at_ms: int) -> str:
+    """An alert's id: its fingerprint and the event time it started firing."""
+    return f"{fingerprint_hex}-{starts_at_ms}"
+
+
+_ENCODER = msgspec.json.Encoder()
+_ALERT = msgspec.json.Decoder(Alert)
+_NOTIFICATION = msgspec.json.Decoder(Notification)
+
+
+def alert_to_json(alert: Alert) -> bytes:
+    return _ENCODER.encode(alert)
+
+
+def alert_from_json(value: bytes) -> Alert:
+    """Read an alert; raises ``msgspec.ValidationError`` (a ``ValueError``) if malformed."""
+    return _ALERT.decode(value)
+
+
+def notification_to_json(notification: Notification) -> bytes:
+    return _ENCODER.encode(notification)
+
+
+def notification_from_json(value: bytes) -> Notification:
+    return _NOTIFICATION.decode(value)
