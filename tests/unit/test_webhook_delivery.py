@@ -306,6 +306,18 @@ def test_a_notification_in_flight_is_not_dropped_for_room() -> None:
     ]
 
 
+def test_submitting_a_pending_notification_again_keeps_its_attempts() -> None:
+    clock = Clock()
+    down = ScriptedTransport(lambda hook, nid, n: AttemptResult(error="refused"))
+    deliverer = Deliverer([HOOK], clock=clock, rand=lambda: 0.5, transport=down)
+    deliverer.submit(notification("n-1"))
+    run(deliverer.run_due())
+    assert deliverer.submit(notification("n-1")) == []  # a replay of the same notification
+    (view,) = deliverer.pending()
+    assert (view.attempts, view.next_attempt_at_ms) == (1, NOW_MS + 2500)
+    assert run(deliverer.run_due()) == []  # not hammered again before its time
+
+
 def test_submitting_twice_queues_once_and_due_is_bounded_per_hook() -> None:
     clock = Clock()
     transport = ScriptedTransport()
