@@ -24,36 +24,28 @@ Typical use (the caller stores each record, e.g. in the ``alerts`` table)::
     deliverer.submit(notification)      # never waits
     await deliverer.run_due()           # waits at most one hook timeout
 
+One attempt with no outbox (a ``test-hook`` command, say) is
+``HttpTransport().post(hook, body, webhook_headers(...))``, from :mod:`.delivery`.
+
 The outbox lives in memory: what survives a restart is the caller's record of the
 attempts (submit again what was not delivered). docs/webhooks.md is the user's guide.
 """
 
 from sinks.webhooks.config import HookConfig, HookConfigError, parse_hooks
-from sinks.webhooks.delivery import (
-    AttemptResult,
-    Deliverer,
-    Delivery,
-    HttpTransport,
-    RetrySchedule,
-    decide,
-    parse_retry_after,
-)
+from sinks.webhooks.delivery import Deliverer, Delivery, DeliveryStatus, RetrySchedule
 from sinks.webhooks.signing import SigningKey, new_secret, parse_secret, webhook_headers
 from sinks.webhooks.slack import slack_payload
 
 __all__ = [
-    "AttemptResult",
     "Deliverer",
     "Delivery",
+    "DeliveryStatus",
     "HookConfig",
     "HookConfigError",
-    "HttpTransport",
     "RetrySchedule",
     "SigningKey",
-    "decide",
     "new_secret",
     "parse_hooks",
-    "parse_retry_after",
     "parse_secret",
     "slack_payload",
     "webhook_headers",

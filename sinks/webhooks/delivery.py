@@ -403,8 +403,15 @@ class Deliverer:
         batch = self.due(now)
         for name, nid in batch:
             self._pending[name][nid].in_flight = True
-        results = await asyncio.gather(*(self._attempt(name, nid) for name, nid in batch))
-        return self._emit([record for group in results for record in group])
+        try:
+            results = await asyncio.gather(*(self._attempt(name, nid) for name, nid in batch))
+        except asyncio.CancelledError:
+            # Shutting down: attempts cut short did not happen; they stay due.
+            for name, nid in batch:
+                if nid in self._pending[name]:
+                    self._pending[name][nid].in_flight = False
+            raise
+        return [record for group in results for record in group]
 
     async def run(self, stop: asyncio.Event, *, idle_s: float = 1.0) -> None:
         """Call :meth:`run_due` until ``stop`` is set, sleeping until the next attempt is
@@ -447,7 +454,9 @@ class Deliverer:
                 log.warning("hook %s: notification %s failed: %s", name, nid, record.error)
             elif record.status == "disabled":
                 made.extend(self._disable(name, record.error, attempted_at))
-        return made
+        # Each attempt's records go out as it ends, so a round cut short by shutdown
+        # still reports the attempts that did finish.
+        return self._emit(made)
 
     def _decide(
         self, result: AttemptResult, nid: str, name: str, attempt: int, at_ms: int, item: _Pending

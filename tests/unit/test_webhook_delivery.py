@@ -318,6 +318,37 @@ def test_submitting_a_pending_notification_again_keeps_its_attempts() -> None:
     assert run(deliverer.run_due()) == []  # not hammered again before its time
 
 
+def test_a_cancelled_round_reports_what_finished_and_keeps_the_rest_due() -> None:
+    class HangingForSome(ScriptedTransport):
+        async def post(
+            self, hook: HookConfig, body: bytes, headers: dict[str, str]
+        ) -> AttemptResult:
+            if headers["webhook-id"] == "hangs":
+                await asyncio.Event().wait()
+            return AttemptResult(http_status=200)
+
+    stored: list[Delivery] = []
+    deliverer = Deliverer(
+        [HOOK], clock=Clock(), transport=HangingForSome(), on_delivery=stored.append
+    )
+
+    async def scenario() -> None:
+        deliverer.submit(notification("quick"))
+        deliverer.submit(notification("hangs"))
+        attempt = asyncio.create_task(deliverer.run_due())
+        for _ in range(3):
+            await asyncio.sleep(0)  # let both attempts start and the quick one finish
+        assert deliverer.due(NOW_MS) == []  # in flight
+        attempt.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await attempt
+
+    run(scenario())
+    assert [(r.notification_id, r.status) for r in stored] == [("quick", "delivered")]
+    assert deliverer.due(NOW_MS) == [("ops", "hangs")]
+    assert [v.attempts for v in deliverer.pending()] == [0]
+
+
 def test_submitting_twice_queues_once_and_due_is_bounded_per_hook() -> None:
     clock = Clock()
     transport = ScriptedTransport()
