@@ -31,8 +31,6 @@ from schemas.alerts import Cohort, Figures
 from streams.alerts.rules import METRICS, Rules
 from streams.alerts.stats import Prior, Spread, expit, fit_prior, logit, prob_above, shrink, spread
 
-RATES = ("engagement_rate", "ctr", "conversion_rate")
-VOLUMES = ("views_per_minute", "cpa")
 UNKNOWN_TIER = "unknown"  # creators without a profile
 CAMPAIGN_TIER = "all"  # the campaign-wide fallback cohort
 
