@@ -9,8 +9,9 @@
   MAD is 0 (over half the cohort identical) it falls back to the mean absolute deviation
   around the median, times 1.2533; where that is 0 too there is no spread and no score.
 - The **posterior** P(rate > cohort median) comes from the Beta posterior's survival
-  function (``scipy.special.betaincc``: Boost's incomplete beta, microseconds a call where
-  mpmath's needs tens to hundreds of milliseconds at the counts a campaign reaches).
+  function, ``scipy.special.betaincc`` (Boost's incomplete beta, in C). It runs for every
+  eligible creator and rate each minute, with counts in the tens of thousands, where
+  mpmath's arbitrary-precision series is orders of magnitude too slow.
 """
 
 from __future__ import annotations
