@@ -29,6 +29,10 @@ CohortScope = Literal["tier", "campaign"]
 ResolvedReason = Literal["cooled", "missing"]
 #: Why a notification is sent.
 NotificationKind = Literal["firing", "repeat", "resolved"]
+#: What the policy decided for a notification: ``pending`` goes to the hooks (the outbox
+#: keeps it until delivered); ``silenced`` matched a silence and ``suppressed`` is older than
+#: the replay horizon, and both are recorded, never sent.
+Delivery = Literal["pending", "silenced", "suppressed"]
 
 
 class Cohort(msgspec.Struct, frozen=True, kw_only=True):
@@ -40,6 +44,8 @@ class Cohort(msgspec.Struct, frozen=True, kw_only=True):
     size: int  # eligible creators in it
     median: float
     mad: float  # median absolute deviation (on the score's scale: logit or log1p)
+    # Set when MAD is 0 and the z-score fell back to the mean absolute deviation (x 1.2533).
+    mean_ad: float | None = None
 
 
 class Figures(msgspec.Struct, frozen=True, kw_only=True):
@@ -82,7 +88,7 @@ class Alert(msgspec.Struct, frozen=True, kw_only=True):
     metric: str  # the figure that decided: engagement_rate, ctr, conversion_rate, ...
     value: float  # the creator's figure on that metric (shrunk, for a rate)
     baseline: float  # the cohort's median of it
-    z: float  # modified z-score
+    z: float  # modified z-score, signed so that higher is better (for CPA: of -log1p(cost))
     lift: float  # value / baseline (for cost per acquisition: baseline / value)
     probability: float | None  # posterior P(rate > cohort median); None for volumes
     cohort: Cohort
@@ -95,6 +101,7 @@ class Alert(msgspec.Struct, frozen=True, kw_only=True):
     resolved_reason: ResolvedReason | None = None
     handle: str | None = None
     explanation: str = ""
+    dashboard_url: str | None = None  # filled by the notification policy from its template
 
 
 class Notification(msgspec.Struct, frozen=True, kw_only=True):
@@ -114,6 +121,19 @@ class Notification(msgspec.Struct, frozen=True, kw_only=True):
     dashboard_url: str | None = None
 
 
+class Silence(msgspec.Struct, frozen=True, kw_only=True):
+    """Mutes the alerts it matches until it expires. Each matcher is an exact value or a
+    glob (``*``, ``?``, ``[...]``, as :func:`fnmatch.fnmatchcase`); ``*`` matches all."""
+
+    silence_id: str
+    expires_at_ms: int  # wall clock; the silence holds while now < expires_at_ms
+    campaign_id: str = "*"
+    creator_id: str = "*"
+    rule: str = "*"
+    created_at_ms: int = 0
+    comment: str = ""
+
+
 def fingerprint(rule: str, campaign_id: str, creator_id: str) -> str:
     """The identity of a rule for one creator: the same in every run over the same data."""
     digest = hashlib.sha256("\x00".join((rule, campaign_id, creator_id)).encode()).hexdigest()
@@ -128,6 +148,7 @@ def episode_id(fingerprint_hex: str, starts_at_ms: int) -> str:
 _ENCODER = msgspec.json.Encoder()
 _ALERT = msgspec.json.Decoder(Alert)
 _NOTIFICATION = msgspec.json.Decoder(Notification)
+_SILENCE = msgspec.json.Decoder(Silence)
 
 
 def alert_to_json(alert: Alert) -> bytes:
@@ -145,3 +166,11 @@ def notification_to_json(notification: Notification) -> bytes:
 
 def notification_from_json(value: bytes) -> Notification:
     return _NOTIFICATION.decode(value)
+
+
+def silence_to_json(silence: Silence) -> bytes:
+    return _ENCODER.encode(silence)
+
+
+def silence_from_json(value: bytes) -> Silence:
+    return _SILENCE.decode(value)

@@ -11,6 +11,7 @@ from schemas.alerts import (
     Cohort,
     Figures,
     Notification,
+    Silence,
     Thresholds,
     alert_from_json,
     alert_to_json,
@@ -18,6 +19,8 @@ from schemas.alerts import (
     fingerprint,
     notification_from_json,
     notification_to_json,
+    silence_from_json,
+    silence_to_json,
 )
 
 
@@ -63,6 +66,21 @@ def sample_alert() -> Alert:
 def test_an_alert_round_trips_through_json() -> None:
     alert = sample_alert()
     assert alert_from_json(alert_to_json(alert)) == alert
+    # The fields added for the alerting stage round-trip too.
+    fallback = msgspec.structs.replace(
+        alert,
+        cohort=msgspec.structs.replace(alert.cohort, mad=0.0, mean_ad=0.05),
+        dashboard_url="http://board/spring/maya",
+    )
+    assert alert_from_json(alert_to_json(fallback)) == fallback
+
+
+def test_a_silence_round_trips_and_defaults_to_matching_everything() -> None:
+    silence = Silence(silence_id="s1", expires_at_ms=1_795_345_200_000, creator_id="maya")
+    assert silence_from_json(silence_to_json(silence)) == silence
+    assert (silence.campaign_id, silence.rule) == ("*", "*")
+    with pytest.raises(msgspec.ValidationError):
+        silence_from_json(b'{"silence_id": "s1"}')  # no expiry: a silence always ends
 
 
 def test_a_notification_round_trips_and_malformed_json_is_refused() -> None:
