@@ -24,14 +24,14 @@ run: $(STAMP) ## Run the whole pipeline on the embedded default with a live lead
 	$(VENV)/bin/creatorpulse run
 
 test: $(STAMP) ## Run every test (real Apache Kafka is fetched with Maven and started)
-	-$(PY) deploy/kafka/kafka_launcher.py fetch
+	-$(PY) -m creatorpulse.brokers.apache fetch
 	$(PY) -m pytest
 
 test-unit: $(STAMP) ## Unit tests only (seconds, no I/O)
 	$(PY) -m pytest tests/unit
 
 test-integration: $(STAMP) ## Integration and end-to-end tests (Kafka, chDB)
-	-$(PY) deploy/kafka/kafka_launcher.py fetch
+	-$(PY) -m creatorpulse.brokers.apache fetch
 	$(PY) -m pytest tests/integration tests/e2e
 
 lint: $(STAMP) ## ruff (lint + format check) and mypy
@@ -44,11 +44,11 @@ format: $(STAMP) ## Apply ruff's formatting and safe fixes
 	$(VENV)/bin/ruff check --fix .
 
 bench: $(STAMP) ## Benchmark vs raw ceiling and textbook Faust on real Kafka (~8 min; BENCH_ARGS=--quick: ~2 min)
-	-$(PY) deploy/kafka/kafka_launcher.py fetch
+	-$(PY) -m creatorpulse.brokers.apache fetch
 	$(PY) -m creatorpulse.bench $(BENCH_ARGS)
 
 kafka: $(STAMP) ## Run a real Apache Kafka on 127.0.0.1 in the foreground
-	$(PY) deploy/kafka/kafka_launcher.py run
+	$(PY) -m creatorpulse.brokers.apache run
 
 clean: ## Remove .venv, caches and local state (.creatorpulse)
 	rm -rf $(VENV) .creatorpulse .pytest_cache .mypy_cache .ruff_cache deploy/kafka/.cache *.egg-info

@@ -1,5 +1,6 @@
 """creatorpulse: the composition root over schemas, producers, streams and sinks.
 
 The CLI (``cli``), its settings (``settings``), the glue that starts the pieces
-(``runtime``) and the embedded broker (``embedded``) live here.
+(``runtime``), the brokers it starts (``brokers``: embedded tansu, real Apache Kafka) and
+the benchmark (``bench``, ``bench_baseline``) live here.
 """

@@ -29,7 +29,6 @@ import asyncio
 import contextlib
 import functools
 import importlib.metadata
-import importlib.util
 import json
 import math
 import os
@@ -49,19 +48,19 @@ from contextlib import ExitStack
 from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from types import ModuleType
 from typing import Any, Final
 
 import orjson
 from rich.console import Console
 from rich.table import Table
 
-from creatorpulse.embedded import die_with_parent, free_port
+from creatorpulse.brokers.apache import ApacheKafka, KafkaLauncherError
+from creatorpulse.brokers.embedded import EmbeddedBroker, EmbeddedBrokerError, resolve_binary
+from creatorpulse.brokers.process import die_with_parent, free_port
 from producers.simulator import CampaignSimulator, SimRecord, SimulationConfig
 from schemas.events import EVENT_ADAPTER, METRICS
 
 ROOT: Final = Path(__file__).resolve().parent.parent
-LAUNCHER_PATH: Final = ROOT / "deploy" / "kafka" / "kafka_launcher.py"
 APACHE_KAFKA: Final = "apache-kafka"
 EMBEDDED: Final = "embedded"
 SHAPES: Final = ("single", "batch")
@@ -908,30 +907,12 @@ class BrokerInfo:
     ready_s: float | None
 
 
-def _load_launcher() -> ModuleType:
-    name = "creatorpulse_kafka_launcher"
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, LAUNCHER_PATH)
-    if spec is None or spec.loader is None or not LAUNCHER_PATH.is_file():
-        raise BenchError(
-            f"the Apache Kafka launcher is missing ({LAUNCHER_PATH}); run from a source "
-            "checkout, or use `creatorpulse bench --broker embedded`"
-        )
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
 @contextlib.contextmanager
 def open_broker(flavour: str, work_dir: Path) -> Iterator[BrokerInfo]:
     """Start the run's broker; stop it on the way out, whatever happens."""
     if flavour == EMBEDDED:
-        from creatorpulse.embedded import EmbeddedBroker, EmbeddedBrokerError, _resolve_binary
-
         try:
-            binary = _resolve_binary()
+            binary = resolve_binary()
             embedded = EmbeddedBroker(log_dir=work_dir, binary=binary)
             embedded.start()
         except EmbeddedBrokerError as exc:
@@ -946,14 +927,13 @@ def open_broker(flavour: str, work_dir: Path) -> Iterator[BrokerInfo]:
         finally:
             embedded.stop()
         return
-    launcher = _load_launcher()
     hint = "; or run `creatorpulse bench --broker embedded` (tansu, no Java needed)"
     if shutil.which("java") is None and not os.environ.get("JAVA_HOME"):
         raise BenchError("`java` (17) is not installed: real Apache Kafka needs it" + hint)
-    kafka = launcher.ApacheKafka()
+    kafka = ApacheKafka()
     try:
         kafka.start()
-    except launcher.KafkaLauncherError as exc:
+    except KafkaLauncherError as exc:
         raise BenchError(f"Apache Kafka did not start: {exc}{hint}") from None
     try:
         yield BrokerInfo(kafka.bootstrap, "apache-kafka", kafka.version, kafka.ready_seconds)

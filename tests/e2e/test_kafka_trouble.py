@@ -23,7 +23,7 @@ import pytest
 from kafka import KafkaAdminClient, KafkaProducer
 from kafka.errors import KafkaError
 
-from creatorpulse.embedded import free_port
+from creatorpulse.brokers.process import free_port
 from creatorpulse.logs import OWN_PACKAGES, REPEAT_INTERVAL_S
 from tests.fixtures_kafka import APACHE_KAFKA, BrokerHandle, create_topic
 

@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from creatorpulse.embedded import free_port
+from creatorpulse.brokers.process import free_port
 from sinks.clickhouse import ClickHouseSink
 
 pytestmark = [pytest.mark.e2e, pytest.mark.clickhouse]

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 import pytest
 
 from creatorpulse import runtime
-from creatorpulse.embedded import free_port
+from creatorpulse.brokers.process import free_port
 from creatorpulse.settings import SettingsError
 
 FIX = "--kafka-bootstrap / CREATORPULSE_KAFKA_BOOTSTRAP"

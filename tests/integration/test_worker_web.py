@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 
 from creatorpulse import runtime
-from creatorpulse.embedded import free_port
+from creatorpulse.brokers.process import free_port
 from creatorpulse.settings import Settings, load_settings
 from schemas.events import METRICS
 from schemas.rows import CreatorWindowRow

