@@ -2,5 +2,5 @@
 
 The CLI (``cli``), its settings (``settings``), the glue that starts the pieces
 (``runtime``), the brokers it starts (``brokers``: embedded tansu, real Apache Kafka) and
-the benchmark (``bench``, ``bench_baseline``) live here.
+the benchmark (``bench``) live here.
 """

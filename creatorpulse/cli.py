@@ -562,7 +562,7 @@ def _leaderboard_source(settings: Settings) -> Any:
 def bench(ctx: typer.Context) -> None:
     """Measure throughput, latency and memory against the raw ceiling and a textbook
     Faust baseline, in one run (`creatorpulse bench --help` for its options)."""
-    from creatorpulse.bench import main as bench_main
+    from creatorpulse.bench.command import main as bench_main
 
     code = bench_main(ctx.args)
     if code:

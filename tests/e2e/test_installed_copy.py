@@ -63,7 +63,7 @@ def test_the_broker_module_finds_its_pom_and_caches_outside_the_package(
     site: Path, tmp_path: Path
 ) -> None:
     probe = (
-        "import json, creatorpulse, creatorpulse.bench\n"
+        "import json, creatorpulse, creatorpulse.bench.sections\n"
         "from creatorpulse.brokers.apache import POM, default_cache_dir\n"
         "print(json.dumps({'package': creatorpulse.__file__, 'pom': str(POM),"
         " 'pom_is_file': POM.is_file(), 'cache': str(default_cache_dir())}))\n"

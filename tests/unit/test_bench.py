@@ -10,30 +10,34 @@ import orjson
 import pytest
 from rich.console import Console
 
-from creatorpulse import bench
-from creatorpulse.bench import (
-    BenchOptions,
+from creatorpulse.bench.baseline import add_counts, window_keys
+from creatorpulse.bench.command import main
+from creatorpulse.bench.figures import (
     DoneTracker,
     best_of,
-    build_rows,
-    campaigns_for,
-    count_windows,
-    coverage_records,
-    fmt_ratio,
     kb_per_window,
-    parse_args,
-    parse_cpu_model,
-    parse_json_line,
-    parse_mem_total_gb,
-    parse_vm_hwm_mb,
     percentile,
     ratio,
-    render_table,
-    restamp,
     whole_topic_rates,
     worker_figures,
 )
-from creatorpulse.bench_baseline import add_counts, window_keys
+from creatorpulse.bench.machine import parse_cpu_model, parse_mem_total_gb, parse_vm_hwm_mb
+from creatorpulse.bench.options import BenchOptions, parse_args
+from creatorpulse.bench.processes import parse_json_line
+from creatorpulse.bench.report import (
+    build_rows,
+    default_out_path,
+    fmt_ratio,
+    render_table,
+    write_results,
+)
+from creatorpulse.bench.workload import (
+    campaigns_for,
+    count_windows,
+    coverage_records,
+    restamp,
+    simulator,
+)
 from schemas.events import decode_record
 
 # -- numbers -------------------------------------------------------------------------------
@@ -186,7 +190,7 @@ def test_skip_broker_and_out_flags() -> None:
 
 
 def test_main_returns_argparse_exit_codes() -> None:
-    assert bench.main(["--broker", "redpanda"]) == 2
+    assert main(["--broker", "redpanda"]) == 2
 
 
 # -- data ----------------------------------------------------------------------------------
@@ -201,7 +205,7 @@ def test_campaigns_split_large_casts() -> None:
 
 
 def test_coverage_records_give_every_creator_valid_events() -> None:
-    sim = bench.simulator(2, 25, seed=1, run_id="t")
+    sim = simulator(2, 25, seed=1, run_id="t")
     records = list(coverage_records(sim, 1_000_000, 10.0, 3, id_prefix="cov"))
     creators = {t.creator_id for t in sim.traits()}
     assert len(records) == 150
@@ -220,7 +224,7 @@ def test_coverage_records_give_every_creator_valid_events() -> None:
 
 
 def test_count_windows_counts_each_size_per_creator() -> None:
-    sim = bench.simulator(1, 4, seed=1, run_id="w")
+    sim = simulator(1, 4, seed=1, run_id="w")
     # 4 creators x 2 events, 1 event/s from a minute boundary: 8 s, one window each.
     records = list(coverage_records(sim, 3_600_000, 1.0, 2, id_prefix="w"))
     assert count_windows(records) == 4 * 2
@@ -231,7 +235,7 @@ def test_count_windows_counts_each_size_per_creator() -> None:
 
 
 def test_simulator_events_are_what_the_baseline_counts() -> None:
-    sim = bench.simulator(1, 5, seed=2, run_id="b")
+    sim = simulator(1, 5, seed=2, run_id="b")
     record = next(islice(sim.events_at_rate(120_500, 100.0, 1), 1))
     event = orjson.loads(record.value)
     assert window_keys(event) == [
@@ -384,10 +388,10 @@ def test_missing_sections_leave_no_rows_and_the_table_renders() -> None:
 
 def test_results_are_written_as_json(tmp_path: Path) -> None:
     path = tmp_path / "deep" / "bench.json"
-    bench.write_results({"options": {"skip": frozenset({"b", "a"}), "out": path}}, path)
+    write_results({"options": {"skip": frozenset({"b", "a"}), "out": path}}, path)
     data = orjson.loads(path.read_bytes())
     assert data["options"] == {"skip": ["a", "b"], "out": str(path)}
-    assert bench.default_out_path().parent == Path("bench-results")
+    assert default_out_path().parent == Path("bench-results")
 
 
 def test_single_event_worker_is_compared_with_the_bare_faust_loop() -> None:

@@ -15,7 +15,7 @@ same: one table write (one changelog record) per event and window size.
 No validation, dedup or ClickHouse: this is the cost of Faust's per-event table path
 alone, a generous lower bar for the real worker. Runs as its own process::
 
-    python -m creatorpulse.bench_baseline --bootstrap 127.0.0.1:9092 --topic t --expect N
+    python -m creatorpulse.bench.baseline --bootstrap 127.0.0.1:9092 --topic t --expect N
 
 and prints one JSON line on stdout when it has processed ``N`` events:
 ``{"events", "records", "seconds", "cpu_s", "rss_peak_mb", "table_writes"}``, measured
@@ -129,7 +129,7 @@ def build_app(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m creatorpulse.bench_baseline")
+    parser = argparse.ArgumentParser(prog="python -m creatorpulse.bench.baseline")
     parser.add_argument("--bootstrap", required=True)
     parser.add_argument("--topic", required=True)
     parser.add_argument("--expect", type=int, required=True, help="events to process")
