@@ -61,7 +61,7 @@ from creatorpulse.bench.workload import (
     even_rate,
     publish,
     replay,
-    restamp,
+    restamped,
     simulator,
     take,
 )
@@ -460,14 +460,7 @@ class Runner:
             # Warm-up records make sure partitions are assigned before the clock starts.
             for record in take(source, warmup):
                 now_ms = int(time.time() * 1000)
-                publisher.publish(
-                    SimRecord(
-                        record.key,
-                        restamp(record.value, record.timestamp_ms, now_ms),
-                        now_ms,
-                        record.event,
-                    )
-                )
+                publisher.publish(restamped(record, now_ms))
             publisher.flush()
             while True:
                 stats = worker.stats()
@@ -534,14 +527,7 @@ class Runner:
             target = min(total, int(o.latency_rate * (time.perf_counter() - start)))
             now_ms = int(time.time() * 1000)
             for record in take(source, target - sent):
-                publisher.publish(
-                    SimRecord(
-                        record.key,
-                        restamp(record.value, record.timestamp_ms, now_ms),
-                        now_ms,
-                        record.event,
-                    )
-                )
+                publisher.publish(restamped(record, now_ms))
                 sent += 1
             publisher.flush()
         return lags, sent

@@ -39,6 +39,13 @@ def restamp(value: bytes, old_ts: int, new_ts: int) -> bytes:
     return value.replace(old, b'"ts":%d,' % new_ts, 1)
 
 
+def restamped(record: SimRecord, now_ms: int) -> SimRecord:
+    """``record`` with its event time and record timestamp moved to ``now_ms`` (live data)."""
+    return SimRecord(
+        record.key, restamp(record.value, record.timestamp_ms, now_ms), now_ms, record.event
+    )
+
+
 def simulator(
     campaigns: int, creators_per_campaign: int, seed: int, run_id: str
 ) -> CampaignSimulator:

@@ -43,17 +43,15 @@ import time
 import uuid
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from types import FrameType, TracebackType
+from types import FrameType
 
 from creatorpulse.brokers.process import (
     LOCALHOST,
-    ChildExited,
-    NotReady,
+    BrokerProcess,
     die_with_parent,
     free_port,
     stop_group,
     tail,
-    wait_metadata,
 )
 
 __all__ = [
@@ -237,7 +235,7 @@ def _remove_orphaned_data_dirs() -> None:
 # the broker
 
 
-class ApacheKafka:
+class ApacheKafka(BrokerProcess):
     """A single-node Apache Kafka (KRaft combined broker+controller) child process.
 
     Usage::
@@ -250,6 +248,12 @@ class ApacheKafka:
     ``stop()`` removes (unless ``keep_data_dir``); broker logs (WARN and up) go to
     ``<data_dir>/broker.log``, JVM stdout/stderr to ``<data_dir>/stdout.log``.
     """
+
+    error = KafkaLauncherError
+    label = "Kafka"
+    probe_timeout_s = 5.0
+    probe_interval_s = 0.2
+    probe_client_id = "creatorpulse-kafka-launcher-probe"
 
     def __init__(
         self,
@@ -264,46 +268,29 @@ class ApacheKafka:
         extra_config: Mapping[str, str] | None = None,
         keep_data_dir: bool = False,
     ) -> None:
+        # ready_seconds counts from launching the JVM (the last start or restart).
+        super().__init__(startup_timeout, stop_timeout)
         self._requested_port = port
         self._requested_controller_port = controller_port
         self.cache_dir = cache_dir
         self.version = version or kafka_version()
         self.heap = heap
-        self.startup_timeout = startup_timeout
-        self.stop_timeout = stop_timeout
         self.extra_config = dict(extra_config or {})
         self.keep_data_dir = keep_data_dir
 
-        self.port: int | None = None
         self.controller_port: int | None = None
         self.data_dir: Path | None = None
         self.jars_dir: Path | None = None
         self.cluster_id: str | None = None
-        #: seconds from launching the JVM to the broker answering (last start or restart)
-        self.ready_seconds: float | None = None
-        self._proc: subprocess.Popen[bytes] | None = None
         self._java = ""
 
     # -- public API --------------------------------------------------------------------------
-
-    @property
-    def bootstrap(self) -> str:
-        if self.port is None:
-            raise KafkaLauncherError("broker not started")
-        return f"{LOCALHOST}:{self.port}"
-
-    @property
-    def pid(self) -> int | None:
-        return self._proc.pid if self._proc is not None else None
 
     @property
     def log_path(self) -> Path:
         if self.data_dir is None:
             raise KafkaLauncherError("broker not started")
         return self.data_dir / "broker.log"
-
-    def is_running(self) -> bool:
-        return self._proc is not None and self._proc.poll() is None
 
     def start(self) -> ApacheKafka:
         """Fetch jars if needed, format storage, launch the JVM and wait until it answers."""
@@ -360,17 +347,6 @@ class ApacheKafka:
             if text.strip():
                 parts.append(f"--- {name} (tail) ---\n{text}")
         return "\n".join(parts)
-
-    def __enter__(self) -> ApacheKafka:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     def __repr__(self) -> str:
         state = self.bootstrap if self.port else "stopped"
@@ -498,27 +474,6 @@ class ApacheKafka:
             )
         self._wait_ready(started)
         self.ready_seconds = time.monotonic() - started
-
-    def _wait_ready(self, started: float) -> None:
-        assert self._proc is not None and self.port is not None
-        try:
-            wait_metadata(
-                self._proc,
-                self.port,
-                deadline=started + self.startup_timeout,
-                probe_timeout_s=5.0,
-                interval_s=0.2,
-                client_id="creatorpulse-kafka-launcher-probe",
-            )
-        except ChildExited as exc:
-            raise KafkaLauncherError(
-                f"Kafka exited with code {exc.returncode} during start-up.\n{self.tail_log()}"
-            ) from None
-        except NotReady as exc:
-            raise KafkaLauncherError(
-                f"Kafka at {self.bootstrap} did not become ready within "
-                f"{self.startup_timeout:.0f}s (last probe: {exc.last_probe}).\n{self.tail_log()}"
-            ) from None
 
     def _terminate(self, *, graceful: bool) -> None:
         proc, self._proc = self._proc, None

@@ -22,17 +22,14 @@ import os
 import subprocess
 import time
 from pathlib import Path
-from types import TracebackType
 
 from creatorpulse.brokers.process import (
     LOCALHOST,
-    ChildExited,
-    NotReady,
+    BrokerProcess,
     die_with_parent,
     free_port,
     stop_group,
     tail,
-    wait_metadata,
 )
 
 __all__ = ["EmbeddedBroker", "EmbeddedBrokerError", "resolve_binary"]
@@ -53,7 +50,7 @@ class EmbeddedBrokerError(RuntimeError):
     """The embedded broker could not be found, started or reached."""
 
 
-class EmbeddedBroker:
+class EmbeddedBroker(BrokerProcess):
     """A tansu broker (memory storage) on 127.0.0.1, as a context manager.
 
     ::
@@ -61,6 +58,13 @@ class EmbeddedBroker:
         with EmbeddedBroker(log_dir=Path(".creatorpulse")) as broker:
             run_pipeline(bootstrap=broker.bootstrap)
     """
+
+    error = EmbeddedBrokerError
+    label = "tansu"
+    probe_timeout_s = 3.0
+    # tansu starts fast: poll often, so a start is not rounded up to a poll interval.
+    probe_interval_s = 0.05
+    probe_client_id = "creatorpulse-embedded-probe"
 
     def __init__(
         self,
@@ -72,33 +76,15 @@ class EmbeddedBroker:
         startup_timeout: float = 20.0,
         stop_timeout: float = 10.0,
     ) -> None:
+        super().__init__(startup_timeout, stop_timeout)
         self.log_dir = Path(log_dir)
         self._requested_port = port
         self._binary = binary
         self.cluster_id = cluster_id
-        self.startup_timeout = startup_timeout
-        self.stop_timeout = stop_timeout
-        self.port: int | None = None
-        #: seconds from spawning the binary to metadata answering
-        self.ready_seconds: float | None = None
-        self._proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def bootstrap(self) -> str:
-        if self.port is None:
-            raise EmbeddedBrokerError("embedded broker not started")
-        return f"{LOCALHOST}:{self.port}"
 
     @property
     def log_path(self) -> Path:
         return self.log_dir / "tansu.log"
-
-    @property
-    def pid(self) -> int | None:
-        return self._proc.pid if self._proc is not None else None
-
-    def is_running(self) -> bool:
-        return self._proc is not None and self._proc.poll() is None
 
     def start(self) -> EmbeddedBroker:
         if self._proc is not None:
@@ -152,42 +138,8 @@ class EmbeddedBroker:
     def tail_log(self, max_bytes: int = 4000) -> str:
         return tail(self.log_path, max_bytes)
 
-    def __enter__(self) -> EmbeddedBroker:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
-
     def __repr__(self) -> str:
         return f"<EmbeddedBroker tansu {self.bootstrap if self.port else 'stopped'}>"
-
-    def _wait_ready(self, started: float) -> None:
-        assert self._proc is not None and self.port is not None
-        try:
-            wait_metadata(
-                self._proc,
-                self.port,
-                deadline=started + self.startup_timeout,
-                probe_timeout_s=3.0,
-                interval_s=0.05,
-                client_id="creatorpulse-embedded-probe",
-            )
-        except ChildExited as exc:
-            raise EmbeddedBrokerError(
-                f"tansu exited with code {exc.returncode} during start-up "
-                f"(log {self.log_path}):\n{self.tail_log()}"
-            ) from None
-        except NotReady as exc:
-            raise EmbeddedBrokerError(
-                f"tansu at {self.bootstrap} did not answer metadata within "
-                f"{self.startup_timeout:.0f}s (last probe: {exc.last_probe}); log "
-                f"{self.log_path}:\n{self.tail_log()}"
-            ) from None
 
 
 def resolve_binary() -> str:

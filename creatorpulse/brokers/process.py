@@ -11,6 +11,7 @@ with a bare interpreter.
 
 from __future__ import annotations
 
+import abc
 import contextlib
 import logging
 import os
@@ -21,10 +22,12 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from types import TracebackType
+from typing import Any, ClassVar, Self
 
 __all__ = [
     "LOCALHOST",
+    "BrokerProcess",
     "ChildExited",
     "NotReady",
     "die_with_parent",
@@ -196,3 +199,92 @@ def wait_metadata(
             last_probe = f"{type(exc).__name__}: {exc}"
         time.sleep(interval_s)
     raise NotReady(last_probe)
+
+
+class BrokerProcess(abc.ABC):
+    """One broker child on 127.0.0.1: what the embedded broker and Apache Kafka share.
+
+    A subclass spawns the child in :meth:`start` (setting ``port`` and ``_proc``, then
+    calling :meth:`_wait_ready`), stops it in :meth:`stop`, and says where its log is.
+    """
+
+    #: What every failure to start or reach this broker raises.
+    error: ClassVar[type[RuntimeError]] = RuntimeError
+    #: The broker's name in messages.
+    label: ClassVar[str] = "broker"
+    probe_timeout_s: ClassVar[float] = 5.0
+    probe_interval_s: ClassVar[float] = 0.2
+    probe_client_id: ClassVar[str] = "creatorpulse-broker-probe"
+
+    def __init__(self, startup_timeout: float, stop_timeout: float) -> None:
+        self.startup_timeout = startup_timeout
+        self.stop_timeout = stop_timeout
+        self.port: int | None = None
+        #: seconds from spawning the child to metadata answering (the last start)
+        self.ready_seconds: float | None = None
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def bootstrap(self) -> str:
+        if self.port is None:
+            raise self.error(f"{self.label} not started")
+        return f"{LOCALHOST}:{self.port}"
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc is not None else None
+
+    def is_running(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    @property
+    @abc.abstractmethod
+    def log_path(self) -> Path:
+        """The broker's own log file."""
+
+    @abc.abstractmethod
+    def start(self) -> Self:
+        """Spawn the broker and return once it answers metadata (cleaning up if it does not)."""
+
+    @abc.abstractmethod
+    def stop(self) -> None:
+        """Stop the broker; a no-op when it is not running."""
+
+    @abc.abstractmethod
+    def tail_log(self, max_bytes: int = 4000) -> str:
+        """The end of the broker's logs, for an error message."""
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def _wait_ready(self, started: float) -> None:
+        """Wait until the child spawned at ``started`` (monotonic) answers, within the timeout."""
+        assert self._proc is not None and self.port is not None
+        try:
+            wait_metadata(
+                self._proc,
+                self.port,
+                deadline=started + self.startup_timeout,
+                probe_timeout_s=self.probe_timeout_s,
+                interval_s=self.probe_interval_s,
+                client_id=self.probe_client_id,
+            )
+        except ChildExited as exc:
+            raise self.error(
+                f"{self.label} exited with code {exc.returncode} during start-up "
+                f"(log {self.log_path}):\n{self.tail_log()}"
+            ) from None
+        except NotReady as exc:
+            raise self.error(
+                f"{self.label} at {self.bootstrap} did not answer metadata within "
+                f"{self.startup_timeout:.0f}s (last probe: {exc.last_probe}); log "
+                f"{self.log_path}:\n{self.tail_log()}"
+            ) from None

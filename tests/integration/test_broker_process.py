@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -12,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from creatorpulse.brokers.embedded import EmbeddedBroker, EmbeddedBrokerError
 from creatorpulse.brokers.process import (
     ChildExited,
     NotReady,
@@ -142,3 +144,12 @@ def test_tail_reads_only_the_end(tmp_path: Path) -> None:
 def test_free_port_avoids_the_excluded_ports() -> None:
     first = free_port()
     assert free_port(frozenset({first})) != first
+
+
+def test_a_broker_that_exits_at_start_up_is_reported_with_its_log(tmp_path: Path) -> None:
+    broker = EmbeddedBroker(log_dir=tmp_path, binary=shutil.which("false"))
+    with pytest.raises(EmbeddedBrokerError, match="not started"):
+        _ = broker.bootstrap
+    with pytest.raises(EmbeddedBrokerError, match=r"tansu exited with code 1 during start-up"):
+        broker.start()
+    assert not broker.is_running() and broker.port is None
