@@ -307,7 +307,11 @@ def _leader_row(record: Sequence[Any]) -> LeaderRow:
 # parameter would be formatted in the client's idea of the server zone, which for
 # chDB is the host's zone.
 
-_SUMS = ",\n        ".join(f"sum({m}) AS {m}" for m in METRICS)
+# Sums over many creator windows are taken in UInt128: sum() of a UInt64 column is a
+# UInt64 that wraps silently, and 30 creators near the per-window bound of 2^53 views
+# (or 3000 windows at 2^53, or a few at the UInt64 maximum) already pass 2^64.
+# campaign_metrics holds its counters and version as UInt128 (migration 0004).
+_SUMS = ",\n        ".join(f"sum(toUInt128({m})) AS {m}" for m in METRICS)
 
 _REFRESH_CAMPAIGNS_SQL = f"""
 INSERT INTO {{database}}.campaign_metrics
@@ -315,7 +319,7 @@ INSERT INTO {{database}}.campaign_metrics
      {", ".join(METRICS)}, updated_at, version)
 SELECT
     campaign_id, window_size_s, window_start, any(window_end), count(),
-    {", ".join(f"sum({m})" for m in METRICS)}, now64(3), sum(version)
+    {", ".join(f"sum(toUInt128({m}))" for m in METRICS)}, now64(3), sum(toUInt128(version))
 FROM {{database}}.creator_metrics FINAL
 WHERE campaign_id IN {{campaign_ids:Array(String)}}
   AND window_start BETWEEN toDateTime({{min_start_s:Int64}}, 'UTC')
