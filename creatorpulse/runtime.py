@@ -250,6 +250,7 @@ def worker_config(settings: Settings, bootstrap: str) -> WorkerConfig:
         web_port=settings.web_port or None,
         web_host=settings.web_host,
         writes_reference_data=settings.sink == "clickhouse",
+        shutdown_timeout_s=settings.shutdown_timeout_s,
     )
 
 

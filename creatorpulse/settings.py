@@ -64,6 +64,15 @@ class Settings(BaseSettings):
     flush_interval_s: float = Field(
         default=1.0, gt=0, le=60, description="How often state is made durable and rows written."
     )
+    shutdown_timeout_s: float = Field(
+        default=10.0,
+        gt=0,
+        le=3600,
+        description=(
+            "On SIGINT/SIGTERM, how long to keep writing rows before giving up (they stay "
+            "in the changelog and are written on restart)."
+        ),
+    )
     sink: Literal["clickhouse", "topic"] = Field(
         default="clickhouse",
         description=(

@@ -41,12 +41,23 @@ What chDB allows (clickhouse-connect 1.12.0, chdb 4.4.0 / engine 26.9, measured)
   ``toNullable``, ``nullIf``) runs on chDB unchanged. What ClickHouse (chDB or not)
   rejects: a ``DateTime`` query parameter given as a short epoch number (``0``), so
   times are bound as integers and converted with ``toDateTime(x, 'UTC')``.
+
+Refusals and outages (``sinks.base``): every write raises :class:`~sinks.base.Refused`
+when the rows themselves cannot be stored, and lets anything else through as an outage.
+A refusal is an error of the client's serialisation (a value out of its column's
+range, a wrong type: clickhouse-connect's ``DataError``, or ``OverflowError``,
+``struct.error``, ``ValueError`` while the rows are prepared) or a
+server error whose code says the data is bad (:data:`DATA_ERROR_CODES`), or an insert
+spanning too many partitions (split, it goes through). Connection errors, timeouts and
+every other server error (memory, too many parts, a missing table, authentication)
+are outages.
 """
 
 from __future__ import annotations
 
 import logging
 import re
+import struct
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -58,11 +69,19 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 import clickhouse_connect
 from clickhouse_connect.driver.client import Client
+from clickhouse_connect.driver.exceptions import (
+    ClickHouseError,
+    DatabaseError,
+    DataError,
+    OperationalError,
+    scrub_error_details,
+)
 from clickhouse_connect.driver.insert import InsertContext
 
 from schemas.events import METRICS
 from schemas.reference import CampaignContract, CreatorProfile
 from schemas.rows import CREATOR_WINDOW_COLUMNS, DEAD_LETTER_COLUMNS, CreatorWindowRow, DeadLetter
+from sinks.base import CONTRACTS_TABLE, CREATOR_METRICS_TABLE, PROFILES_TABLE, Refused
 
 logger = logging.getLogger(__name__)
 
@@ -71,6 +90,28 @@ DEFAULT_HTTP_PORT = 8123
 DEFAULT_HTTPS_PORT = 8443
 #: The leaderboard reads the short tumbling windows (contract default: 60 s).
 LEADERBOARD_WINDOW_S = 60
+#: Server error codes that mean "these rows are wrong", not "the server is unwell":
+#: parse and conversion failures, values out of a type's range, constraint violations.
+DATA_ERROR_CODES = frozenset(
+    {
+        6,  # CANNOT_PARSE_TEXT
+        26,  # CANNOT_PARSE_QUOTED_STRING
+        27,  # CANNOT_PARSE_INPUT_ASSERTION_FAILED
+        38,  # CANNOT_PARSE_DATE
+        41,  # CANNOT_PARSE_DATETIME
+        53,  # TYPE_MISMATCH
+        69,  # ARGUMENT_OUT_OF_BOUND
+        70,  # CANNOT_CONVERT_TYPE
+        72,  # CANNOT_PARSE_NUMBER
+        117,  # INCORRECT_DATA
+        131,  # TOO_LARGE_STRING_SIZE
+        321,  # VALUE_IS_OUT_OF_RANGE_OF_DATA_TYPE
+        349,  # CANNOT_INSERT_NULL_IN_ORDINARY_COLUMN
+        407,  # DECIMAL_OVERFLOW
+        469,  # VIOLATED_CONSTRAINT
+    }
+)
+_TOO_MANY_PARTS = 252  # also "merges are behind" (an outage): told apart by its text
 
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
 
@@ -98,6 +139,71 @@ def validate_identifier(name: str, what: str = "database") -> str:
             "underscores, not starting with a digit (at most 128 characters)"
         )
     return name
+
+
+# ---------------------------------------------------------------------------------
+# Refusals
+
+
+def is_refusal(exc: BaseException) -> bool:
+    """Whether ``exc``, raised by a write, says the rows are bad (see the module
+    docstring); anything unknown is an outage, so that no row is dropped by mistake."""
+    if isinstance(exc, DataError):
+        return True
+    if isinstance(exc, OperationalError):
+        return False
+    if isinstance(exc, DatabaseError):
+        code = getattr(exc, "code", None)
+        if code == _TOO_MANY_PARTS:
+            return "for single INSERT block" in str(exc)
+        return code in DATA_ERROR_CODES
+    if isinstance(exc, ClickHouseError):
+        return False
+    # Raised while the rows are prepared. Not TypeError: that is more often a bug here
+    # than a bad row, and a bug must stall the writer, not dead-letter every row.
+    return isinstance(exc, (OverflowError, struct.error, ValueError))
+
+
+def _error_text(exc: BaseException) -> str:
+    text = scrub_error_details(str(exc)) or type(exc).__name__
+    cause = exc.__cause__
+    if cause is not None and str(cause) and str(cause) not in text:
+        # The client's DataError names the column; its cause says what was wrong.
+        kind = type(cause)
+        name = kind.__name__
+        if kind.__module__ != "builtins":
+            name = f"{kind.__module__}.{name}"
+        text += f" ({name}: {cause})"
+    return text
+
+
+@contextmanager
+def _refusals(table: str) -> Iterator[None]:
+    """Turn a refusal of the rows into :class:`~sinks.base.Refused`; let outages pass."""
+    try:
+        yield
+    except Exception as exc:
+        if is_refusal(exc):
+            raise Refused(table, _error_text(exc)) from exc
+        raise
+
+
+class _DropReraised(logging.Filter):
+    """clickhouse-connect logs this error (with a traceback) and then raises it;
+    the sink reports what it gets raised, so the log lines would only double it (and a
+    bisected batch would log a traceback per attempt)."""
+
+    MESSAGES = ("Error serializing column",)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith(self.MESSAGES)
+
+
+_RERAISING_LOGGERS = ("clickhouse_connect.driver.transform",)
+for _name in _RERAISING_LOGGERS:
+    _logger = logging.getLogger(_name)
+    if not any(isinstance(f, _DropReraised) for f in _logger.filters):
+        _logger.addFilter(_DropReraised())
 
 
 # ---------------------------------------------------------------------------------
@@ -398,6 +504,9 @@ class ClickHouseSink:
     all use of the one client (see the module docstring for why chDB needs that).
 
     Tables must exist: run :func:`sinks.migrate.migrate` on the started sink first.
+
+    Writes raise :class:`~sinks.base.Refused` for rows the store refuses, anything
+    else for an outage.
     """
 
     def __init__(self, url: str, *, database: str | None = None) -> None:
@@ -536,6 +645,10 @@ class ClickHouseSink:
         """
         if not rows:
             return
+        with _refusals(CREATOR_METRICS_TABLE):
+            self._write_creator_windows(rows)
+
+    def _write_creator_windows(self, rows: Sequence[CreatorWindowRow]) -> None:
         updated_at = datetime.now(UTC)
         data: list[list[Any]] = []
         keys: set[tuple[str, int, int]] = set()
@@ -570,6 +683,10 @@ class ClickHouseSink:
         collapses into one row under ``FINAL``."""
         if not rows:
             return
+        with _refusals("dead_letters"):
+            self._write_dead_letters(rows)
+
+    def _write_dead_letters(self, rows: Sequence[DeadLetter]) -> None:
         data = [
             [
                 _aware(r.received_at),
@@ -595,8 +712,8 @@ class ClickHouseSink:
         data = [
             [p.creator_id, p.handle, p.follower_count, p.niche, p.tier, updated_at] for p in rows
         ]
-        with self._lock:
-            self._insert("creator_profiles", PROFILE_COLUMNS, data)
+        with _refusals(PROFILES_TABLE), self._lock:
+            self._insert(PROFILES_TABLE, PROFILE_COLUMNS, data)
 
     def write_contracts(self, rows: Sequence[CampaignContract]) -> None:
         """Upsert campaign contracts (the newest write per campaign and creator wins)."""
@@ -604,8 +721,8 @@ class ClickHouseSink:
             return
         updated_at = datetime.now(UTC)
         data = [[c.campaign_id, c.creator_id, c.fee, c.currency, updated_at] for c in rows]
-        with self._lock:
-            self._insert("campaign_contracts", CONTRACT_COLUMNS, data)
+        with _refusals(CONTRACTS_TABLE), self._lock:
+            self._insert(CONTRACTS_TABLE, CONTRACT_COLUMNS, data)
 
     def insert_rows(
         self, table: str, column_names: Sequence[str], rows: Sequence[Sequence[Any]]

@@ -43,6 +43,7 @@ def test_flags_win_over_the_environment(monkeypatch: pytest.MonkeyPatch) -> None
         ({"flush_interval_s": 0}, "CREATORPULSE_FLUSH_INTERVAL_S"),
         ({"web_host": ""}, "CREATORPULSE_WEB_HOST"),
         ({"web_host": "0.0.0.0,10.0.0.1"}, "CREATORPULSE_WEB_HOST"),
+        ({"shutdown_timeout_s": -1}, "CREATORPULSE_SHUTDOWN_TIMEOUT_S"),
     ],
 )
 def test_bad_settings_name_what_to_fix(overrides: dict[str, object], names: str) -> None:
@@ -57,6 +58,15 @@ def test_the_cli_exits_2_with_the_fix_for_bad_env(
     monkeypatch.setenv("CREATORPULSE_GRACE_S", "soon")
     assert main(["migrate"]) == 2
     assert "CREATORPULSE_GRACE_S" in capsys.readouterr().err
+
+
+def test_the_shutdown_bound_reaches_the_worker(monkeypatch: pytest.MonkeyPatch) -> None:
+    from creatorpulse.runtime import worker_config
+
+    monkeypatch.delenv("CREATORPULSE_SHUTDOWN_TIMEOUT_S", raising=False)
+    assert load_settings().shutdown_timeout_s == 10
+    monkeypatch.setenv("CREATORPULSE_SHUTDOWN_TIMEOUT_S", "2.5")
+    assert worker_config(load_settings(), "k:1").shutdown_timeout_s == 2.5
 
 
 def test_a_bad_clickhouse_url_fails_at_start(capsys: pytest.CaptureFixture[str]) -> None:
