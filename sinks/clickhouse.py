@@ -51,11 +51,17 @@ server error whose code says the data is bad (:data:`DATA_ERROR_CODES`), or an i
 spanning too many partitions (split, it goes through). Connection errors, timeouts and
 every other server error (memory, too many parts, a missing table, authentication)
 are outages.
+
+Timeouts (``http(s)://`` only; chDB runs in-process): ``connect_timeout_s`` bounds
+opening a connection and, at :meth:`ClickHouseSink.start`, the first query too, so a
+server that accepts connections and never answers fails the start within it;
+``timeout_s`` then bounds every send and receive of every query and insert.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import re
 import struct
 import threading
@@ -68,6 +74,7 @@ from typing import Any, Literal
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import clickhouse_connect
+import urllib3
 from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.exceptions import (
     ClickHouseError,
@@ -90,6 +97,14 @@ DEFAULT_HTTP_PORT = 8123
 DEFAULT_HTTPS_PORT = 8443
 #: The leaderboard reads the short tumbling windows (contract default: 60 s).
 LEADERBOARD_WINDOW_S = 60
+#: Opening a connection, and the start-up probe: a start against a silent server fails
+#: within it. Long enough for a server across a slow network, short enough for a user.
+DEFAULT_CONNECT_TIMEOUT_S = 5.0
+#: Every send and receive of a query or insert (clickhouse-connect's default is 300 s).
+#: The server sends progress headers every 10 s or more often during a long query, so
+#: only a server that stopped answering reaches it.
+DEFAULT_TIMEOUT_S = 30.0
+
 #: Server error codes that mean "these rows are wrong", not "the server is unwell":
 #: parse and conversion failures, values out of a type's range, constraint violations.
 DATA_ERROR_CODES = frozenset(
@@ -189,21 +204,39 @@ def _refusals(table: str) -> Iterator[None]:
 
 
 class _DropReraised(logging.Filter):
-    """clickhouse-connect logs this error (with a traceback) and then raises it;
+    """clickhouse-connect logs these errors (one with a traceback) and then raises them;
     the sink reports what it gets raised, so the log lines would only double it (and a
     bisected batch would log a traceback per attempt)."""
 
-    MESSAGES = ("Error serializing column",)
+    MESSAGES = ("Error serializing column", "Unexpected Http Driver Exception")
 
     def filter(self, record: logging.LogRecord) -> bool:
         return not str(record.msg).startswith(self.MESSAGES)
 
 
-_RERAISING_LOGGERS = ("clickhouse_connect.driver.transform",)
+_RERAISING_LOGGERS = (
+    "clickhouse_connect.driver.transform",
+    "clickhouse_connect.driver._backend.http_sync",
+)
 for _name in _RERAISING_LOGGERS:
     _logger = logging.getLogger(_name)
     if not any(isinstance(f, _DropReraised) for f in _logger.filters):
         _logger.addFilter(_DropReraised())
+
+
+def _timed_out(exc: BaseException) -> bool:
+    """Whether a connection or read timeout is behind ``exc``."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, (urllib3.exceptions.TimeoutError, TimeoutError)):
+            return True
+        reason = getattr(current, "reason", None)  # urllib3's MaxRetryError wraps it
+        if isinstance(reason, BaseException) and _timed_out(reason):
+            return True
+        current = current.__cause__ or current.__context__
+    return False
 
 
 # ---------------------------------------------------------------------------------
@@ -506,14 +539,26 @@ class ClickHouseSink:
     Tables must exist: run :func:`sinks.migrate.migrate` on the started sink first.
 
     Writes raise :class:`~sinks.base.Refused` for rows the store refuses, anything
-    else for an outage.
+    else for an outage. ``connect_timeout_s`` and ``timeout_s``: see the module
+    docstring (ignored for chDB).
     """
 
-    def __init__(self, url: str, *, database: str | None = None) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        database: str | None = None,
+        connect_timeout_s: float = DEFAULT_CONNECT_TIMEOUT_S,
+        timeout_s: float = DEFAULT_TIMEOUT_S,
+    ) -> None:
         target = parse_clickhouse_url(url)
         if database is not None:
             target = replace(target, database=validate_identifier(database))
+        if connect_timeout_s <= 0 or timeout_s <= 0:
+            raise ValueError("ClickHouse timeouts must be positive seconds")
         self.target = target
+        self.connect_timeout_s = connect_timeout_s
+        self.timeout_s = timeout_s
         self._lock = threading.Lock()
         self._client: Client | None = None
         # One reusable insert context per table saves a DESCRIBE round trip per insert.
@@ -549,8 +594,11 @@ class ClickHouseSink:
                     interface="chdb", path=target.path, tz_mode="aware"
                 )
             # No default database: it may not exist before migrate(), and every
-            # statement names its database anyway.
-            return clickhouse_connect.get_client(
+            # statement names its database anyway. The client queries the server while
+            # it is created: that probe gets the connect timeout as its read timeout too
+            # (whole seconds: the client rounds down), the client keeps the real ones.
+            probe_s = max(1, math.ceil(self.connect_timeout_s))
+            client = clickhouse_connect.get_client(
                 host=target.host,
                 port=target.port,
                 username=target.username,
@@ -559,8 +607,19 @@ class ClickHouseSink:
                 tz_mode="aware",
                 # HTTP sessions refuse concurrent use and hold state we do not need.
                 autogenerate_session_id=False,
+                connect_timeout=probe_s,
+                send_receive_timeout=probe_s,
             )
+            client.timeout = urllib3.Timeout(  # type: ignore[attr-defined]  # HttpClient's
+                connect=self.connect_timeout_s, read=self.timeout_s
+            )
+            return client
         except Exception as exc:
+            if not target.embedded and _timed_out(exc):
+                raise TimeoutError(
+                    f"no answer within {self.connect_timeout_s:g} s (connect timeout) from "
+                    f"{target.display_url()}"
+                ) from None
             if target.embedded:
                 exc.add_note(
                     "chDB allows one data directory per process (close every client on "
