@@ -84,6 +84,11 @@ class _State:
 def main_options(
     kafka_bootstrap: Annotated[str | None, _setting("kafka_bootstrap")] = None,
     clickhouse_url: Annotated[str | None, _setting("clickhouse_url")] = None,
+    clickhouse_connect_timeout_s: Annotated[
+        float | None, _setting("clickhouse_connect_timeout_s")
+    ] = None,
+    clickhouse_timeout_s: Annotated[float | None, _setting("clickhouse_timeout_s")] = None,
+    shutdown_timeout_s: Annotated[float | None, _setting("shutdown_timeout_s")] = None,
     input_topic: Annotated[str | None, _setting("input_topic")] = None,
     grace_s: Annotated[int | None, _setting("grace_s")] = None,
     future_skew_s: Annotated[int | None, _setting("future_skew_s")] = None,

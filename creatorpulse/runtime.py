@@ -64,7 +64,11 @@ def open_sink(settings: Settings, *, migrate_schema: bool = True) -> ClickHouseS
     if url.startswith("chdb://"):
         Path(url.removeprefix("chdb://")).parent.mkdir(parents=True, exist_ok=True)
     try:
-        sink = ClickHouseSink(url)
+        sink = ClickHouseSink(
+            url,
+            connect_timeout_s=settings.clickhouse_connect_timeout_s,
+            timeout_s=settings.clickhouse_timeout_s,
+        )
     except ValueError as exc:
         raise SettingsError(f"--clickhouse-url / CREATORPULSE_CLICKHOUSE_URL: {exc}") from None
     try:
@@ -73,6 +77,14 @@ def open_sink(settings: Settings, *, migrate_schema: bool = True) -> ClickHouseS
             applied = migrate(sink)
             if applied:
                 log.info("ClickHouse migrations applied: %s", ", ".join(applied))
+    except TimeoutError:
+        sink.close()
+        raise SettingsError(
+            f"ClickHouse at {sink.target.display_url()} did not answer within "
+            f"{settings.clickhouse_connect_timeout_s:g} s: check the URL and that the server "
+            "is up, or allow more time with --clickhouse-connect-timeout-s / "
+            "CREATORPULSE_CLICKHOUSE_CONNECT_TIMEOUT_S"
+        ) from None
     except Exception as exc:
         sink.close()
         if url.startswith("chdb://") and (
@@ -250,6 +262,7 @@ def worker_config(settings: Settings, bootstrap: str) -> WorkerConfig:
         web_port=settings.web_port or None,
         web_host=settings.web_host,
         writes_reference_data=settings.sink == "clickhouse",
+        shutdown_timeout_s=settings.shutdown_timeout_s,
     )
 
 

@@ -38,6 +38,22 @@ class Settings(BaseSettings):
         default=None,
         description="http(s)://user:pass@host:port/db or chdb:///path. Unset: chDB in DATA_DIR.",
     )
+    # The same defaults as sinks.clickhouse (not imported here: every command reads these).
+    clickhouse_connect_timeout_s: float = Field(
+        default=5.0,
+        gt=0,
+        le=600,
+        description=(
+            "Seconds to connect to a ClickHouse server, and for its first answer at start "
+            "(chDB: unused)."
+        ),
+    )
+    clickhouse_timeout_s: float = Field(
+        default=30.0,
+        gt=0,
+        le=3600,
+        description="Seconds ClickHouse may take to take or answer any query or insert.",
+    )
     input_topic: str = Field(default="post-stats", description="Topic of post-stat events.")
     grace_s: int = Field(
         default=DEFAULT_GRACE_S, ge=0, description="Grace period for late events, seconds."
@@ -63,6 +79,15 @@ class Settings(BaseSettings):
     )
     flush_interval_s: float = Field(
         default=1.0, gt=0, le=60, description="How often state is made durable and rows written."
+    )
+    shutdown_timeout_s: float = Field(
+        default=10.0,
+        gt=0,
+        le=3600,
+        description=(
+            "On SIGINT/SIGTERM, how long to keep writing rows before giving up (they stay "
+            "in the changelog and are written on restart)."
+        ),
     )
     sink: Literal["clickhouse", "topic"] = Field(
         default="clickhouse",

@@ -41,12 +41,29 @@ What chDB allows (clickhouse-connect 1.12.0, chdb 4.4.0 / engine 26.9, measured)
   ``toNullable``, ``nullIf``) runs on chDB unchanged. What ClickHouse (chDB or not)
   rejects: a ``DateTime`` query parameter given as a short epoch number (``0``), so
   times are bound as integers and converted with ``toDateTime(x, 'UTC')``.
+
+Refusals and outages (``sinks.base``): every write raises :class:`~sinks.base.Refused`
+when the rows themselves cannot be stored, and lets anything else through as an outage.
+A refusal is an error of the client's serialisation (a value out of its column's
+range, a wrong type: clickhouse-connect's ``DataError``, or ``OverflowError``,
+``struct.error``, ``ValueError`` while the rows are prepared) or a
+server error whose code says the data is bad (:data:`DATA_ERROR_CODES`), or an insert
+spanning too many partitions (split, it goes through). Connection errors, timeouts and
+every other server error (memory, too many parts, a missing table, authentication)
+are outages.
+
+Timeouts (``http(s)://`` only; chDB runs in-process): ``connect_timeout_s`` bounds
+opening a connection and, at :meth:`ClickHouseSink.start`, the first query too, so a
+server that accepts connections and never answers fails the start within it;
+``timeout_s`` then bounds every send and receive of every query and insert.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import re
+import struct
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -57,12 +74,21 @@ from typing import Any, Literal
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import clickhouse_connect
+import urllib3
 from clickhouse_connect.driver.client import Client
+from clickhouse_connect.driver.exceptions import (
+    ClickHouseError,
+    DatabaseError,
+    DataError,
+    OperationalError,
+    scrub_error_details,
+)
 from clickhouse_connect.driver.insert import InsertContext
 
 from schemas.events import METRICS
 from schemas.reference import CampaignContract, CreatorProfile
 from schemas.rows import CREATOR_WINDOW_COLUMNS, DEAD_LETTER_COLUMNS, CreatorWindowRow, DeadLetter
+from sinks.base import CONTRACTS_TABLE, CREATOR_METRICS_TABLE, PROFILES_TABLE, Refused
 
 logger = logging.getLogger(__name__)
 
@@ -71,6 +97,36 @@ DEFAULT_HTTP_PORT = 8123
 DEFAULT_HTTPS_PORT = 8443
 #: The leaderboard reads the short tumbling windows (contract default: 60 s).
 LEADERBOARD_WINDOW_S = 60
+#: Opening a connection, and the start-up probe: a start against a silent server fails
+#: within it. Long enough for a server across a slow network, short enough for a user.
+DEFAULT_CONNECT_TIMEOUT_S = 5.0
+#: Every send and receive of a query or insert (clickhouse-connect's default is 300 s).
+#: The server sends progress headers every 10 s or more often during a long query, so
+#: only a server that stopped answering reaches it.
+DEFAULT_TIMEOUT_S = 30.0
+
+#: Server error codes that mean "these rows are wrong", not "the server is unwell":
+#: parse and conversion failures, values out of a type's range, constraint violations.
+DATA_ERROR_CODES = frozenset(
+    {
+        6,  # CANNOT_PARSE_TEXT
+        26,  # CANNOT_PARSE_QUOTED_STRING
+        27,  # CANNOT_PARSE_INPUT_ASSERTION_FAILED
+        38,  # CANNOT_PARSE_DATE
+        41,  # CANNOT_PARSE_DATETIME
+        53,  # TYPE_MISMATCH
+        69,  # ARGUMENT_OUT_OF_BOUND
+        70,  # CANNOT_CONVERT_TYPE
+        72,  # CANNOT_PARSE_NUMBER
+        117,  # INCORRECT_DATA
+        131,  # TOO_LARGE_STRING_SIZE
+        321,  # VALUE_IS_OUT_OF_RANGE_OF_DATA_TYPE
+        349,  # CANNOT_INSERT_NULL_IN_ORDINARY_COLUMN
+        407,  # DECIMAL_OVERFLOW
+        469,  # VIOLATED_CONSTRAINT
+    }
+)
+_TOO_MANY_PARTS = 252  # also "merges are behind" (an outage): told apart by its text
 
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
 
@@ -98,6 +154,89 @@ def validate_identifier(name: str, what: str = "database") -> str:
             "underscores, not starting with a digit (at most 128 characters)"
         )
     return name
+
+
+# ---------------------------------------------------------------------------------
+# Refusals
+
+
+def is_refusal(exc: BaseException) -> bool:
+    """Whether ``exc``, raised by a write, says the rows are bad (see the module
+    docstring); anything unknown is an outage, so that no row is dropped by mistake."""
+    if isinstance(exc, DataError):
+        return True
+    if isinstance(exc, OperationalError):
+        return False
+    if isinstance(exc, DatabaseError):
+        code = getattr(exc, "code", None)
+        if code == _TOO_MANY_PARTS:
+            return "for single INSERT block" in str(exc)
+        return code in DATA_ERROR_CODES
+    if isinstance(exc, ClickHouseError):
+        return False
+    # Raised while the rows are prepared. Not TypeError: that is more often a bug here
+    # than a bad row, and a bug must stall the writer, not dead-letter every row.
+    return isinstance(exc, (OverflowError, struct.error, ValueError))
+
+
+def _error_text(exc: BaseException) -> str:
+    text = scrub_error_details(str(exc)) or type(exc).__name__
+    cause = exc.__cause__
+    if cause is not None and str(cause) and str(cause) not in text:
+        # The client's DataError names the column; its cause says what was wrong.
+        kind = type(cause)
+        name = kind.__name__
+        if kind.__module__ != "builtins":
+            name = f"{kind.__module__}.{name}"
+        text += f" ({name}: {cause})"
+    return text
+
+
+@contextmanager
+def _refusals(table: str) -> Iterator[None]:
+    """Turn a refusal of the rows into :class:`~sinks.base.Refused`; let outages pass."""
+    try:
+        yield
+    except Exception as exc:
+        if is_refusal(exc):
+            raise Refused(table, _error_text(exc)) from exc
+        raise
+
+
+class _DropReraised(logging.Filter):
+    """clickhouse-connect logs these errors (one with a traceback) and then raises them;
+    the sink reports what it gets raised, so the log lines would only double it (and a
+    bisected batch would log a traceback per attempt)."""
+
+    MESSAGES = ("Error serializing column", "Unexpected Http Driver Exception")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith(self.MESSAGES)
+
+
+_RERAISING_LOGGERS = (
+    "clickhouse_connect.driver.transform",
+    "clickhouse_connect.driver._backend.http_sync",
+)
+for _name in _RERAISING_LOGGERS:
+    _logger = logging.getLogger(_name)
+    if not any(isinstance(f, _DropReraised) for f in _logger.filters):
+        _logger.addFilter(_DropReraised())
+
+
+def _timed_out(exc: BaseException) -> bool:
+    """Whether a connection or read timeout is behind ``exc``."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, (urllib3.exceptions.TimeoutError, TimeoutError)):
+            return True
+        reason = getattr(current, "reason", None)  # urllib3's MaxRetryError wraps it
+        if isinstance(reason, BaseException) and _timed_out(reason):
+            return True
+        current = current.__cause__ or current.__context__
+    return False
 
 
 # ---------------------------------------------------------------------------------
@@ -307,7 +446,11 @@ def _leader_row(record: Sequence[Any]) -> LeaderRow:
 # parameter would be formatted in the client's idea of the server zone, which for
 # chDB is the host's zone.
 
-_SUMS = ",\n        ".join(f"sum({m}) AS {m}" for m in METRICS)
+# Sums over many creator windows are taken in UInt128: sum() of a UInt64 column is a
+# UInt64 that wraps silently, and 30 creators near the per-window bound of 2^53 views
+# (or 3000 windows at 2^53, or a few at the UInt64 maximum) already pass 2^64.
+# campaign_metrics holds its counters and version as UInt128 (migration 0004).
+_SUMS = ",\n        ".join(f"sum(toUInt128({m})) AS {m}" for m in METRICS)
 
 _REFRESH_CAMPAIGNS_SQL = f"""
 INSERT INTO {{database}}.campaign_metrics
@@ -315,7 +458,7 @@ INSERT INTO {{database}}.campaign_metrics
      {", ".join(METRICS)}, updated_at, version)
 SELECT
     campaign_id, window_size_s, window_start, any(window_end), count(),
-    {", ".join(f"sum({m})" for m in METRICS)}, now64(3), sum(version)
+    {", ".join(f"sum(toUInt128({m}))" for m in METRICS)}, now64(3), sum(toUInt128(version))
 FROM {{database}}.creator_metrics FINAL
 WHERE campaign_id IN {{campaign_ids:Array(String)}}
   AND window_start BETWEEN toDateTime({{min_start_s:Int64}}, 'UTC')
@@ -394,13 +537,28 @@ class ClickHouseSink:
     all use of the one client (see the module docstring for why chDB needs that).
 
     Tables must exist: run :func:`sinks.migrate.migrate` on the started sink first.
+
+    Writes raise :class:`~sinks.base.Refused` for rows the store refuses, anything
+    else for an outage. ``connect_timeout_s`` and ``timeout_s``: see the module
+    docstring (ignored for chDB).
     """
 
-    def __init__(self, url: str, *, database: str | None = None) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        database: str | None = None,
+        connect_timeout_s: float = DEFAULT_CONNECT_TIMEOUT_S,
+        timeout_s: float = DEFAULT_TIMEOUT_S,
+    ) -> None:
         target = parse_clickhouse_url(url)
         if database is not None:
             target = replace(target, database=validate_identifier(database))
+        if connect_timeout_s <= 0 or timeout_s <= 0:
+            raise ValueError("ClickHouse timeouts must be positive seconds")
         self.target = target
+        self.connect_timeout_s = connect_timeout_s
+        self.timeout_s = timeout_s
         self._lock = threading.Lock()
         self._client: Client | None = None
         # One reusable insert context per table saves a DESCRIBE round trip per insert.
@@ -436,8 +594,11 @@ class ClickHouseSink:
                     interface="chdb", path=target.path, tz_mode="aware"
                 )
             # No default database: it may not exist before migrate(), and every
-            # statement names its database anyway.
-            return clickhouse_connect.get_client(
+            # statement names its database anyway. The client queries the server while
+            # it is created: that probe gets the connect timeout as its read timeout too
+            # (whole seconds: the client rounds down), the client keeps the real ones.
+            probe_s = max(1, math.ceil(self.connect_timeout_s))
+            client = clickhouse_connect.get_client(
                 host=target.host,
                 port=target.port,
                 username=target.username,
@@ -446,8 +607,19 @@ class ClickHouseSink:
                 tz_mode="aware",
                 # HTTP sessions refuse concurrent use and hold state we do not need.
                 autogenerate_session_id=False,
+                connect_timeout=probe_s,
+                send_receive_timeout=probe_s,
             )
+            client.timeout = urllib3.Timeout(  # type: ignore[attr-defined]  # HttpClient's
+                connect=self.connect_timeout_s, read=self.timeout_s
+            )
+            return client
         except Exception as exc:
+            if not target.embedded and _timed_out(exc):
+                raise TimeoutError(
+                    f"no answer within {self.connect_timeout_s:g} s (connect timeout) from "
+                    f"{target.display_url()}"
+                ) from None
             if target.embedded:
                 exc.add_note(
                     "chDB allows one data directory per process (close every client on "
@@ -532,6 +704,10 @@ class ClickHouseSink:
         """
         if not rows:
             return
+        with _refusals(CREATOR_METRICS_TABLE):
+            self._write_creator_windows(rows)
+
+    def _write_creator_windows(self, rows: Sequence[CreatorWindowRow]) -> None:
         updated_at = datetime.now(UTC)
         data: list[list[Any]] = []
         keys: set[tuple[str, int, int]] = set()
@@ -566,6 +742,10 @@ class ClickHouseSink:
         collapses into one row under ``FINAL``."""
         if not rows:
             return
+        with _refusals("dead_letters"):
+            self._write_dead_letters(rows)
+
+    def _write_dead_letters(self, rows: Sequence[DeadLetter]) -> None:
         data = [
             [
                 _aware(r.received_at),
@@ -591,8 +771,8 @@ class ClickHouseSink:
         data = [
             [p.creator_id, p.handle, p.follower_count, p.niche, p.tier, updated_at] for p in rows
         ]
-        with self._lock:
-            self._insert("creator_profiles", PROFILE_COLUMNS, data)
+        with _refusals(PROFILES_TABLE), self._lock:
+            self._insert(PROFILES_TABLE, PROFILE_COLUMNS, data)
 
     def write_contracts(self, rows: Sequence[CampaignContract]) -> None:
         """Upsert campaign contracts (the newest write per campaign and creator wins)."""
@@ -600,8 +780,8 @@ class ClickHouseSink:
             return
         updated_at = datetime.now(UTC)
         data = [[c.campaign_id, c.creator_id, c.fee, c.currency, updated_at] for c in rows]
-        with self._lock:
-            self._insert("campaign_contracts", CONTRACT_COLUMNS, data)
+        with _refusals(CONTRACTS_TABLE), self._lock:
+            self._insert(CONTRACTS_TABLE, CONTRACT_COLUMNS, data)
 
     def insert_rows(
         self, table: str, column_names: Sequence[str], rows: Sequence[Sequence[Any]]

@@ -18,6 +18,10 @@ Totals stay exact, as they do in one process:
   before the checkpoint that covers their records; creator profiles and campaign
   contracts come from their own topics, as in a worker.
 
+Rows ClickHouse refuses are isolated and recorded as dead letters, and the rest of the
+poll is written and committed (``sinks.base``); an outage is retried with backoff until
+``stop`` is set, and then nothing is committed, so the next start writes it again.
+
 Known limit: the worker's ``/stats`` latency then ends at the window-rows topic, not
 in ClickHouse.
 """
@@ -29,7 +33,10 @@ import threading
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
+
+import orjson
 
 from producers.publisher import Publisher
 from schemas.reference import CampaignContract, CreatorProfile
@@ -39,6 +46,20 @@ from schemas.rows import (
     dead_letter_from_json,
     window_row_from_json,
     window_row_to_json,
+)
+from sinks.base import (
+    CONTRACTS_TABLE,
+    CREATOR_METRICS_TABLE,
+    PROFILES_TABLE,
+    Backoff,
+    BatchOutcome,
+    Part,
+    Refused,
+    contract_dead_letter,
+    profile_dead_letter,
+    window_dead_letter,
+    write_batch,
+    write_until_done,
 )
 from sinks.clickhouse import ClickHouseSink
 
@@ -56,7 +77,9 @@ class WindowRowPublisher:
     """A worker's sink in topic mode (``streams.sink_writer.RowSink``).
 
     Each call returns once Kafka acknowledged every row, or raises (the worker's sink
-    writer then retries the same rows).
+    writer then retries the same rows). A row that cannot be encoded (a counter past 64
+    bits) is :class:`~sinks.base.Refused`; since dead letters are not sent from here, the
+    worker's writer then only logs and counts it.
     """
 
     def __init__(self, bootstrap: str, topic: str) -> None:
@@ -64,9 +87,13 @@ class WindowRowPublisher:
         self._publisher = Publisher(bootstrap, topic)
 
     def write_creator_windows(self, rows: list[CreatorWindowRow]) -> None:
-        for row in rows:
+        try:
+            values = [window_row_to_json(row) for row in rows]
+        except orjson.JSONEncodeError as exc:
+            raise Refused(self.topic, str(exc)) from exc
+        for row, value in zip(rows, values, strict=True):
             # Keyed by creator: one creator's rows stay in order on one partition.
-            self._publisher.publish_raw(window_row_to_json(row), key=row.creator_id.encode())
+            self._publisher.publish_raw(value, key=row.creator_id.encode())
         self._publisher.flush()
 
     def write_dead_letters(self, rows: list[DeadLetter]) -> None:
@@ -136,6 +163,10 @@ class SinkStats:
     rows_written: int = 0
     dead_letters_written: int = 0
     reference_rows_written: int = 0
+    #: Rows (window, profile, contract) ClickHouse refused: recorded as dead letters.
+    rows_refused: int = 0
+    #: Dead letters ClickHouse refused too: logged and dropped.
+    dead_letters_refused: int = 0
     invalid: int = 0
     failures: int = 0
     last_write_unix: float | None = None
@@ -160,8 +191,7 @@ class RowSinkService:
         self.bootstrap = bootstrap
         self.topics = topics
         self.group_id = group_id
-        self.retry_initial_s = retry_initial_s
-        self.retry_max_s = retry_max_s
+        self.backoff = Backoff(retry_initial_s, retry_max_s)
         self.report_every_s = report_every_s
         self.topic_timeout_s = topic_timeout_s
         self.stats = SinkStats()
@@ -235,33 +265,53 @@ class RowSinkService:
             stop.wait(0.5)
 
     def _write_with_retry(self, batch: SinkBatch, stop: threading.Event) -> bool:
-        delay = self.retry_initial_s
-        while True:
-            try:
-                self.write(batch)
-                return True
-            except Exception as exc:  # an outage must not lose the batch or stop the sink
-                self.stats.failures += 1
-                log.warning("ClickHouse write failed (%s); retrying in %.1fs", exc, delay)
-                if stop.wait(delay):
-                    return False
-                delay = min(delay * 2, self.retry_max_s)
+        """Write the batch through outages; False if ``stop`` was set first."""
 
-    def write(self, batch: SinkBatch) -> None:
-        """One batch into ClickHouse; every step is idempotent, so a retry repeats all."""
+        def on_outage(exc: Exception, delay_s: float) -> None:
+            self.stats.failures += 1
+            log.warning("ClickHouse write failed (%s); retrying in %.1fs", exc, delay_s)
+
+        written = write_until_done(
+            lambda: self.write(batch, stop),
+            backoff=self.backoff,
+            wait=stop.wait,
+            on_outage=on_outage,
+        )
+        return written is not None
+
+    def write(self, batch: SinkBatch, stop: threading.Event | None = None) -> BatchOutcome:
+        """One batch into ClickHouse, refused rows isolated and dead-lettered.
+
+        Every step is idempotent, so after an outage (raised) a retry repeats all.
+        """
+        outcome = BatchOutcome()
         if batch.empty():
-            return
+            return outcome
         sink = self.sink
-        if batch.rows:
-            sink.write_creator_windows(list(batch.rows.values()))
-        if batch.dead_letters:
-            sink.write_dead_letters(batch.dead_letters)
-        if batch.profiles:
-            sink.write_profiles(batch.profiles)
-        if batch.contracts:
-            sink.write_contracts(batch.contracts)
+        parts: list[Part[Any]] = [
+            Part(
+                CREATOR_METRICS_TABLE,
+                list(batch.rows.values()),
+                sink.write_creator_windows,
+                window_dead_letter,
+            ),
+            Part(PROFILES_TABLE, batch.profiles, sink.write_profiles, profile_dead_letter),
+            Part(CONTRACTS_TABLE, batch.contracts, sink.write_contracts, contract_dead_letter),
+        ]
+        outcome = write_batch(
+            parts,
+            batch.dead_letters,
+            sink.write_dead_letters,
+            now=lambda: datetime.now(UTC),
+            stopped=stop.is_set if stop is not None else lambda: False,
+        )
         stats = self.stats
-        stats.rows_written += len(batch.rows)
-        stats.dead_letters_written += len(batch.dead_letters)
-        stats.reference_rows_written += len(batch.profiles) + len(batch.contracts)
+        stats.rows_written += outcome.written[CREATOR_METRICS_TABLE]
+        stats.dead_letters_written += outcome.dead_letters_written
+        stats.reference_rows_written += (
+            outcome.written[PROFILES_TABLE] + outcome.written[CONTRACTS_TABLE]
+        )
+        stats.rows_refused += outcome.rows_refused
+        stats.dead_letters_refused += outcome.dead_letters_refused
         stats.last_write_unix = time.time()
+        return outcome

@@ -74,6 +74,8 @@ class WorkerConfig:
     # Short enough that a killed worker's partitions move on quickly, and that the
     # embedded broker (which completes a group join after half of it) starts fast.
     session_timeout_s: float = 10.0
+    # On shutdown, how long the sink writer may go on writing before it gives up.
+    shutdown_timeout_s: float = 10.0
 
     def __post_init__(self) -> None:
         if self.partitions < 1:
@@ -749,7 +751,7 @@ def build_worker(
         # written, so Ctrl-C loses nothing even on the memory-only embedded broker.
         processor.consumer_running = False
         await processor.flush()
-        await writer.stop()
+        await writer.stop(config.shutdown_timeout_s)
         log.info("worker stopped: %s", processor.stats.as_dict())
 
     if extra_pages is not None:

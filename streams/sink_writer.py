@@ -2,31 +2,42 @@
 
 Rows wait in one buffer keyed by window, so when ClickHouse is slower than the stream
 several flushes collapse into one insert that holds only each window's newest totals.
-A failed insert is retried with backoff and nothing is dropped; when the buffer grows
-past its limit, :meth:`SinkWriter.wait_for_room` makes the stream wait (backpressure)
-instead of letting memory grow without bound.
+Each batch is written in a worker thread with ``sinks.base``: an outage is retried with
+backoff and nothing is dropped; rows the store refuses are isolated, written as dead
+letters, and the rest of the batch is written (a refused row never wedges the writer).
+When the buffer grows past its limit, :meth:`SinkWriter.wait_for_room` makes the stream
+wait (backpressure) instead of letting memory grow without bound.
+
+:meth:`SinkWriter.stop` gives up after its timeout: whatever is unwritten then is durable
+in the changelog, and a restarted worker writes it again (a restored partition rewrites
+every window it holds, and a window whose rows are unconfirmed never leaves memory).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Protocol
+from datetime import UTC, datetime
 
 from schemas.rows import CreatorWindowRow, DeadLetter
+from sinks.base import (
+    CREATOR_METRICS_TABLE,
+    Backoff,
+    BatchOutcome,
+    Part,
+    RowSink,
+    window_dead_letter,
+    write_batch,
+    write_until_done,
+)
 
 log = logging.getLogger("creatorpulse.sink")
 
-
-class RowSink(Protocol):
-    """What the stream worker needs from a sink (``sinks.clickhouse.ClickHouseSink``)."""
-
-    def write_creator_windows(self, rows: list[CreatorWindowRow]) -> None: ...
-
-    def write_dead_letters(self, rows: list[DeadLetter]) -> None: ...
+__all__ = ["RowSink", "SinkWriter", "WriterStats"]
 
 
 @dataclass(slots=True)
@@ -34,6 +45,10 @@ class WriterStats:
     inserts: int = 0
     rows_written: int = 0
     dead_letters_written: int = 0
+    #: Rows the store refused, recorded as dead letters instead.
+    rows_refused: int = 0
+    #: Dead letters the store refused too: logged and dropped.
+    dead_letters_refused: int = 0
     failures: int = 0
     last_error: str = ""
     rows_pending: int = 0
@@ -57,16 +72,20 @@ class SinkWriter:
         max_pending_rows: int = 200_000,
         retry_initial_s: float = 0.5,
         retry_max_s: float = 15.0,
+        now: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self._sink = sink
         self._pending = _Pending()
         self._max_pending = max_pending_rows
-        self._retry_initial_s = retry_initial_s
-        self._retry_max_s = retry_max_s
+        self._backoff = Backoff(retry_initial_s, retry_max_s)
+        self._now = now
         self._wakeup = asyncio.Event()
         self._written = asyncio.Condition()
         self._task: asyncio.Task[None] | None = None
         self._busy = False
+        self._in_flight = 0  # rows of the batch being written
+        # Set by stop() once it gives up: the writing thread stops retrying.
+        self._stopping = threading.Event()
         self.stats = WriterStats()
 
     def submit(
@@ -101,8 +120,25 @@ class SinkWriter:
         async with self._written:
             await self._written.wait_for(lambda: not self._busy and self._is_empty())
 
-    async def stop(self) -> None:
-        await self.drain()
+    async def stop(self, timeout_s: float | None = None) -> None:
+        """Write what is queued, then stop; after ``timeout_s`` (None: no limit), give up.
+
+        Giving up loses nothing: what is unwritten is durable in the changelog and is
+        written again by the next start. A ClickHouse call already in flight is not
+        interrupted; it ends within the client's own timeout.
+        """
+        try:
+            await asyncio.wait_for(self.drain(), timeout_s)
+        except TimeoutError:
+            unwritten = len(self._pending.rows) + self._in_flight
+            log.warning(
+                "sink writer stopped after %.0f s with %d rows unwritten (last error: %s); "
+                "they are durable in the changelog and are written again on restart",
+                timeout_s,
+                unwritten,
+                self.stats.last_error or "none",
+            )
+        self._stopping.set()
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
@@ -124,34 +160,53 @@ class SinkWriter:
                 continue
             batch, self._pending = self._pending, _Pending()
             self._busy = True
-            await self._write_with_retry(batch)
+            self._in_flight = len(batch.rows)
+            if not await self._write_with_retry(batch):
+                return  # stopping: the batch stays unconfirmed, so nothing is lost
+            self._in_flight = 0
             self._busy = False
             self.stats.rows_pending = len(self._pending.rows)
             async with self._written:
                 self._written.notify_all()
 
-    async def _write_with_retry(self, batch: _Pending) -> None:
-        delay = self._retry_initial_s
+    async def _write_with_retry(self, batch: _Pending) -> bool:
+        """Write one batch, through outages; False if the writer stopped first."""
         rows = list(batch.rows.values())
-        while True:
-            try:
-                await asyncio.to_thread(self._write_blocking, rows, batch.dead_letters)
-                break
-            except Exception as exc:  # a sink outage must not kill the worker
-                self.stats.failures += 1
-                self.stats.last_error = f"{type(exc).__name__}: {exc}"
-                log.warning("ClickHouse write failed (%s); retrying in %.1fs", exc, delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, self._retry_max_s)
-        self.stats.inserts += 1
-        self.stats.last_write_unix = time.time()
-        self.stats.rows_written += len(rows)
-        self.stats.dead_letters_written += len(batch.dead_letters)
+        sink = self._sink
+        parts = [Part(CREATOR_METRICS_TABLE, rows, sink.write_creator_windows, window_dead_letter)]
+
+        def attempt() -> BatchOutcome:
+            return write_batch(
+                parts,
+                batch.dead_letters,
+                sink.write_dead_letters,
+                now=self._now,
+                stopped=self._stopping.is_set,
+            )
+
+        outcome = await asyncio.to_thread(
+            write_until_done,
+            attempt,
+            backoff=self._backoff,
+            wait=self._stopping.wait,
+            on_outage=self._on_outage,
+        )
+        if outcome is None:
+            return False
+        stats = self.stats
+        stats.inserts += 1
+        stats.last_write_unix = time.time()
+        stats.rows_written += outcome.written[CREATOR_METRICS_TABLE]
+        stats.rows_refused += outcome.rows_refused
+        stats.dead_letters_written += outcome.dead_letters_written
+        stats.dead_letters_refused += outcome.dead_letters_refused
+        # Refused rows are done too: they are dead letters now, and their windows may go.
         for callback in batch.on_written:
             callback()
+        return True
 
-    def _write_blocking(self, rows: list[CreatorWindowRow], dead: list[DeadLetter]) -> None:
-        if rows:
-            self._sink.write_creator_windows(rows)
-        if dead:
-            self._sink.write_dead_letters(dead)
+    def _on_outage(self, exc: Exception, delay_s: float) -> None:
+        # Runs in the writing thread; plain counters only.
+        self.stats.failures += 1
+        self.stats.last_error = f"{type(exc).__name__}: {exc}"
+        log.warning("ClickHouse write failed (%s); retrying in %.1fs", exc, delay_s)

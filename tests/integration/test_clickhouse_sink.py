@@ -17,6 +17,7 @@ import pytest
 from schemas.events import METRICS
 from schemas.reference import CampaignContract, CreatorProfile
 from schemas.rows import CreatorWindowRow, DeadLetter
+from sinks.base import Refused
 from sinks.clickhouse import ClickHouseSink, LeaderRow
 
 pytestmark = pytest.mark.clickhouse
@@ -112,7 +113,8 @@ def test_a_row_with_the_wrong_number_of_counts_is_refused_before_writing(
 ) -> None:
     good = window("alice", T0_MS, views=1)
     bad = CreatorWindowRow("camp1", "bob", 60, T0_MS, (1, 2, 3))
-    with pytest.raises(ValueError, match="has 3 counts, expected 11"):
+    # A refusal (the rows are wrong), so a writer isolates the row instead of retrying.
+    with pytest.raises(Refused, match=r"creator_metrics: .* has 3 counts, expected 11"):
         clickhouse_sink.write_creator_windows([good, bad])
     assert creator_rows(clickhouse_sink) == []
 

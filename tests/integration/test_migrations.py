@@ -6,6 +6,7 @@ in the test (see the comments next to each expectation).
 
 from __future__ import annotations
 
+import importlib
 from datetime import UTC, datetime
 from typing import Any
 
@@ -21,6 +22,9 @@ T0_MS = int(datetime(2023, 6, 1, 0, 0, tzinfo=UTC).timestamp() * 1000)
 T0_S = T0_MS // 1000
 MINUTE_MS = 60_000
 HOUR_MS = 3_600_000
+MAX_VIEWS = 2**53 - 1  # the upstream bound per creator window and metric
+# The module, not the package's ``migrate`` function of the same name.
+migrate_module = importlib.import_module("sinks.migrate")
 
 TABLES = {
     "alerts",
@@ -76,8 +80,13 @@ def test_split_statements_on_line_ending_semicolons() -> None:
 
 def test_packaged_migrations_are_ordered_and_idempotent_statements() -> None:
     migrations = load_migrations()
-    assert [m.version for m in migrations] == ["0001", "0002", "0003"]
-    assert [m.name for m in migrations] == ["core_tables", "bi_views", "dead_letter_payload_cut"]
+    assert [m.version for m in migrations] == ["0001", "0002", "0003", "0004"]
+    assert [m.name for m in migrations] == [
+        "core_tables",
+        "bi_views",
+        "dead_letter_payload_cut",
+        "campaign_sums_uint128",
+    ]
     for migration in migrations:
         statements = migration.statements("db_x")
         assert statements
@@ -105,11 +114,16 @@ def test_packaged_migrations_are_ordered_and_idempotent_statements() -> None:
 @pytest.mark.clickhouse
 def test_migrate_is_idempotent(clickhouse_url: str) -> None:
     with ClickHouseSink(clickhouse_url) as sink:
-        assert migrate(sink) == ["0001", "0002", "0003"]
+        assert migrate(sink) == ["0001", "0002", "0003", "0004"]
         assert migrate(sink) == []
         assert sink.query_rows(
             "SELECT version, name FROM {database}.schema_migrations FINAL ORDER BY version"
-        ) == [("0001", "core_tables"), ("0002", "bi_views"), ("0003", "dead_letter_payload_cut")]
+        ) == [
+            ("0001", "core_tables"),
+            ("0002", "bi_views"),
+            ("0003", "dead_letter_payload_cut"),
+            ("0004", "campaign_sums_uint128"),
+        ]
         objects = sink.query_rows(
             "SELECT name, engine FROM system.tables WHERE database = {db:String}",
             {"db": sink.database},
@@ -124,7 +138,7 @@ def test_migrate_with_a_bare_client_and_another_database(clickhouse_url: str) ->
         other = f"{sink.database}_other"
         try:
             with sink.locked_client() as client:
-                assert migrate(client, other) == ["0001", "0002", "0003"]
+                assert migrate(client, other) == ["0001", "0002", "0003", "0004"]
                 assert migrate(client, other) == []
             assert sink.query_rows(
                 "SELECT count() FROM system.tables WHERE database = {db:String}", {"db": other}
@@ -302,3 +316,69 @@ def test_rolling_views_are_relative_to_the_newest_window(clickhouse_sink: ClickH
 def test_views_work_on_empty_tables(clickhouse_sink: ClickHouseSink) -> None:
     for view in sorted(VIEWS):
         assert clickhouse_sink.query_rows(f"SELECT count() FROM {{database}}.{view}") == [(0,)]
+
+
+# -- sums past 2^64 (migration 0004) ------------------------------------------------------
+
+
+@pytest.mark.clickhouse
+def test_a_campaign_of_3000_creators_at_the_bound_sums_exactly(
+    clickhouse_sink: ClickHouseSink,
+) -> None:
+    sink = clickhouse_sink
+    creators = 3000
+    sink.write_creator_windows(
+        [window(f"c-{i:04d}", T0_MS, views=MAX_VIEWS, likes=MAX_VIEWS) for i in range(creators)]
+    )
+    total = creators * MAX_VIEWS
+    assert total > 2**64  # what a UInt64 sum wrapped silently
+    assert sink.query_rows(
+        "SELECT creators, views, likes, version FROM {database}.campaign_metrics FINAL"
+    ) == [(creators, total, total, 2 * total)]
+    assert sink.query_rows("SELECT views, engagements FROM {database}.campaign_metrics_rates") == [
+        (total, total)
+    ]
+
+
+@pytest.mark.clickhouse
+def test_bi_views_and_the_leaderboard_sum_creator_windows_past_2_64(
+    clickhouse_sink: ClickHouseSink,
+) -> None:
+    sink = clickhouse_sink
+    big = 2**63  # a stored creator window (and its version) holds up to 2^64 - 1
+    sink.write_creator_windows(
+        [window("c", T0_MS + h * HOUR_MS, 3600, views=big, likes=big // 2) for h in range(3)]
+        + [window("c", T0_MS + m * MINUTE_MS, 60, views=big) for m in range(4)]
+    )
+    assert sink.query_rows("SELECT views, engagements FROM {database}.creator_roi") == [
+        (3 * big, 3 * (big // 2))
+    ]
+    assert sink.query_rows("SELECT views FROM {database}.creator_last_1h") == [(4 * big,)]
+    assert sink.query_rows("SELECT views, likes FROM {database}.creator_last_24h") == [
+        (3 * big, 3 * (big // 2))
+    ]
+    (leader,) = sink.leaderboard(last_s=3600)
+    assert leader.views == 4 * big
+
+
+@pytest.mark.clickhouse
+def test_migration_0004_keeps_existing_campaign_rows(
+    clickhouse_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with ClickHouseSink(clickhouse_url) as sink:
+        packaged = migrate_module.load_migrations()
+        monkeypatch.setattr(migrate_module, "load_migrations", lambda: packaged[:3])
+        assert migrate(sink) == ["0001", "0002", "0003"]
+        sink.write_creator_windows(
+            [window("a", T0_MS, views=5, likes=1), window("b", T0_MS, views=7)]
+        )
+        monkeypatch.undo()
+        assert migrate(sink) == ["0004"]
+        assert sink.query_rows(
+            "SELECT views, likes, version, toTypeName(version) "
+            "FROM {database}.campaign_metrics FINAL"
+        ) == [(12, 1, 13, "UInt128")]
+        sink.write_creator_windows([window(f"c-{i}", T0_MS, views=MAX_VIEWS) for i in range(3000)])
+        assert sink.query_rows("SELECT views FROM {database}.campaign_metrics FINAL") == [
+            (12 + 3000 * MAX_VIEWS,)
+        ]

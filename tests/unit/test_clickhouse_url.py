@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import pytest
+from clickhouse_connect.driver.exceptions import DatabaseError, DataError, OperationalError
 
-from sinks.clickhouse import ClickHouseSink, ClickHouseTarget, parse_clickhouse_url
+from sinks.clickhouse import ClickHouseSink, ClickHouseTarget, is_refusal, parse_clickhouse_url
 
 
 @pytest.mark.parametrize(
@@ -125,3 +126,36 @@ def test_writing_nothing_needs_no_client() -> None:
     sink.write_dead_letters([])
     sink.write_profiles([])
     sink.write_contracts([])
+
+
+# -- refusal or outage ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("error", "refusal"),
+    [
+        # The client could not serialise a value (a DateTime past 2106, an int past 2^64).
+        (DataError("Unable to create native array for column `window_start`: error"), True),
+        (OverflowError("timestamp out of range for platform time_t"), True),
+        (ValueError("CreatorWindowRow has 3 counts, expected 11"), True),
+        (DatabaseError("Code: 53. DB::Exception: Type mismatch", code=53), True),
+        (DatabaseError("Code: 321. Value out of range", code=321), True),
+        (
+            DatabaseError("Code: 252. Too many partitions for single INSERT block", code=252),
+            True,
+        ),
+        # Outages: retry the whole batch, never drop a row.
+        (DatabaseError("Code: 252. Too many parts (300). Merges are processing", code=252), False),
+        (DatabaseError("Code: 241. Memory limit exceeded", code=241), False),
+        (DatabaseError("Code: 60. Unknown table creator_metrics", code=60), False),
+        (DatabaseError("Code: 516. Authentication failed", code=516), False),
+        (DatabaseError("The ClickHouse server returned an error"), False),
+        (OperationalError("Error HTTPConnectionPool: Read timed out."), False),
+        (ConnectionRefusedError(111, "Connection refused"), False),
+        (TimeoutError("timed out"), False),
+        (RuntimeError("ClickHouseSink is not started"), False),
+        (TypeError("an argument is missing"), False),  # a bug here: stall, do not drop
+    ],
+)
+def test_only_errors_about_the_data_are_refusals(error: BaseException, refusal: bool) -> None:
+    assert is_refusal(error) is refusal

@@ -43,6 +43,9 @@ def test_flags_win_over_the_environment(monkeypatch: pytest.MonkeyPatch) -> None
         ({"flush_interval_s": 0}, "CREATORPULSE_FLUSH_INTERVAL_S"),
         ({"web_host": ""}, "CREATORPULSE_WEB_HOST"),
         ({"web_host": "0.0.0.0,10.0.0.1"}, "CREATORPULSE_WEB_HOST"),
+        ({"clickhouse_connect_timeout_s": 0}, "CREATORPULSE_CLICKHOUSE_CONNECT_TIMEOUT_S"),
+        ({"clickhouse_timeout_s": "never"}, "CREATORPULSE_CLICKHOUSE_TIMEOUT_S"),
+        ({"shutdown_timeout_s": -1}, "CREATORPULSE_SHUTDOWN_TIMEOUT_S"),
     ],
 )
 def test_bad_settings_name_what_to_fix(overrides: dict[str, object], names: str) -> None:
@@ -57,6 +60,22 @@ def test_the_cli_exits_2_with_the_fix_for_bad_env(
     monkeypatch.setenv("CREATORPULSE_GRACE_S", "soon")
     assert main(["migrate"]) == 2
     assert "CREATORPULSE_GRACE_S" in capsys.readouterr().err
+
+
+def test_timeouts_have_the_sinks_defaults_and_reach_sink_and_worker(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from creatorpulse.runtime import worker_config
+    from sinks.clickhouse import DEFAULT_CONNECT_TIMEOUT_S, DEFAULT_TIMEOUT_S
+
+    for name in ("CLICKHOUSE_CONNECT_TIMEOUT_S", "CLICKHOUSE_TIMEOUT_S", "SHUTDOWN_TIMEOUT_S"):
+        monkeypatch.delenv(f"CREATORPULSE_{name}", raising=False)
+    settings = load_settings()
+    assert settings.clickhouse_connect_timeout_s == DEFAULT_CONNECT_TIMEOUT_S == 5
+    assert settings.clickhouse_timeout_s == DEFAULT_TIMEOUT_S == 30
+    assert settings.shutdown_timeout_s == 10
+    monkeypatch.setenv("CREATORPULSE_SHUTDOWN_TIMEOUT_S", "2.5")
+    assert worker_config(load_settings(), "k:1").shutdown_timeout_s == 2.5
 
 
 def test_a_bad_clickhouse_url_fails_at_start(capsys: pytest.CaptureFixture[str]) -> None:

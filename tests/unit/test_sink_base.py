@@ -1,0 +1,346 @@
+"""Refusals, outages, backoff and bounded shutdown of the row writers, with in-memory sinks.
+
+The sinks here refuse chosen rows the way ``sinks.clickhouse`` does (raising
+``sinks.base.Refused``) or fail like an outage (a ``ConnectionError``), so the writer's
+decisions can be checked row by row without a store.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+import pytest
+
+from schemas.events import METRICS
+from schemas.reference import CampaignContract, CreatorProfile
+from schemas.rows import CreatorWindowRow, DeadLetter
+from sinks.base import (
+    Backoff,
+    Part,
+    RateLimitedLog,
+    Refused,
+    Stopped,
+    isolate_refused,
+    stable_idx,
+    window_dead_letter,
+    write_batch,
+    write_until_done,
+)
+from sinks.row_topic import RowSinkService, SinkBatch, SinkTopics
+from streams.sink_writer import SinkWriter
+
+NOW = datetime(2026, 12, 2, 12, 0, tzinfo=UTC)
+T0_MS = 1_795_338_000_000
+#: 2200-01-01: past what a ClickHouse DateTime holds (2106-02-07).
+FAR_FUTURE_MS = 7_258_118_400_000
+
+
+def row(creator: str, start_ms: int = T0_MS, views: int = 1) -> CreatorWindowRow:
+    return CreatorWindowRow("camp", creator, 60, start_ms, (views,) + (0,) * (len(METRICS) - 1))
+
+
+class RefusingSink:
+    """Keeps what it is given, except windows that ``refuses`` picks: then it refuses the
+    whole call, as a ClickHouse insert does. Counts every call."""
+
+    def __init__(
+        self,
+        refuses: Callable[[CreatorWindowRow], bool] = lambda r: False,
+        refuses_dead: Callable[[DeadLetter], bool] = lambda d: False,
+    ) -> None:
+        self.refuses = refuses
+        self.refuses_dead = refuses_dead
+        self.windows: list[CreatorWindowRow] = []
+        self.dead: list[DeadLetter] = []
+        self.profiles: list[CreatorProfile] = []
+        self.contracts: list[CampaignContract] = []
+        self.calls = 0
+
+    def write_creator_windows(self, rows: list[CreatorWindowRow]) -> None:
+        self.calls += 1
+        bad = [r for r in rows if self.refuses(r)]
+        if bad:
+            raise Refused("creator_metrics", f"window_start of {bad[0].creator_id} out of range")
+        self.windows.extend(rows)
+
+    def write_dead_letters(self, rows: list[DeadLetter]) -> None:
+        if any(self.refuses_dead(d) for d in rows):
+            raise Refused("dead_letters", "no")
+        self.dead.extend(rows)
+
+    def write_profiles(self, rows: list[CreatorProfile]) -> None:
+        if any(p.follower_count >= 2**64 for p in rows):
+            raise Refused("creator_profiles", "follower_count out of range for UInt64")
+        self.profiles.extend(rows)
+
+    def write_contracts(self, rows: list[CampaignContract]) -> None:
+        self.contracts.extend(rows)
+
+
+class DownSink(RefusingSink):
+    """A store that is down: every call fails like a lost connection."""
+
+    def write_creator_windows(self, rows: list[CreatorWindowRow]) -> None:
+        self.calls += 1
+        raise ConnectionError("connection refused")
+
+
+# -- isolation ------------------------------------------------------------------------
+
+
+def test_bisection_writes_every_row_but_the_refused_ones() -> None:
+    sink = RefusingSink(lambda r: r.creator_id in {"c-17", "c-600"})
+    rows = [row(f"c-{i}") for i in range(1000)]
+    refused = isolate_refused(sink.write_creator_windows, rows)
+    assert [r.creator_id for r, _ in refused] == ["c-17", "c-600"]
+    assert "c-17 out of range" in refused[0][1].detail
+    assert sorted(r.creator_id for r in sink.windows) == sorted(
+        f"c-{i}" for i in range(1000) if i not in (17, 600)
+    )
+    # Bisection, not a row at a time: about 2 * k * log2(n) writes.
+    assert sink.calls <= 2 * 2 * 10 + 1
+
+
+def test_a_batch_refused_only_as_a_whole_is_written_in_pieces() -> None:
+    # Like "too many partitions for single INSERT block": only the size is wrong.
+    written: list[str] = []
+
+    def write(rows: list[CreatorWindowRow]) -> None:
+        if len(rows) > 100:
+            raise Refused("creator_metrics", "too many partitions")
+        written.extend(r.creator_id for r in rows)
+
+    rows = [row(f"c-{i}") for i in range(450)]
+    assert isolate_refused(write, rows) == []
+    assert written == [r.creator_id for r in rows]  # in order, each once
+
+
+def test_an_outage_while_isolating_propagates_for_a_retry_of_everything() -> None:
+    calls = 0
+
+    def write(rows: list[CreatorWindowRow]) -> None:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise Refused("creator_metrics", "bad row")
+        raise ConnectionError("reset by peer")
+
+    with pytest.raises(ConnectionError):
+        isolate_refused(write, [row("a"), row("b")])
+
+
+def test_isolation_stops_when_asked() -> None:
+    sink = RefusingSink(lambda r: True)
+    with pytest.raises(Stopped):
+        isolate_refused(sink.write_creator_windows, [row("a"), row("b")], stopped=lambda: True)
+    assert sink.calls == 1
+
+
+# -- dead letters for refused rows ----------------------------------------------------
+
+
+def test_refused_rows_become_dead_letters_that_collapse_when_refused_again() -> None:
+    sink = RefusingSink(lambda r: r.window_start_ms >= FAR_FUTURE_MS)
+    poison = row("c-1", FAR_FUTURE_MS, views=7)
+    parts = [Part("creator_metrics", [row("c-0"), poison], sink.write_creator_windows,
+                  window_dead_letter)]  # fmt: skip
+    outcome = write_batch(parts, [], sink.write_dead_letters, now=lambda: NOW)
+    assert (outcome.written, outcome.refused) == ({"creator_metrics": 1}, {"creator_metrics": 1})
+    assert [r.creator_id for r in sink.windows] == ["c-0"]
+    (dead,) = sink.dead
+    assert dead.reason == "sink_refused: creator_metrics: window_start of c-1 out of range"
+    assert (dead.received_at, dead.topic, dead.partition) == (NOW, "creator_metrics", 0)
+    assert dead.offset == FAR_FUTURE_MS
+    assert dead.idx == stable_idx("camp", "c-1", 60) < 2**31
+    assert b'"window_start_ms":7258118400000' in dead.payload and b'"views":7' in dead.payload
+
+    # A newer version of the same window, refused again: the same identity.
+    again = window_dead_letter(row("c-1", FAR_FUTURE_MS, views=9), Refused("t", "x"), NOW)
+    assert (again.topic, again.partition, again.offset, again.idx) == (
+        dead.topic, dead.partition, dead.offset, dead.idx
+    )  # fmt: skip
+
+
+def test_a_row_beyond_64_bits_still_gets_a_dead_letter_in_range() -> None:
+    huge = CreatorWindowRow("camp", "c", 60, -(10**30), (2**70,) + (0,) * (len(METRICS) - 1))
+    dead = window_dead_letter(huge, Refused("creator_metrics", "overflow"), NOW)
+    assert 0 <= dead.offset < 2**64
+    assert str(2**70).encode() in dead.payload
+
+
+def test_a_dead_letter_the_store_refuses_is_counted_and_not_retried(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    sink = RefusingSink(lambda r: True, refuses_dead=lambda d: d.topic == "creator_metrics")
+    given = DeadLetter(NOW, "post-stats", 0, 5, 0, "bad_json", b"{")
+    parts = [Part("creator_metrics", [row("a")], sink.write_creator_windows, window_dead_letter)]
+    with caplog.at_level(logging.WARNING, "creatorpulse.sink"):
+        outcome = write_batch(
+            parts, [given], sink.write_dead_letters, now=lambda: NOW,
+            refusals_log=RateLimitedLog(logging.getLogger("creatorpulse.sink"), 0),
+        )  # fmt: skip
+    assert (outcome.rows_refused, outcome.dead_letters_refused) == (1, 1)
+    assert outcome.dead_letters_written == 1 and sink.dead == [given]
+    assert "refused 1 dead letters, which are dropped" in caplog.text
+
+
+# -- backoff and outages --------------------------------------------------------------
+
+
+def test_backoff_doubles_to_its_cap_and_resets() -> None:
+    backoff = Backoff(0.5, 15.0)
+    assert [backoff.next_delay() for _ in range(8)] == [0.5, 1, 2, 4, 8, 15, 15, 15]
+    backoff.reset()
+    assert backoff.next_delay() == 0.5
+
+
+def test_an_outage_is_retried_after_each_backoff_delay_until_it_ends() -> None:
+    failures = iter([ConnectionError("down"), TimeoutError("slow")])
+    waited: list[float] = []
+    reported: list[str] = []
+
+    def attempt() -> str:
+        error = next(failures, None)
+        if error is not None:
+            raise error
+        return "written"
+
+    result = write_until_done(
+        attempt,
+        backoff=Backoff(0.5, 15.0),
+        wait=lambda s: waited.append(s) or False,
+        on_outage=lambda exc, delay: reported.append(f"{exc} {delay}"),
+    )
+    assert result == "written"
+    assert waited == [0.5, 1.0]
+    assert reported == ["down 0.5", "slow 1.0"]
+
+
+def test_a_stop_during_an_outage_gives_up_the_batch() -> None:
+    def attempt() -> None:
+        raise ConnectionError("down")
+
+    assert (
+        write_until_done(
+            attempt, backoff=Backoff(), wait=lambda s: True, on_outage=lambda e, d: None
+        )
+        is None
+    )
+
+
+def test_rate_limited_log_counts_what_it_held_back(caplog: pytest.LogCaptureFixture) -> None:
+    clock = [0.0]
+    limited = RateLimitedLog(logging.getLogger("t.rate"), 10.0, clock=lambda: clock[0])
+    with caplog.at_level(logging.WARNING, "t.rate"):
+        assert limited.warning("refused %d", 1)
+        clock[0] = 3.0
+        assert not limited.warning("refused %d", 2)
+        assert not limited.warning("refused %d", 3)
+        clock[0] = 10.0
+        assert limited.warning("refused %d", 4)
+    assert caplog.messages == ["refused 1", "refused 4 (2 similar lines held back)"]
+
+
+# -- the stream worker's writer -------------------------------------------------------
+
+
+def test_the_writer_isolates_refused_rows_and_confirms_the_batch() -> None:
+    sink = RefusingSink(lambda r: r.window_start_ms >= FAR_FUTURE_MS)
+    confirmed: list[str] = []
+
+    async def scenario() -> SinkWriter:
+        writer = SinkWriter(sink, now=lambda: NOW)
+        writer.start()
+        try:
+            writer.submit(
+                [row("c-0"), row("c-1", FAR_FUTURE_MS), row("c-2")],
+                on_written=lambda: confirmed.append("flush 1"),
+            )
+            # Before, the writer retried this batch forever: bound the wait to see it fail.
+            await asyncio.wait_for(writer.drain(), 10)
+            writer.submit([row("c-3")], on_written=lambda: confirmed.append("flush 2"))
+            await asyncio.wait_for(writer.drain(), 10)
+        finally:
+            await writer.stop(1)  # also ends a retrying thread, so a failure cannot hang
+        return writer
+
+    writer = asyncio.run(scenario())
+    assert sorted(r.creator_id for r in sink.windows) == ["c-0", "c-2", "c-3"]
+    assert [d.topic for d in sink.dead] == ["creator_metrics"]
+    assert confirmed == ["flush 1", "flush 2"]  # the refused row is done: dead-lettered
+    assert (writer.stats.rows_written, writer.stats.rows_refused) == (3, 1)
+    assert writer.stats.failures == 0
+
+
+def test_stop_returns_within_its_bound_while_the_sink_keeps_failing(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    sink = DownSink()
+    confirmed: list[str] = []
+
+    async def scenario() -> float:
+        writer = SinkWriter(sink, retry_initial_s=0.01, retry_max_s=0.05)
+        writer.start()
+        writer.submit([row("c-0"), row("c-1")], on_written=lambda: confirmed.append("x"))
+        started = time.monotonic()
+        # The outer bound only keeps a regression from hanging the test run.
+        await asyncio.wait_for(writer.stop(0.5), 30)
+        return time.monotonic() - started
+
+    with caplog.at_level(logging.WARNING, "creatorpulse.sink"):
+        elapsed = asyncio.run(scenario())
+    assert 0.5 <= elapsed < 3.0
+    assert sink.calls >= 2  # it kept retrying until the bound
+    assert confirmed == []  # nothing was written, so nothing is confirmed
+    assert "with 2 rows unwritten" in caplog.text
+    assert "durable in the changelog" in caplog.text
+
+
+def test_the_worker_writer_loads_no_clickhouse_client() -> None:
+    code = (
+        "import sys, streams.sink_writer, streams.app; "
+        "print(sorted(m for m in sys.modules if m.startswith(('clickhouse', 'chdb'))))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout
+    assert out.strip() == "[]"
+
+
+# -- the separate sink process --------------------------------------------------------
+
+
+def test_the_sink_process_dead_letters_refused_rows_and_reference_data() -> None:
+    sink = RefusingSink(lambda r: r.window_start_ms >= FAR_FUTURE_MS)
+    service = RowSinkService(
+        sink,  # type: ignore[arg-type]  # duck-typed like ClickHouseSink
+        "x:1",
+        SinkTopics("rows", "dead", "profiles", "contracts"),
+        "group",
+    )
+    good, poison = row("c-0"), row("c-1", FAR_FUTURE_MS)
+    batch = SinkBatch(
+        rows={("camp", r.creator_id, 60, r.window_start_ms): r for r in (good, poison)},
+        profiles=[
+            CreatorProfile(creator_id="c-0", follower_count=12_000),
+            CreatorProfile(creator_id="c-9", follower_count=2**64),
+        ],
+        contracts=[CampaignContract(campaign_id="camp", creator_id="c-0", fee=100.0)],
+    )
+    outcome = service.write(batch)
+    assert outcome.refused == {"creator_metrics": 1, "creator_profiles": 1, "campaign_contracts": 0}
+    assert sink.windows == [good]
+    assert [p.creator_id for p in sink.profiles] == ["c-0"]
+    assert len(sink.contracts) == 1
+    assert sorted((d.topic, d.offset) for d in sink.dead) == [
+        ("creator_metrics", FAR_FUTURE_MS),
+        ("creator_profiles", 0),
+    ]
+    assert service.stats.rows_refused == 2
+    assert (service.stats.rows_written, service.stats.reference_rows_written) == (1, 2)
