@@ -24,11 +24,11 @@ from creatorpulse.settings import (
     Settings,
     SettingsError,
 )
+from schemas.rows import WindowKey
 from sinks.clickhouse import ClickHouseSink
 from sinks.migrate import migrate
 from streams.app import Worker, WorkerConfig, build_worker
 from streams.sink_writer import RowSink
-from streams.state import WindowKey
 
 if TYPE_CHECKING:
     from kafka import KafkaAdminClient

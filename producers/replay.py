@@ -39,7 +39,8 @@ from typing import Any, BinaryIO, Final, Literal
 import orjson
 
 from producers.simulator import SimRecord
-from schemas.events import MAX_EVENT_BYTES, METRICS, decode_event, decode_record
+from schemas.events import MAX_EVENT_BYTES, decode_event, decode_record
+from schemas.metrics import METRICS
 
 Format = Literal["jsonl", "csv"]
 

@@ -31,7 +31,8 @@ from typing import Any, Final, Literal, cast
 
 import orjson
 
-from schemas.events import EVENT_ADAPTER, METRICS, PostStatEvent
+from schemas.events import EVENT_ADAPTER, PostStatEvent
+from schemas.metrics import METRICS
 from schemas.reference import CampaignContract, CreatorProfile, Tier
 
 Mode = Literal["poller", "clickstream"]

@@ -3,14 +3,8 @@
 Imports no Kafka or ClickHouse client.
 """
 
-from schemas.events import (
-    METRICS,
-    Decoded,
-    DecodedEvent,
-    PostStatEvent,
-    Rejected,
-    decode_record,
-)
+from schemas.events import Decoded, DecodedEvent, PostStatEvent, Rejected, decode_record
+from schemas.metrics import METRICS
 from schemas.reference import CampaignContract, CreatorProfile, tier_for
 from schemas.rows import CreatorWindowRow, DeadLetter
 

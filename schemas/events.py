@@ -27,22 +27,9 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 import orjson
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic import BaseModel, BeforeValidator, ConfigDict, TypeAdapter, ValidationError
 
-#: The additive counters of an event, in the order used everywhere (state, rows, tables).
-METRICS: tuple[str, ...] = (
-    "views",
-    "likes",
-    "comments",
-    "shares",
-    "saves",
-    "watch_time_ms",
-    "completions",
-    "replays",
-    "clicks",
-    "conversions",
-    "revenue_cents",
-)
+from schemas.metrics import MAX_COUNT, MAX_ID_CHARS, METRICS, Count, Id
 
 #: A record holding one event may not exceed this (contract: "payload over 64 KiB").
 MAX_EVENT_BYTES = 64 * 1024
@@ -57,12 +44,6 @@ MAX_BATCH_EVENTS = 10_000
 #: every further bad element and says how many there were.
 MAX_DEAD_LETTERS_PER_RECORD = 100
 
-#: A counter of one event, and the total of a counter in one creator window, is at most
-#: this: it survives JSON round trips through JavaScript BI exactly, and a window's
-#: version (the sum of its 11 counters) stays far inside ClickHouse's UInt64.
-MAX_COUNT = 2**53
-#: Ids (event, campaign, creator, post) are 1 to this many characters.
-MAX_ID_CHARS = 128
 #: Event times are epoch milliseconds before 2100-01-01T00:00:00Z: every window that
 #: holds one ends inside ClickHouse's ``DateTime`` range (up to 2106-02-07).
 MAX_TS_MS = 4_102_444_800_000
@@ -94,8 +75,6 @@ def _in_range(ts_ms: int) -> int:
 
 
 EpochMs = Annotated[int, BeforeValidator(_epoch_ms)]
-Id = Annotated[str, Field(min_length=1, max_length=MAX_ID_CHARS, strict=True)]
-Count = Annotated[int, Field(ge=0, le=MAX_COUNT, strict=True)]
 
 
 class PostStatEvent(BaseModel):

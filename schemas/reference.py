@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from schemas.metrics import Id
 
 Tier = Literal["nano", "micro", "macro", "mega"]
 
@@ -23,9 +25,6 @@ def tier_for(follower_count: int) -> Tier:
         if follower_count >= floor:
             return tier
     return "nano"
-
-
-Id = Annotated[str, Field(min_length=1, max_length=128, strict=True)]
 
 
 class CreatorProfile(BaseModel):

@@ -16,7 +16,7 @@ from typing import Any
 import orjson
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, create_model
 
-from schemas.events import METRICS, Count, Id
+from schemas.metrics import METRICS, Count, Id
 
 #: Columns of ``creator_metrics`` in insert order (``updated_at`` is set by the sink).
 CREATOR_WINDOW_COLUMNS: tuple[str, ...] = (
@@ -50,6 +50,10 @@ MAX_DEAD_LETTER_PAYLOAD = 64 * 1024
 MAX_REASON_CHARS = 1000
 
 
+#: A creator window's identity: campaign_id, creator_id, window_size_s, window_start_ms.
+WindowKey = tuple[str, str, int, int]
+
+
 @dataclass(frozen=True, slots=True)
 class CreatorWindowRow:
     """The full totals of one creator's window: never a partial sum.
@@ -63,6 +67,10 @@ class CreatorWindowRow:
     window_size_s: int
     window_start_ms: int
     counts: tuple[int, ...]
+
+    @property
+    def key(self) -> WindowKey:
+        return (self.campaign_id, self.creator_id, self.window_size_s, self.window_start_ms)
 
     @property
     def window_end_ms(self) -> int:

@@ -51,7 +51,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Generic, Protocol, TypeVar
 
-from schemas.events import METRICS
+from schemas.metrics import METRICS
 from schemas.reference import CampaignContract, CreatorProfile
 from schemas.rows import CreatorWindowRow, DeadLetter
 

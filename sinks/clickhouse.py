@@ -85,7 +85,7 @@ from clickhouse_connect.driver.exceptions import (
 )
 from clickhouse_connect.driver.insert import InsertContext
 
-from schemas.events import METRICS
+from schemas.metrics import METRICS
 from schemas.reference import CampaignContract, CreatorProfile
 from schemas.rows import CREATOR_WINDOW_COLUMNS, DEAD_LETTER_COLUMNS, CreatorWindowRow, DeadLetter
 from sinks.base import CONTRACTS_TABLE, CREATOR_METRICS_TABLE, PROFILES_TABLE, Refused

@@ -33,8 +33,9 @@ from typing import Any, Generic, TypeVar
 
 import orjson
 
-from schemas.events import MAX_COUNT, METRICS, DecodedEvent, Rejected
-from schemas.rows import CreatorWindowRow, DeadLetter, dead_letter_fields
+from schemas.events import DecodedEvent, Rejected
+from schemas.metrics import MAX_COUNT, METRICS
+from schemas.rows import CreatorWindowRow, DeadLetter, WindowKey, dead_letter_fields
 from streams.windows import (
     DEFAULT_FUTURE_SKEW_S,
     Watermark,
@@ -43,7 +44,6 @@ from streams.windows import (
     window_start_ms,
 )
 
-WindowKey = tuple[str, str, int, int]  # campaign_id, creator_id, window_size_s, window_start_ms
 PostKey = tuple[str, str, str]  # campaign_id, creator_id, post_id
 Offsets = dict[str, int]  # source topic -> offset of the last record applied
 ChangelogRecord = tuple[bytes, bytes | None]  # key, value (None deletes the key)

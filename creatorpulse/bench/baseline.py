@@ -36,7 +36,7 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
-from schemas.events import METRICS
+from schemas.metrics import METRICS
 from streams.windows import DEFAULT_WINDOW_SIZES_S
 
 #: The windows the real worker keeps by default (``CREATORPULSE_WINDOWS``).

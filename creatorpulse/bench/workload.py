@@ -19,7 +19,8 @@ from creatorpulse.bench.figures import rate
 from creatorpulse.bench.machine import cpu_s
 from creatorpulse.bench.options import BATCH_MAX_SPAN_MS, BenchError
 from producers.simulator import CampaignSimulator, SimRecord, SimulationConfig
-from schemas.events import EVENT_ADAPTER, METRICS
+from schemas.events import EVENT_ADAPTER
+from schemas.metrics import METRICS
 
 TS_FIELD: Final = b'","kind":"delta","ts":'
 

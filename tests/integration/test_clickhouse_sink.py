@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from schemas.events import METRICS
+from schemas.metrics import METRICS
 from schemas.reference import CampaignContract, CreatorProfile
 from schemas.rows import CreatorWindowRow, DeadLetter
 from sinks.base import Refused

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from schemas.events import METRICS
+from schemas.metrics import METRICS
 from schemas.reference import CampaignContract, CreatorProfile
 from schemas.rows import CreatorWindowRow
 from sinks.clickhouse import ClickHouseSink

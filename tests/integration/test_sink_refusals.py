@@ -19,7 +19,7 @@ from typing import Any
 from kafka import KafkaAdminClient
 
 from producers.publisher import Publisher
-from schemas.events import METRICS
+from schemas.metrics import METRICS
 from schemas.reference import CreatorProfile
 from schemas.rows import CreatorWindowRow, window_row_to_json
 from sinks.base import stable_idx

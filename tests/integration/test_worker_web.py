@@ -24,7 +24,7 @@ import pytest
 from creatorpulse import runtime
 from creatorpulse.brokers.process import free_port
 from creatorpulse.settings import Settings, load_settings
-from schemas.events import METRICS
+from schemas.metrics import METRICS
 from schemas.rows import CreatorWindowRow
 from sinks.clickhouse import ClickHouseSink
 

@@ -16,12 +16,12 @@ from schemas.events import (
     MAX_DEAD_LETTERS_PER_RECORD,
     MAX_EVENT_BYTES,
     MAX_TS_MS,
-    METRICS,
     DecodedEvent,
     PostStatEvent,
     decode_event,
     decode_record,
 )
+from schemas.metrics import METRICS
 
 
 def event(**overrides: Any) -> dict[str, Any]:

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 import orjson
 import pytest
 
-from schemas.events import METRICS
+from schemas.metrics import METRICS
 from schemas.rows import (
     MAX_DEAD_LETTER_PAYLOAD,
     MAX_REASON_CHARS,

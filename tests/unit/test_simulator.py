@@ -28,7 +28,8 @@ from producers.simulator import (
     SimRecord,
     SimulationConfig,
 )
-from schemas.events import METRICS, DecodedEvent, decode_record
+from schemas.events import DecodedEvent, decode_record
+from schemas.metrics import METRICS
 from schemas.reference import tier_for
 from tests.oracle import expected_totals
 

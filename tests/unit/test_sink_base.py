@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from schemas.events import METRICS
+from schemas.metrics import METRICS
 from schemas.reference import CampaignContract, CreatorProfile
 from schemas.rows import CreatorWindowRow, DeadLetter
 from sinks.base import (

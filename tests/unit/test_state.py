@@ -8,7 +8,8 @@ from typing import Any
 import orjson
 import pytest
 
-from schemas.events import MAX_COUNT, DecodedEvent, PostStatEvent
+from schemas.events import DecodedEvent, PostStatEvent
+from schemas.metrics import MAX_COUNT
 from streams.state import (
     MAX_CHANGELOG_VALUE,
     POSTS_PER_PIECE,
