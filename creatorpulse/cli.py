@@ -284,9 +284,9 @@ def sink_command() -> None:
         stack.callback(sink.close)
         topics = SinkTopics(
             window_rows=_rows_topic(settings),
-            dead_letters=config.dead_letter_topic,
-            profiles=config.profiles_topic,
-            contracts=config.contracts_topic,
+            dead_letters=config.topics.dead_letters,
+            profiles=config.topics.profiles,
+            contracts=config.topics.contracts,
         )
         service = RowSinkService(sink, bootstrap, topics, f"{settings.app_id}-sink")
         stop = threading.Event()

@@ -27,7 +27,8 @@ from creatorpulse.settings import (
 from schemas.rows import WindowKey
 from sinks.clickhouse import ClickHouseSink
 from sinks.migrate import migrate
-from streams.app import Worker, WorkerConfig, build_worker
+from streams.app import Worker, build_worker
+from streams.config import WorkerConfig
 from streams.sink_writer import RowSink
 
 if TYPE_CHECKING:
@@ -189,13 +190,14 @@ def ensure_topics(
     from sinks.row_topic import window_rows_topic
 
     config = worker_config(settings, bootstrap)
+    topics = config.topics
     compacted = {"cleanup.policy": "compact"}
     wanted: dict[str, tuple[int, dict[str, str], bool]] = {
         config.input_topic: (config.partitions, {}, True),
-        config.rekey_topic: (config.partitions, {}, True),
-        config.dead_letter_topic: (config.partitions, {}, False),
-        config.profiles_topic: (1, compacted, False),
-        config.contracts_topic: (1, compacted, False),
+        topics.rekey: (config.partitions, {}, True),
+        topics.dead_letters: (config.partitions, {}, False),
+        topics.profiles: (1, compacted, False),
+        topics.contracts: (1, compacted, False),
     }
     if window_rows:
         wanted[window_rows_topic(settings.app_id)] = (config.partitions, {}, False)

@@ -23,19 +23,35 @@ rebuilds them.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import reduce
 from math import gcd
 from operator import add, attrgetter
-from typing import Any, Generic, TypeVar
+from typing import Any
 
 import orjson
 
 from schemas.events import DecodedEvent, Rejected
 from schemas.metrics import MAX_COUNT, METRICS
-from schemas.rows import CreatorWindowRow, DeadLetter, WindowKey, dead_letter_fields
+from schemas.rows import CreatorWindowRow, DeadLetter, WindowKey
+from streams import changelog
+from streams.changelog import (
+    CHECKPOINT,
+    DEAD,
+    DEAD_LETTERS_PER_PIECE,
+    IDS,
+    IDS_PER_PIECE,
+    POSTS,
+    POSTS_PER_PIECE,
+    WINDOWS,
+    WINDOWS_PER_PIECE,
+    ChangelogRecord,
+    Offsets,
+    Pieces,
+    split_to_fit,
+)
 from streams.windows import (
     DEFAULT_FUTURE_SKEW_S,
     Watermark,
@@ -45,25 +61,9 @@ from streams.windows import (
 )
 
 PostKey = tuple[str, str, str]  # campaign_id, creator_id, post_id
-Offsets = dict[str, int]  # source topic -> offset of the last record applied
-ChangelogRecord = tuple[bytes, bytes | None]  # key, value (None deletes the key)
 
 ZERO: tuple[int, ...] = (0,) * len(METRICS)
 
-# Every changelog record fits Kafka's default limit (1 MB) by construction:
-#: no changelog value is longer than this.
-MAX_CHANGELOG_VALUE = 512 * 1024
-#: Windows of one size and start are written in pieces of this many (campaign, creator)
-#: pairs, so a flush sends a few hundred records, not one per window. An entry is at most
-#: about 2.4 KB (two 128-character ids of control characters, escaped six bytes each,
-#: 11 counters, two offsets), so a piece stays under MAX_CHANGELOG_VALUE.
-WINDOWS_PER_PIECE = 200
-#: Post totals likewise, per post (an entry holds one id more).
-POSTS_PER_PIECE = 150
-#: Dedup ids and dead letters of one flush are packed in pieces of about this many, and
-#: split further while a piece's JSON is longer than MAX_CHANGELOG_VALUE.
-IDS_PER_PIECE = 5_000
-DEAD_LETTERS_PER_PIECE = 8
 #: An event's counters as a tuple in METRICS order, in one C call.
 _counts: Any = attrgetter(*METRICS)
 
@@ -92,39 +92,6 @@ class Flush:
     rows: list[CreatorWindowRow]
     dead_letters: list[DeadLetter]
     dead_letter_keys: list[bytes]  # delete these once the dead letters are in ClickHouse
-
-
-def changelog_key(partition: int, *parts: Any) -> bytes:
-    return orjson.dumps([partition, *parts])
-
-
-def changelog_partition(key: bytes) -> int:
-    """The partition a changelog key belongs to (its first element)."""
-    return int(orjson.loads(key)[0])
-
-
-def _ahead(offsets: Mapping[str, int], checkpoint: Mapping[str, int]) -> bool:
-    return any(offset > checkpoint.get(topic, -1) for topic, offset in offsets.items())
-
-
-def _dead_letter_json(dead: DeadLetter) -> dict[str, Any]:
-    # Epoch seconds in the changelog (its format predates the topic's RFC 3339 text).
-    return {**dead_letter_fields(dead), "received_at": dead.received_at.timestamp()}
-
-
-def _dead_letter_from_json(data: Mapping[str, Any]) -> DeadLetter:
-    return DeadLetter(
-        received_at=datetime.fromtimestamp(data["received_at"], UTC),
-        topic=data["topic"],
-        partition=data["partition"],
-        offset=data["offset"],
-        idx=data["idx"],
-        reason=data["reason"],
-        payload=data["payload"].encode(),
-        # Absent in changelogs written before payloads were cut: measured on reading.
-        payload_size=data.get("payload_size", -1),
-        payload_sha256=data.get("payload_sha256", ""),
-    )
 
 
 class PartitionState:
@@ -179,8 +146,8 @@ class PartitionState:
         # it is in memory, so no entry ever moves from one changelog key to another.
         self._window_chunks: dict[tuple[int, int, int], set[WindowKey]] = {}
         self._post_chunks: dict[int, set[PostKey]] = {}
-        self._pair_piece = _Pieces[tuple[str, str]](WINDOWS_PER_PIECE)
-        self._post_piece = _Pieces[PostKey](POSTS_PER_PIECE)
+        self._pair_piece = Pieces[tuple[str, str]](WINDOWS_PER_PIECE)
+        self._post_piece = Pieces[PostKey](POSTS_PER_PIECE)
         self._new_ids: list[tuple[str, int]] = []
         self._new_dead: list[DeadLetter] = []
         # Dedup segments still needed: seq -> (newest event time, ids).
@@ -427,8 +394,9 @@ class PartitionState:
                 self._entry([k[0], k[1], self.windows[k]], offsets, self._ahead_windows.get(k))
                 for k in self._window_chunks[chunk]
             ]
-            value = orjson.dumps({"w": entries, "o": offsets})
-            records.append((changelog_key(p, "w", *chunk), value))
+            records.append(
+                (changelog.key(p, WINDOWS, *chunk), changelog.encode_windows(entries, offsets))
+            )
         # Closed windows leave memory; their final totals were written when they last
         # changed (above, or in an earlier flush). A piece's windows share size and
         # start, so they close together; the piece goes once none awaits the sink.
@@ -444,18 +412,19 @@ class PartitionState:
             for chunk in closed:
                 for key in self._window_chunks.pop(chunk):
                     del self.windows[key]
-                records.append((changelog_key(p, "w", *chunk), None))
+                records.append((changelog.key(p, WINDOWS, *chunk), None))
         for piece in sorted({self._post_piece.of(post) for post in self._dirty_posts}):
             entries = [
                 self._entry([k[0], k[1], k[2], self.posts[k]], offsets, self._ahead_posts.get(k))
                 for k in self._post_chunks[piece]
             ]
-            value = orjson.dumps({"p": entries, "o": offsets})
-            records.append((changelog_key(p, "p", piece), value))
+            records.append(
+                (changelog.key(p, POSTS, piece), changelog.encode_posts(entries, offsets))
+            )
         new_ids = self._new_ids
 
         def id_segment(ids: list[tuple[str, int]]) -> bytes:
-            return orjson.dumps({"i": ids, "m": max(ts for _, ts in ids), "o": offsets})
+            return changelog.encode_ids(ids, offsets)
 
         pieces = [
             piece
@@ -465,14 +434,14 @@ class PartitionState:
         for number, (ids, value) in enumerate(pieces):
             newest = max(ts for _, ts in ids)
             self._segments[(seq, number)] = (newest, [event_id for event_id, _ in ids])
-            records.append((changelog_key(p, "d", seq, number), value))
+            records.append((changelog.key(p, IDS, seq, number), value))
         records.extend((key, None) for key in self._expire_segments())
         dead = self._new_dead
         dead_keys = []
-        letters = [_dead_letter_json(d) for d in dead]
+        letters = [changelog.dead_letter_json(d) for d in dead]
 
         def dead_segment(letters: list[dict[str, Any]]) -> bytes:
-            return orjson.dumps({"l": letters, "o": offsets})
+            return changelog.encode_dead_letters(letters, offsets)
 
         dead_pieces = [
             piece
@@ -480,12 +449,12 @@ class PartitionState:
             for piece in split_to_fit(letters[start : start + DEAD_LETTERS_PER_PIECE], dead_segment)
         ]
         for number, (_, value) in enumerate(dead_pieces):
-            dead_keys.append(changelog_key(p, "x", seq, number))
+            dead_keys.append(changelog.key(p, DEAD, seq, number))
             records.append((dead_keys[-1], value))
         records.append(
             (
-                changelog_key(p, "c"),
-                orjson.dumps({"o": offsets, "w": self.watermark.value_ms, "s": seq}),
+                changelog.key(p, CHECKPOINT),
+                changelog.encode_checkpoint(offsets, self.watermark.value_ms, seq),
             )
         )
 
@@ -544,7 +513,7 @@ class PartitionState:
         for key in expired:
             for event_id in self._segments.pop(key)[1]:
                 self.seen.discard(event_id)
-        return [changelog_key(self.partition, "d", *key) for key in expired]
+        return [changelog.key(self.partition, IDS, *key) for key in expired]
 
     def _forget_passed_ahead_markers(self) -> None:
         if not (self._ahead_windows or self._ahead_posts):
@@ -571,7 +540,7 @@ class PartitionState:
     def restore(
         cls,
         partition: int,
-        changelog: Iterable[tuple[bytes, bytes]],
+        records: Iterable[tuple[bytes, bytes]],
         *,
         window_sizes_s: Sequence[int],
         grace_s: int,
@@ -588,12 +557,12 @@ class PartitionState:
         )
         entries: list[tuple[list[Any], dict[str, Any], bytes]] = []
         checkpoint: dict[str, Any] = {"o": {}, "w": None, "s": 0}
-        for raw_key, raw_value in changelog:
+        for raw_key, raw_value in records:
             key = orjson.loads(raw_key)
             if key[0] != partition or raw_value is None:
                 continue
             value = orjson.loads(raw_value)
-            if key[1] == "c":
+            if key[1] == CHECKPOINT:
                 checkpoint = value
             else:
                 entries.append((key, value, raw_key))
@@ -605,93 +574,41 @@ class PartitionState:
         state.flush_seq = int(checkpoint["s"])
         for key, value, raw_key in entries:
             kind = key[1]
-            ahead = _ahead(value["o"], applied)
-            if kind == "w":
+            ahead = changelog.ahead(value["o"], applied)
+            if kind == WINDOWS:
                 size, start, piece = int(key[2]), int(key[3]), int(key[4])
-                for entry in value["w"]:
+                for entry in value[WINDOWS]:
                     wkey: WindowKey = (entry[0], entry[1], size, start)
                     state.windows[wkey] = list(entry[2])
                     state._pair_piece.of((wkey[0], wkey[1]), piece)
                     state._index_window(wkey)
                     marker = entry[3] if len(entry) > 3 else value["o"]
-                    if _ahead(marker, applied):
+                    if changelog.ahead(marker, applied):
                         state._ahead_windows[wkey] = dict(marker)
-            elif kind == "p":
+            elif kind == POSTS:
                 piece = int(key[2])
-                for entry in value["p"]:
+                for entry in value[POSTS]:
                     pkey: PostKey = (entry[0], entry[1], entry[2])
                     state.posts[pkey] = list(entry[3])
                     state._index_post(pkey, piece)
                     marker = entry[4] if len(entry) > 4 else value["o"]
-                    if _ahead(marker, applied):
+                    if changelog.ahead(marker, applied):
                         state._ahead_posts[pkey] = dict(marker)
-            elif kind == "d":
+            elif kind == IDS:
                 if ahead:  # the replay adds these ids again
                     state._drop_keys.append(raw_key)
                     continue
                 ids = [event_id for event_id, _ in value["i"]]
                 state.seen.update(ids)
                 state._segments[(int(key[2]), int(key[3]))] = (int(value["m"]), ids)
-            elif kind == "x":
+            elif kind == DEAD:
                 if ahead:  # the replay dead-letters these records again
                     state._drop_keys.append(raw_key)
                     continue
                 state.unwritten_dead_letters[raw_key] = [
-                    _dead_letter_from_json(d) for d in value["l"]
+                    changelog.dead_letter_from_json(d) for d in value["l"]
                 ]
         return state
-
-
-K = TypeVar("K", bound=Hashable)
-
-
-class _Pieces(Generic[K]):
-    """Which changelog piece each key is written in: at most ``per_piece`` keys a piece.
-
-    A key keeps its piece while it is known; pieces fill in order. After a restore,
-    keys found in the changelog keep the pieces they were found in, and new keys fill
-    the room that forgotten ones left.
-    """
-
-    def __init__(self, per_piece: int) -> None:
-        self.per_piece = per_piece
-        self._piece: dict[K, int] = {}
-        self._fill: list[int] = []
-        self._open = 0  # no piece before this one has room
-
-    def of(self, key: K, piece: int | None = None) -> int:
-        """The piece of ``key``, assigning one (``piece`` if given, at restore) if new."""
-        known = self._piece.get(key)
-        if known is not None:
-            return known
-        if piece is None:
-            fill = self._fill
-            piece = self._open
-            while piece < len(fill) and fill[piece] >= self.per_piece:
-                piece += 1
-            self._open = piece
-        while len(self._fill) <= piece:
-            self._fill.append(0)
-        self._fill[piece] += 1
-        self._piece[key] = piece
-        return piece
-
-
-T = TypeVar("T")
-
-
-def split_to_fit(
-    items: list[T], encode: Callable[[list[T]], bytes], limit: int = MAX_CHANGELOG_VALUE
-) -> list[tuple[list[T], bytes]]:
-    """``items`` encoded as one value, or halved until each part's value fits ``limit``.
-
-    A single item is never split: callers bound their items so that one always fits.
-    """
-    value = encode(items)
-    if len(value) <= limit or len(items) <= 1:
-        return [(items, value)]
-    half = len(items) // 2
-    return split_to_fit(items[:half], encode, limit) + split_to_fit(items[half:], encode, limit)
 
 
 def _over_bound(event: DecodedEvent, position: int, metric: str) -> Rejected:

@@ -71,7 +71,7 @@ def build_app(
     import faust
     import orjson
 
-    from streams.app import use_prompt_fetches
+    from streams.faust_compat import use_prompt_fetches
 
     app = faust.App(
         app_id,

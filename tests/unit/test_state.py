@@ -10,13 +10,9 @@ import pytest
 
 from schemas.events import DecodedEvent, PostStatEvent
 from schemas.metrics import MAX_COUNT
-from streams.state import (
-    MAX_CHANGELOG_VALUE,
-    POSTS_PER_PIECE,
-    WINDOWS_PER_PIECE,
-    PartitionState,
-    changelog_key,
-)
+from streams import changelog
+from streams.changelog import MAX_CHANGELOG_VALUE, POSTS_PER_PIECE, WINDOWS_PER_PIECE, Pieces
+from streams.state import PartitionState
 from tests.oracle import FIELDS, expected_totals
 
 GRACE_S = 600
@@ -140,7 +136,7 @@ def test_flush_emits_full_window_totals_and_closes_old_windows() -> None:
     s.confirm_durable()  # expiry waits for a durable checkpoint past the horizon
     closing = s.flush()
     deleted = {key for key, value in closing.changelog if value is None}
-    assert changelog_key(0, "w", 60, T0, 0) in deleted  # the minute's first piece
+    assert changelog.key(0, changelog.WINDOWS, 60, T0, 0) in deleted  # the minute's first piece
     assert (("spring", "alice", 60, T0)) not in s.windows
 
 
@@ -492,9 +488,7 @@ def test_window_pieces_fill_in_order_and_keep_their_keys_across_a_restore(
 
 
 def test_pieces_reuse_the_room_that_forgotten_keys_left() -> None:
-    from streams.state import _Pieces
-
-    pieces = _Pieces[str](2)
+    pieces = Pieces[str](2)
     pieces.of("kept-0", 0)  # found in piece 0 at restore
     pieces.of("kept-1", 1)
     pieces.of("kept-1b", 1)

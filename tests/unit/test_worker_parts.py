@@ -1,4 +1,4 @@
-"""The latency figure the worker serves on /stats (``streams.app.LatencyTracker``)."""
+"""The latency figure the worker serves on /stats, and the prompt-fetch consumer."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ import time
 import faust
 import pytest
 
-from streams.app import FETCH_MAX_WAIT_MS, LatencyTracker, use_prompt_fetches
+from streams.faust_compat import FETCH_MAX_WAIT_MS, use_prompt_fetches
+from streams.observability import LatencyTracker
 
 
 def test_latency_summary_follows_new_samples() -> None:

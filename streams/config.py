@@ -1,0 +1,57 @@
+"""The worker's configuration: plain values, read from settings at the entry point only."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from schemas.topics import INPUT, Topics
+from streams.windows import DEFAULT_FUTURE_SKEW_S, DEFAULT_GRACE_S, DEFAULT_WINDOW_SIZES_S
+
+
+@dataclass(frozen=True)
+class WorkerConfig:
+    """Everything the worker needs, as plain values."""
+
+    kafka_bootstrap: str
+    app_id: str = "creatorpulse"
+    input_topic: str = INPUT
+    partitions: int = 4
+    grace_s: int = DEFAULT_GRACE_S
+    future_skew_s: int = DEFAULT_FUTURE_SKEW_S
+    window_sizes_s: tuple[int, ...] = DEFAULT_WINDOW_SIZES_S
+    flush_interval_s: float = 1.0
+    max_batch: int = 10_000
+    data_dir: Path = Path(".creatorpulse/faust")
+    web_port: int | None = None
+    web_host: str = "127.0.0.1"  # bound and advertised; Faust binds 0.0.0.0 unless told
+    stats_interval_s: float = 10.0
+    # Creator profiles and campaign contracts go to the sink too; off when a separate
+    # `creatorpulse sink` process writes ClickHouse (it reads those topics itself).
+    writes_reference_data: bool = True
+    # Short enough that a killed worker's partitions move on quickly, and that the
+    # embedded broker (which completes a group join after half of it) starts fast.
+    session_timeout_s: float = 10.0
+    # On shutdown, how long the last flush and the sink writer may take before the
+    # worker gives up on them (what is unwritten stays durable in the changelog).
+    shutdown_timeout_s: float = 10.0
+
+    def __post_init__(self) -> None:
+        if self.partitions < 1:
+            raise ValueError("partitions must be at least 1")
+        if self.grace_s < 0:
+            raise ValueError("grace_s must not be negative")
+        if self.future_skew_s < 0:
+            raise ValueError("future_skew_s must not be negative")
+        if not self.window_sizes_s or min(self.window_sizes_s) <= 0:
+            raise ValueError("window sizes must be positive seconds, e.g. 60,3600")
+        if self.flush_interval_s <= 0:
+            raise ValueError("flush_interval_s must be positive")
+
+    @property
+    def topics(self) -> Topics:
+        return Topics(app_id=self.app_id, input=self.input_topic)
+
+    def owns(self, topic: str) -> bool:
+        """Whether records of ``topic`` are counted by this worker's partition states."""
+        return topic in (self.input_topic, self.topics.rekey)

@@ -1,0 +1,412 @@
+"""The stream processor: records in, partition states applied, flushes out.
+
+It owns this worker's partition states (``streams.state``) and their flush cycle, and
+talks to the outside only through ``streams.ports``: a producer, the changelog, an offset
+committer, and the sink writer. The way of one record::
+
+    decode (schemas.events) -> forward misplaced events -> PartitionState.apply_record
+    -> its counts and dead letters; every flush interval: rows to the writer, changelog
+    and forwarded records to Kafka, then checkpoints, then the offsets they cover.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
+
+from faust.types import TP
+from kafka.partitioner.default import murmur2
+
+from schemas.events import DecodedEvent, decode_record
+from schemas.rows import WindowKey, dead_letter_to_json
+from streams.changelog import ChangelogRecord, partition_of, split_to_fit
+from streams.config import WorkerConfig
+from streams.observability import LatencyTracker, WorkerStats, process_usage
+from streams.ports import Changelog, OffsetCommitter, OutRecord, Producer, StreamEvent
+from streams.sink_writer import SinkWriter
+from streams.state import PartitionState
+
+log = logging.getLogger("creatorpulse.worker")
+
+
+def partition_for(key: bytes, partitions: int) -> int:
+    """Kafka's default partitioner (murmur2), as kafka-python and aiokafka compute it."""
+    return (murmur2(key) & 0x7FFFFFFF) % partitions
+
+
+class StreamProcessor:
+    """Owns the partition states of this worker and their flush cycle.
+
+    Everything it writes to Kafka (forwarded events, dead letters, the changelog) is
+    sent at a flush, in two steps: first everything but the checkpoints; then, only if
+    all of that was acknowledged, the checkpoints. A record Kafka refused is sent again
+    at the next flush, before anything newer, and no checkpoint is written until it is
+    through: so a durable checkpoint always means that all it covers is durable.
+    """
+
+    def __init__(
+        self,
+        config: WorkerConfig,
+        writer: SinkWriter,
+        producer: Producer,
+        changelog: Changelog,
+        committer: OffsetCommitter,
+        *,
+        baseline: Mapping[WindowKey, Sequence[int]] | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.config = config
+        self.topics = config.topics
+        self.writer = writer
+        self.producer = producer
+        self.changelog = changelog
+        self.committer = committer
+        self.baseline = dict(baseline or {})
+        self.clock = clock
+        self.states: dict[int, PartitionState] = {}
+        self.stats = WorkerStats()
+        self.latency = LatencyTracker(clock=clock)
+        self.lock = asyncio.Lock()  # guards the states: a batch applies whole
+        self._flush_lock = asyncio.Lock()
+        self._unacked: list[StreamEvent] = []
+        # False once the consumer has stopped: acknowledging could commit nothing.
+        self.consumer_running = True
+        self._outbox: list[OutRecord] = []  # forwarded events and dead letters
+        self._retry: list[OutRecord] = []  # refused at the last flush: sent first
+        # Checkpoints (and the records they acknowledge) that wait for a flush at which
+        # Kafka took everything before them.
+        self._held: dict[int, tuple[PartitionState, ChangelogRecord]] = {}
+        self._held_unacked: list[StreamEvent] = []
+        self._written_dead: list[tuple[int, bytes]] = []  # segments to delete
+        self._partition_cache: dict[str, int] = {}
+        self._last_flush = time.monotonic()
+
+    # -- partitions -------------------------------------------------------------------
+
+    def _partition_of(self, creator_id: str) -> int:
+        partition = self._partition_cache.get(creator_id)
+        if partition is None:
+            partition = partition_for(creator_id.encode(), self.config.partitions)
+            self._partition_cache[creator_id] = partition
+        return partition
+
+    def restore(self, partitions: Iterable[int]) -> None:
+        """Rebuild the state of newly assigned partitions from the changelog.
+
+        Called once the table's changelog is recovered, before any record of theirs
+        is read. Every restored window is written again, and every dead letter not yet
+        confirmed: ClickHouse may lack the last rows before a crash, and a finished
+        campaign would never bring a record that rewrites them.
+        """
+        for partition in sorted(set(partitions) - set(self.states)):
+            self.states[partition] = state = self._restore(partition)
+            self.writer.submit(state.all_rows(), on_written=_confirm(state, state.flush_seq))
+            for key, dead in state.unwritten_dead_letters.items():
+                self.writer.submit((), dead, self._deleter(partition, [key]))
+            state.unwritten_dead_letters.clear()
+
+    def _restore(self, partition: int) -> PartitionState:
+        entries = [
+            (key, value)
+            for key, value in self.changelog.data.items()
+            if partition_of(key) == partition
+        ]
+        state = PartitionState.restore(
+            partition,
+            entries,
+            window_sizes_s=self.config.window_sizes_s,
+            grace_s=self.config.grace_s,
+            future_skew_s=self.config.future_skew_s,
+            baseline={
+                k: v for k, v in self.baseline.items() if self._partition_of(k[1]) == partition
+            },
+        )
+        if entries:
+            log.info(
+                "partition %d restored: %d windows, %d posts, %d ids, offsets %s",
+                partition,
+                len(state.windows),
+                len(state.posts),
+                len(state.seen),
+                state.offsets,
+            )
+        return state
+
+    def _state(self, partition: int) -> PartitionState:
+        state = self.states.get(partition)
+        if state is None:
+            # Not expected: Faust delivers records only after recovery, which restores
+            # every assigned partition. Restoring here keeps the record from being lost.
+            log.warning("partition %d was not restored on assignment; restoring now", partition)
+            self.restore([partition])
+            state = self.states[partition]
+        return state
+
+    # -- per record -------------------------------------------------------------------
+
+    def apply_batch(self, events: Sequence[StreamEvent]) -> None:
+        """Apply a batch of Faust events (records); pure CPU, no awaits."""
+        input_topic = self.config.input_topic
+        rekey_topic = self.topics.rekey
+        stats = self.stats
+        wall = self.clock()
+        now_ms = int(wall * 1000)
+        if stats.first_record_unix is None:
+            stats.first_record_unix = wall
+        stats.last_record_unix = wall
+        for event in events:
+            message = event.message
+            topic = message.topic
+            partition = message.partition
+            offset = message.offset
+            self._unacked.append(event)
+            stats.records += 1
+            state = self._state(partition)
+            if offset <= state.offsets.get(topic, -1):
+                stats.replayed_records += 1
+                continue
+            decoded = decode_record(message.value)
+            positions = decoded.positions()
+            local: list[DecodedEvent] = decoded.events
+            if topic == input_topic:
+                local, positions = self._rekey_misplaced(partition, local, positions)
+            outcome = state.apply_record(
+                topic,
+                offset,
+                local,
+                now_ms=now_ms,
+                positions=positions,
+                rejected=decoded.rejected,
+                forwarded=topic == rekey_topic,
+            )
+            if outcome.counted:
+                self.latency.observe(local[0].ts)
+            stats.events_counted += outcome.counted
+            stats.duplicates += outcome.duplicates
+            stats.late += outcome.late
+            stats.invalid += outcome.invalid
+            for dead in outcome.dead_letters:
+                self._outbox.append(
+                    (
+                        self.topics.dead_letters,
+                        f"{dead.topic}:{dead.partition}:{dead.offset}:{dead.idx}".encode(),
+                        dead_letter_to_json(dead),
+                        None,
+                    )
+                )
+
+    def _rekey_misplaced(
+        self, partition: int, events: list[DecodedEvent], positions: list[int]
+    ) -> tuple[list[DecodedEvent], list[int]]:
+        """Forward events whose creator belongs to another partition to the rekey topic.
+
+        A creator's windows, dedup ids and post totals live in one partition; an event
+        in a record keyed by something else is counted when it arrives there. One
+        creator's events go in as many records as it takes to keep each under
+        :data:`MAX_CHANGELOG_VALUE`.
+        """
+        partition_of = self._partition_of
+        if all(partition_of(e.creator_id) == partition for e in events):
+            return events, positions
+        keep: list[DecodedEvent] = []
+        keep_positions: list[int] = []
+        moved: dict[str, list[bytes]] = defaultdict(list)
+        for event, position in zip(events, positions):
+            if partition_of(event.creator_id) == partition:
+                keep.append(event)
+                keep_positions.append(position)
+            else:
+                moved[event.creator_id].append(event.to_json())
+        for creator_id, group in moved.items():
+            key = creator_id.encode()
+            for _, value in split_to_fit(group, _json_array):
+                self._outbox.append((self.topics.rekey, key, value, partition_of(creator_id)))
+            self.stats.rekeyed += len(group)
+        return keep, keep_positions
+
+    # -- flush cycle ------------------------------------------------------------------
+
+    def seconds_until_flush(self) -> float:
+        return max(0.0, self._last_flush + self.config.flush_interval_s - time.monotonic())
+
+    async def flush(self) -> None:
+        """Make everything applied so far durable, acknowledge it, hand rows to the sink.
+
+        One flush at a time. The snapshot is taken under :attr:`lock` (no batch is
+        half-applied); the waits for Kafka happen without it, so the agent keeps
+        applying batches meanwhile. Only records in the snapshot are acknowledged.
+        """
+        async with self._flush_lock:
+            self._last_flush = started = time.monotonic()
+            try:
+                await self._flush()
+            finally:
+                self.stats.flush_s += time.monotonic() - started
+
+    async def _flush(self) -> None:
+        async with self.lock:
+            flushes = [(p, s, s.flush()) for p, s in self.states.items() if s.has_changes()]
+            unacked, self._unacked = self._unacked, []
+            outbox, self._outbox = self._outbox, []
+            sampled = self.latency.take()
+        deletes, self._written_dead = self._written_dead, []
+        if not (flushes or unacked or deletes or self._retry or self._held):
+            return
+        # Rows first: if this task is cancelled at an await below, they are not lost.
+        if sampled:
+            self.writer.submit((), on_written=lambda: self.latency.written(sampled))
+        for _, state, result in flushes:
+            self.writer.submit(result.rows, on_written=_confirm(state, result.seq))
+        changelog = self.changelog.topic
+        records, self._retry = self._retry, []
+        records += outbox
+        for partition, key in deletes:
+            self._keep_in_table(key, None)
+            records.append((changelog, key, None, partition))
+        held = self._held
+        for partition, state, result in flushes:
+            *data, checkpoint = result.changelog
+            for key, value in data:
+                self._keep_in_table(key, value)
+                records.append((changelog, key, value, partition))
+            held[partition] = (state, checkpoint)  # a newer checkpoint replaces one held
+            # Only now, with their segments in the table: the sink may confirm them
+            # before the changelog is acknowledged, and the deleter must find the keys.
+            # (Cancelled before this, the replay from the checkpoint makes them again.)
+            if result.dead_letters:
+                self.writer.submit(
+                    (), result.dead_letters, self._deleter(partition, result.dead_letter_keys)
+                )
+        self._held_unacked += unacked
+        self._retry = await self._send(records, "forwarded events, dead letters and state")
+        if self._retry:
+            return  # no checkpoint over what Kafka has not taken; the next flush retries
+        last = [(changelog, key, value, p) for p, (_, (key, value)) in held.items()]
+        if await self._send(last, "checkpoints"):
+            return  # held: the next flush sends them again (or newer ones)
+        self._held = {}
+        unacked, self._held_unacked = self._held_unacked, []
+        for _, (state, (key, value)) in held.items():
+            self._keep_in_table(key, value)
+            state.confirm_durable()
+        if self.consumer_running:
+            # Event.ack() does the consumer's commit bookkeeping; Stream.ack() would
+            # add two sensor callbacks per record, a third of the single-record cost.
+            for event in unacked:
+                event.ack()
+            await self._commit_durable([(p, state) for p, (state, _) in held.items()])
+        self.stats.flushes += 1
+        self.stats.last_flush_unix = self.clock()
+
+    def _keep_in_table(self, key: bytes, value: bytes | None) -> None:
+        # The table's own copy: what a rebalance inside this process restores from.
+        if value is None:
+            self.changelog.data.pop(key, None)
+        else:
+            self.changelog.data[key] = value
+
+    async def _send(self, records: Sequence[OutRecord], what: str) -> list[OutRecord]:
+        """Send ``records`` and wait until Kafka took them; return those it refused."""
+        producer = self.producer
+        sent: list[tuple[OutRecord, Any]] = []
+        refused: list[OutRecord] = []
+        first_error: BaseException | None = None
+        for record in records:
+            topic, key, value, partition = record
+            try:
+                sent.append((record, await producer.send(topic, key, value, partition, None, None)))
+            except Exception as exc:  # e.g. larger than the producer allows
+                refused.append(record)
+                first_error = first_error or exc
+        await self._flush_producer(what)
+        for record, delivery in sent:
+            error = delivery.exception() if delivery.done() else None
+            if error is not None:
+                refused.append(record)
+                first_error = first_error or error
+        if refused:
+            self.stats.send_failures += len(refused)
+            log.error(
+                "Kafka refused %d of %d records (%s): %s; they are sent again at the next "
+                "flush, and no offset is committed until they are through",
+                len(refused),
+                len(records),
+                what,
+                first_error,
+            )
+        return refused
+
+    async def _commit_durable(self, states: Sequence[tuple[int, PartitionState]]) -> None:
+        """Commit the source offsets that the durable checkpoints cover, never backwards."""
+        offsets: dict[TP, int] = {}
+        for partition, state in states:
+            for topic, offset in state.durable_offsets.items():
+                tp = TP(topic, partition)
+                committed = self.committer.committed(tp)
+                if committed is None or offset + 1 > committed:
+                    offsets[tp] = offset + 1
+        if offsets:
+            await self.committer.commit(offsets)
+
+    async def _flush_producer(self, what: str) -> None:
+        """Wait until Kafka acknowledged everything sent; say so when that is slow."""
+        flushing = asyncio.ensure_future(self.producer.flush())
+        waited = 0.0
+        while True:
+            done, _ = await asyncio.wait({flushing}, timeout=10.0)
+            if done:
+                flushing.result()
+                return
+            waited += 10.0
+            log.warning("still waiting for Kafka to acknowledge the %s (%.0f s)", what, waited)
+
+    def _deleter(self, partition: int, keys: list[bytes]) -> Callable[[], None] | None:
+        """A callback for the sink writer: these dead letters are in ClickHouse, so their
+        changelog segments go at the next flush."""
+        if not keys:
+            return None
+
+        def delete() -> None:
+            self._written_dead.extend(
+                (partition, key) for key in keys if key in self.changelog.data
+            )
+
+        return delete
+
+    def forget(self, partitions: set[int]) -> None:
+        """Drop partitions this worker no longer owns; their new owner restores them."""
+        for partition in partitions:
+            self.states.pop(partition, None)
+            self._held.pop(partition, None)
+        self._unacked = [e for e in self._unacked if e.message.partition not in partitions]
+        self._held_unacked = [
+            e for e in self._held_unacked if e.message.partition not in partitions
+        ]
+
+    def snapshot(self) -> dict[str, Any]:
+        """Counters for the /stats page and benchmarks."""
+        writer = self.writer
+        return {
+            **self.stats.as_dict(),
+            "rows_written": writer.stats.rows_written,
+            "rows_pending": writer.stats.rows_pending,
+            "rows_refused": writer.stats.rows_refused,
+            "writer_idle": writer.idle,
+            "last_write_unix": writer.stats.last_write_unix,
+            "sink_failures": writer.stats.failures,
+            "latency_ms": self.latency.summary(),
+            **process_usage(),
+        }
+
+
+def _json_array(elements: list[bytes]) -> bytes:
+    return b"[" + b",".join(elements) + b"]"
+
+
+def _confirm(state: PartitionState, seq: int) -> Callable[[], None]:
+    """A callback for the sink writer: rows of flush ``seq`` are in ClickHouse."""
+    return lambda: state.confirm_written(seq)
