@@ -1,7 +1,15 @@
-"""What every writer of pipeline rows shares: outage or refusal, isolation, backoff.
+"""The sink contract, and what every writer of pipeline rows shares.
+
+- :class:`RowSink` (and :class:`StoreSink`): what a sink is called with, when, and what
+  its exceptions mean;
+- :class:`RowBatch`: rows waiting for one write, the newest version of each window,
+  kept apart from the I/O that writes them;
+- refusals and outages: isolation (:func:`isolate_refused`, :func:`write_batch`),
+  backoff (:class:`Backoff`, :func:`write_until_done`) and the dead letters of refused
+  rows.
 
 Two processes write rows to a store: the stream worker (``streams.sink_writer``) and
-the separate ``creatorpulse sink`` (``sinks.row_topic``). Both must tell two kinds of
+the separate ``creatorpulse sink`` (``sinks.service``). Both must tell two kinds of
 failure apart:
 
 - an **outage** (connection refused or reset, a timeout, a server that is down or
@@ -37,7 +45,8 @@ the ``dead_letters`` ReplacingMergeTree, whose key is (topic, partition, offset,
 A dead letter the store refuses too is logged (rate-limited) and counted, never
 retried: there is nothing further to fall back on.
 
-Nothing here imports a store's client library: the stream worker imports this module.
+Nothing here imports a store's client library, nor Kafka's: the stream worker imports
+this module.
 """
 
 from __future__ import annotations
@@ -46,14 +55,14 @@ import hashlib
 import json
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Generic, Protocol, TypeVar
 
 from schemas.metrics import METRICS
 from schemas.reference import CampaignContract, CreatorProfile
-from schemas.rows import CreatorWindowRow, DeadLetter
+from schemas.rows import CreatorWindowRow, DeadLetter, WindowKey
 
 log = logging.getLogger("creatorpulse.sink")
 
@@ -67,14 +76,97 @@ PROFILES_TABLE = "creator_profiles"
 CONTRACTS_TABLE = "campaign_contracts"
 
 
+# -- the contract -----------------------------------------------------------------------
+
+
 class RowSink(Protocol):
-    """What the stream worker needs from a sink (``sinks.clickhouse.ClickHouseSink``,
-    or ``sinks.row_topic.WindowRowPublisher``). Each method raises :class:`Refused`
-    when the rows themselves are the problem, anything else for an outage."""
+    """Where the stream worker's rows go: window totals and dead letters.
+
+    Implemented by ``sinks.clickhouse.ClickHouseSink``, by :class:`sinks.memory.MemoryRowSink`
+    (tests, demos) and by the worker's publisher to the window-rows topic.
+
+    **When it is called.** From a writer's thread (never the event loop), one call after
+    another: for each batch (a :class:`RowBatch`: the rows of one or more flushes, the newest
+    version of each window) :meth:`write_creator_windows`, then :meth:`write_dead_letters`
+    with the batch's dead letters and one per refused row. The same rows may come again
+    (a retry after an outage, a bisection by :func:`isolate_refused`, a restart that
+    rewrites every window it restores), and rows of one window in any order. So a write
+    must be idempotent: per window the row of the highest version is what counts, per dead
+    letter identity ``(topic, partition, offset, idx)`` one row. A batch counts as written,
+    and its windows may leave the worker's memory, only once every call for it returned.
+
+    **What a raise means.**
+
+    - :class:`Refused`: the store will never take some of these rows as they are. The
+      caller bisects the call until the refused rows stand alone, writes all the others,
+      and records each refused row as a dead letter; a refused dead letter is logged and
+      dropped. Raise it for the whole call, as a store's insert fails whole.
+    - anything else: an outage. Nothing is wrong with the rows: the caller writes the
+      whole batch again after a backoff (:func:`write_until_done`) and drops nothing.
+
+    A sink unsure which of the two an error is must let it through as an outage.
+    """
 
     def write_creator_windows(self, rows: list[CreatorWindowRow]) -> None: ...
 
     def write_dead_letters(self, rows: list[DeadLetter]) -> None: ...
+
+
+class StoreSink(RowSink, Protocol):
+    """A :class:`RowSink` that keeps reference data too: what ``creatorpulse sink``
+    (:mod:`sinks.service`) writes to. The newest write of a creator's profile, and of a
+    campaign's contract with a creator, wins; raises mean what they mean for rows. A worker
+    writes reference data from another thread than its rows: such a sink is thread-safe."""
+
+    def write_profiles(self, rows: list[CreatorProfile]) -> None: ...
+
+    def write_contracts(self, rows: list[CampaignContract]) -> None: ...
+
+
+def keep_newest(kept: dict[WindowKey, CreatorWindowRow], rows: Iterable[CreatorWindowRow]) -> None:
+    """Keep in ``kept`` the row of each window with the highest version, the later one on a
+    tie: what a ``ReplacingMergeTree(version)`` table shows through ``FINAL``."""
+    for row in rows:
+        key = row.key
+        old = kept.get(key)
+        if old is None or row.version >= old.version:
+            kept[key] = row
+
+
+class RowBatch:
+    """Rows waiting for one write, kept apart from the I/O that writes them.
+
+    Holds the newest row of each creator window (:func:`keep_newest`) and dead letters in
+    the order added. Rows of several flushes added before a write collapse into one write
+    of each window's newest totals: a store keeps only the highest version anyway, so
+    dropping the older rows here loses nothing it would show.
+    """
+
+    def __init__(self) -> None:
+        self._rows: dict[WindowKey, CreatorWindowRow] = {}
+        self.dead_letters: list[DeadLetter] = []
+
+    def add(self, rows: Iterable[CreatorWindowRow]) -> None:
+        keep_newest(self._rows, rows)
+
+    def add_dead_letters(self, dead_letters: Iterable[DeadLetter]) -> None:
+        self.dead_letters.extend(dead_letters)
+
+    def rows(self) -> list[CreatorWindowRow]:
+        """The newest row of each window, in the order the windows were first added."""
+        return list(self._rows.values())
+
+    @property
+    def size(self) -> int:
+        """How many windows it holds (dead letters are not counted)."""
+        return len(self._rows)
+
+    def empty(self) -> bool:
+        return not self._rows and not self.dead_letters
+
+    def clear(self) -> None:
+        self._rows.clear()
+        self.dead_letters.clear()
 
 
 class Refused(Exception):

@@ -29,6 +29,7 @@ from sinks.base import (
     Backoff,
     BatchOutcome,
     Part,
+    RowBatch,
     RowSink,
     window_dead_letter,
     write_batch,
@@ -57,8 +58,7 @@ class WriterStats:
 
 @dataclass(slots=True)
 class _Pending:
-    rows: dict[tuple[str, str, int, int], CreatorWindowRow] = field(default_factory=dict)
-    dead_letters: list[DeadLetter] = field(default_factory=list)
+    rows: RowBatch = field(default_factory=RowBatch)
     on_written: list[Callable[[], None]] = field(default_factory=list)
 
 
@@ -96,21 +96,17 @@ class SinkWriter:
     ) -> None:
         """Queue rows (a window's newer totals replace older ones); never blocks."""
         pending = self._pending
-        for row in rows:
-            key = (row.campaign_id, row.creator_id, row.window_size_s, row.window_start_ms)
-            old = pending.rows.get(key)
-            if old is None or row.version >= old.version:
-                pending.rows[key] = row
-        pending.dead_letters.extend(dead_letters)
+        pending.rows.add(rows)
+        pending.rows.add_dead_letters(dead_letters)
         if on_written is not None:
             pending.on_written.append(on_written)
-        self.stats.rows_pending = len(pending.rows)
+        self.stats.rows_pending = pending.rows.size
         self._wakeup.set()
 
     async def wait_for_room(self) -> None:
         """Backpressure: wait while more rows are queued than the limit."""
         async with self._written:
-            await self._written.wait_for(lambda: len(self._pending.rows) < self._max_pending)
+            await self._written.wait_for(lambda: self._pending.rows.size < self._max_pending)
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._run(), name="sink-writer")
@@ -130,7 +126,7 @@ class SinkWriter:
         try:
             await asyncio.wait_for(self.drain(), timeout_s)
         except TimeoutError:
-            unwritten = len(self._pending.rows) + self._in_flight
+            unwritten = self._pending.rows.size + self._in_flight
             log.warning(
                 "sink writer stopped after %.0f s with %d rows unwritten (last error: %s); "
                 "they are durable in the changelog and are written again on restart",
@@ -150,7 +146,7 @@ class SinkWriter:
 
     def _is_empty(self) -> bool:
         p = self._pending
-        return not p.rows and not p.dead_letters and not p.on_written
+        return p.rows.empty() and not p.on_written
 
     async def _run(self) -> None:
         while True:
@@ -160,25 +156,25 @@ class SinkWriter:
                 continue
             batch, self._pending = self._pending, _Pending()
             self._busy = True
-            self._in_flight = len(batch.rows)
+            self._in_flight = batch.rows.size
             if not await self._write_with_retry(batch):
                 return  # stopping: the batch stays unconfirmed, so nothing is lost
             self._in_flight = 0
             self._busy = False
-            self.stats.rows_pending = len(self._pending.rows)
+            self.stats.rows_pending = self._pending.rows.size
             async with self._written:
                 self._written.notify_all()
 
     async def _write_with_retry(self, batch: _Pending) -> bool:
         """Write one batch, through outages; False if the writer stopped first."""
-        rows = list(batch.rows.values())
+        rows = batch.rows.rows()
         sink = self._sink
         parts = [Part(CREATOR_METRICS_TABLE, rows, sink.write_creator_windows, window_dead_letter)]
 
         def attempt() -> BatchOutcome:
             return write_batch(
                 parts,
-                batch.dead_letters,
+                batch.rows.dead_letters,
                 sink.write_dead_letters,
                 now=self._now,
                 stopped=self._stopping.is_set,

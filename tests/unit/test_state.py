@@ -10,6 +10,7 @@ import pytest
 
 from schemas.events import DecodedEvent, PostStatEvent
 from schemas.metrics import MAX_COUNT
+from sinks.memory import MemoryRowSink
 from streams import changelog
 from streams.changelog import MAX_CHANGELOG_VALUE, POSTS_PER_PIECE, WINDOWS_PER_PIECE, Pieces
 from streams.state import PartitionState
@@ -233,30 +234,16 @@ def random_stream(rng: random.Random, n: int) -> list[list[dict[str, Any]]]:
     return records
 
 
-class FakeClickHouse:
-    """ReplacingMergeTree(version) as seen through FINAL: the highest version wins."""
-
-    def __init__(self) -> None:
-        self.rows: dict[tuple[str, str, int, int], tuple[int, tuple[int, ...]]] = {}
-
-    def write(self, rows: Any) -> None:
-        for r in rows:
-            key = (r.campaign_id, r.creator_id, r.window_size_s, r.window_start_ms)
-            old = self.rows.get(key)
-            if old is None or r.version >= old[0]:
-                self.rows[key] = (r.version, r.counts)
-
-
 def run_with_crashes(
     records: list[list[dict[str, Any]]], rng: random.Random, crashes: int
-) -> FakeClickHouse:
+) -> MemoryRowSink:
     """Process records, flushing at random; crash `crashes` times at random points.
 
     A crash keeps a random prefix of the changelog sent since the last commit (Kafka keeps
     one partition in order), loses the rows not yet written to ClickHouse, and resumes
     from the last committed offset, as Faust would.
     """
-    ch = FakeClickHouse()
+    ch = MemoryRowSink()  # ReplacingMergeTree(version) as FINAL shows it
     durable: dict[bytes, bytes | None] = {}  # the changelog's latest value per key
     in_flight: list[tuple[bytes, bytes | None]] = []  # sent, not yet known durable
     unwritten: list[tuple[int, list[Any]]] = []  # rows handed to the sink writer
@@ -293,12 +280,12 @@ def run_with_crashes(
                 committed = offset
         if unwritten and rng.random() < 0.3:  # the sink writer catches up
             for _, rows in unwritten:
-                ch.write(rows)
+                ch.write_creator_windows(rows)
             state.confirm_written(unwritten[-1][0])
             unwritten = []
     for _, rows in unwritten:
-        ch.write(rows)
-    ch.write(state.flush().rows)
+        ch.write_creator_windows(rows)
+    ch.write_creator_windows(state.flush().rows)
     return ch
 
 
@@ -310,7 +297,7 @@ def test_crashes_and_replays_never_lose_or_double_count(seed: int) -> None:
         (e for r in records for e in r), grace_s=GRACE_S, window_sizes_s=SIZES
     )
     ch = run_with_crashes(records, rng, crashes=rng.randint(1, 4))
-    got = {k: list(v[1]) for k, v in ch.rows.items() if any(v[1])}
+    got = {k: list(v.counts) for k, v in ch.windows.items() if any(v.counts)}
     assert got == expected.creator
 
 
@@ -327,7 +314,7 @@ def test_crashes_are_exact_when_creators_share_changelog_chunks(
         (e for r in records for e in r), grace_s=GRACE_S, window_sizes_s=SIZES
     )
     ch = run_with_crashes(records, rng, crashes=rng.randint(1, 4))
-    assert {k: list(v[1]) for k, v in ch.rows.items() if any(v[1])} == expected.creator
+    assert {k: list(v.counts) for k, v in ch.windows.items() if any(v.counts)} == expected.creator
 
 
 def test_the_crash_harness_notices_a_broken_replay_rule(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -348,7 +335,8 @@ def test_the_crash_harness_notices_a_broken_replay_rule(monkeypatch: pytest.Monk
             (e for r in records for e in r), grace_s=GRACE_S, window_sizes_s=SIZES
         )
         ch = run_with_crashes(records, rng, crashes=rng.randint(1, 4))
-        mismatches += {k: list(v[1]) for k, v in ch.rows.items() if any(v[1])} != expected.creator
+        got = {k: list(v.counts) for k, v in ch.windows.items() if any(v.counts)}
+        mismatches += got != expected.creator
     assert mismatches > 0
 
 

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import orjson
 from faust.types import TP
 
-from schemas.rows import CreatorWindowRow, DeadLetter
+from sinks.memory import MemoryRowSink
 from streams.changelog import MAX_CHANGELOG_VALUE, partition_of
 from streams.config import WorkerConfig
 from streams.processor import StreamProcessor, partition_for
@@ -19,37 +19,25 @@ T0 = 1_795_338_000_000
 
 
 @dataclass
-class InstantSink:
-    windows: list[CreatorWindowRow] = field(default_factory=list)
-    dead: list[DeadLetter] = field(default_factory=list)
-
-    def write_creator_windows(self, rows: list[CreatorWindowRow]) -> None:
-        self.windows.extend(rows)
-
-    def write_dead_letters(self, rows: list[DeadLetter]) -> None:
-        self.dead.extend(rows)
-
-
-@dataclass
 class Harness:
     """A processor on doubles of every port, and the doubles to look at."""
 
     processor: StreamProcessor
     writer: SinkWriter
-    sink: InstantSink
+    sink: MemoryRowSink
     producer: RecordingProducer
     changelog: InMemoryChangelog
     committer: RecordingCommitter
 
 
 def harness(
-    sink: InstantSink | None = None,
+    sink: MemoryRowSink | None = None,
     *,
     changelog: InMemoryChangelog | None = None,
     partitions: int = 1,
 ) -> Harness:
     """Call inside a running loop: the writer starts its task."""
-    sink = sink or InstantSink()
+    sink = sink or MemoryRowSink()
     writer = SinkWriter(sink)
     writer.start()
     # The flush yields to the loop while "Kafka acknowledges": time for the sink first.
@@ -110,8 +98,8 @@ def test_dead_letters_already_written_leave_no_segment_in_the_changelog() -> Non
 
     h = asyncio.run(scenario())
     sink = h.sink
-    assert [d.reason.split(":")[0] for d in sink.dead] == ["bad_json"]
-    assert sum(r.counts[0] for r in sink.windows if r.window_size_s == 60) == 5
+    assert [d.reason.split(":")[0] for d in sink.dead_letters] == ["bad_json"]
+    assert sum(r.counts[0] for r in sink.rows() if r.window_size_s == 60) == 5
     # The dead letter is in the sink, so its changelog segment has no reason to stay:
     # left behind, a restart would write it again and keep it in memory until then.
     segments = [key for key in h.changelog.data if orjson.loads(key)[1] == "x"]
@@ -144,14 +132,14 @@ def test_assigned_partitions_rewrite_their_windows_without_a_new_record() -> Non
     # Issue 8, finding 11: after a kill -9 between a durable checkpoint and the sink's
     # write, only partitions that got a new record were rewritten; a finished campaign's
     # last windows stayed short in ClickHouse for good.
-    async def scenario() -> InstantSink:
+    async def scenario() -> MemoryRowSink:
         first = harness()
         first.processor.restore([0])
         async with first.processor.lock:
             first.processor.apply_batch([record(0, event_json("e1", T0, 5))])
         await first.processor.flush()  # durable in the changelog; the sink's write is lost
         await first.writer.stop()
-        sink = InstantSink()
+        sink = MemoryRowSink()
         restarted = harness(sink, changelog=first.changelog)
         restarted.processor.restore([0])  # what the worker does once the changelog is read
         await restarted.writer.drain()
@@ -159,7 +147,7 @@ def test_assigned_partitions_rewrite_their_windows_without_a_new_record() -> Non
         return sink
 
     sink = asyncio.run(scenario())
-    assert [(r.window_size_s, r.counts[0]) for r in sink.windows] == [(60, 5), (3600, 5)]
+    assert [(r.window_size_s, r.counts[0]) for r in sink.rows()] == [(60, 5), (3600, 5)]
 
 
 def test_forwarded_events_are_split_into_records_kafka_accepts() -> None:
