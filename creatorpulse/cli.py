@@ -232,11 +232,11 @@ def _start_pipeline(
                 "--sink / CREATORPULSE_SINK=topic needs --kafka-bootstrap: the embedded "
                 "broker keeps nothing, so rows published to it could be lost on a restart"
             )
-        from sinks.row_topic import WindowRowPublisher, window_rows_topic
+        from creatorpulse.window_rows import WindowRowPublisher
 
         bootstrap = settings.kafka_bootstrap or ""
         runtime.ensure_topics(settings, bootstrap, window_rows=True)
-        publisher = WindowRowPublisher(bootstrap, window_rows_topic(settings.app_id))
+        publisher = WindowRowPublisher(bootstrap, _rows_topic(settings))
         stack.callback(publisher.close)
         return bootstrap, None, runtime.build(settings, publisher, bootstrap)
     bootstrap = _bootstrap(settings, stack)
@@ -251,9 +251,9 @@ def _start_pipeline(
 
 
 def _rows_topic(settings: Settings) -> str:
-    from sinks.row_topic import window_rows_topic
+    from schemas.topics import Topics
 
-    return window_rows_topic(settings.app_id)
+    return Topics(app_id=settings.app_id).window_rows
 
 
 @app.command("sink")
@@ -267,7 +267,7 @@ def sink_command() -> None:
     opens the store. Needs --kafka-bootstrap. Stops cleanly on SIGINT/SIGTERM.
     """
     from creatorpulse import runtime
-    from sinks.row_topic import RowSinkService, SinkTopics
+    from sinks.service import RowSinkService, SinkTopics
 
     settings = _State.settings()
     if settings.embedded_broker:
@@ -469,7 +469,7 @@ def replay(
 def migrate_command() -> None:
     """Create the ClickHouse database, tables and BI views (idempotent)."""
     from creatorpulse import runtime
-    from sinks.migrate import migrate
+    from sinks.clickhouse import migrate
 
     settings = _State.settings()
     sink = runtime.open_sink(settings, migrate_schema=False)

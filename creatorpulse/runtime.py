@@ -25,11 +25,10 @@ from creatorpulse.settings import (
     SettingsError,
 )
 from schemas.rows import WindowKey
-from sinks.clickhouse import ClickHouseSink
-from sinks.migrate import migrate
+from sinks.base import RowSink
+from sinks.clickhouse import ClickHouseSink, migrate
 from streams.app import Worker, build_worker
 from streams.config import WorkerConfig
-from streams.sink_writer import RowSink
 
 if TYPE_CHECKING:
     from kafka import KafkaAdminClient
@@ -187,8 +186,6 @@ def ensure_topics(
     from kafka.admin import NewTopic
     from kafka.errors import TopicAlreadyExistsError
 
-    from sinks.row_topic import window_rows_topic
-
     config = worker_config(settings, bootstrap)
     topics = config.topics
     compacted = {"cleanup.policy": "compact"}
@@ -200,7 +197,7 @@ def ensure_topics(
         topics.contracts: (1, compacted, False),
     }
     if window_rows:
-        wanted[window_rows_topic(settings.app_id)] = (config.partitions, {}, False)
+        wanted[topics.window_rows] = (config.partitions, {}, False)
     admin = connect_admin(bootstrap, timeout_s)
     try:
         described = admin.describe_topics(list(wanted))
@@ -239,15 +236,7 @@ def load_baseline(
     start those windows from zero and its rows would replace the totals in ClickHouse.
     """
     now_ms = int(time.time() * 1000) if now_ms is None else now_ms
-    horizon_ms = now_ms - settings.grace_s * 1000
-    rows = sink.query_rows(
-        "SELECT campaign_id, creator_id, window_size_s, toUnixTimestamp(window_start) * 1000, "
-        "views, likes, comments, shares, saves, watch_time_ms, completions, replays, clicks, "
-        "conversions, revenue_cents FROM {database}.creator_metrics FINAL "
-        "WHERE toUnixTimestamp(window_end) * 1000 > {horizon:Int64}",
-        {"horizon": horizon_ms},
-    )
-    return {(r[0], r[1], int(r[2]), int(r[3])): tuple(int(v) for v in r[4:]) for r in rows}
+    return sink.window_totals(ending_after_ms=now_ms - settings.grace_s * 1000)
 
 
 def worker_config(settings: Settings, bootstrap: str) -> WorkerConfig:

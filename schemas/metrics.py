@@ -2,8 +2,8 @@
 
 One home for the vocabulary: :data:`METRICS` fixes the counters' order everywhere (state,
 rows, tables, SQL built from it), and the rate functions are the one definition of each
-rate (docs/design.md, "Metric definitions"); the BI views in ``sinks/migrations`` mirror
-them, and a test holds the two together.
+rate (docs/design.md, "Metric definitions"); the BI views in
+``sinks/clickhouse/migrations`` mirror them, and a test holds the two together.
 """
 
 from __future__ import annotations

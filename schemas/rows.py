@@ -1,8 +1,8 @@
 """Rows the pipeline writes to ClickHouse: window totals and dead letters.
 
 Plain frozen dataclasses (no validation needed: the pipeline builds them) with the
-exact column order of the tables in ``sinks/migrations``, and their JSON form on
-Kafka: window rows on the window-rows topic (``sinks.row_topic``), dead letters on
+exact column order of the tables in ``sinks/clickhouse/migrations``, and their JSON form
+on Kafka: window rows on the window-rows topic (``sinks.service``), dead letters on
 the dead-letter topic. Reading JSON back validates it: it comes from outside.
 """
 

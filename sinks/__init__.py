@@ -1,17 +1,20 @@
-"""Where window totals, dead letters and reference data go: ClickHouse.
+"""Where window totals, dead letters and reference data go.
 
-- :class:`ClickHouseSink` writes rows idempotently and reads the leaderboard, with
-  one code path for ``http(s)://`` servers and embedded ``chdb:///path`` stores;
-- :func:`migrate` applies the versioned DDL in ``sinks/migrations``.
+- :mod:`sinks.base`: the sink contract (:class:`~sinks.base.RowSink`: when a sink is
+  called, what a refusal and an outage mean), :class:`~sinks.base.RowBatch` (the newest
+  row of each window, waiting for a write), isolation of refused rows and backoff;
+- :mod:`sinks.memory`: :class:`~sinks.memory.MemoryRowSink`, the contract in memory,
+  for tests and demos;
+- :mod:`sinks.clickhouse`: the store, a server or embedded chDB (target, sink, queries,
+  migrations);
+- :mod:`sinks.service`: ``creatorpulse sink``, window rows from Kafka into the store;
+- :mod:`sinks.webhooks`: alerts delivered over HTTP.
 
-Batching is the stream worker's flush cadence: each flush hands over the newest
-totals of every window that changed, coalesced per window, as one insert per table
-(``streams.sink_writer``). ``sinks`` knows ClickHouse, not Faust: the stream
-processors hand it plain rows from :mod:`schemas.rows`.
-
-:mod:`sinks.base` (what outage and refusal mean, isolation, backoff) is imported by the
-stream worker, which must not load a ClickHouse client for it: so the names below are
-imported on first use, not with the package.
+``sinks`` knows stores, not Faust: the stream worker hands it plain rows from
+:mod:`schemas.rows`, and it imports neither ``streams``, ``producers`` nor
+``creatorpulse``. :mod:`sinks.base` is imported by the stream worker, which must not load
+a ClickHouse client for it: so the names below are imported on first use, not with the
+package.
 """
 
 from __future__ import annotations
@@ -24,7 +27,10 @@ _LAZY = {
     "ClickHouseTarget": "sinks.clickhouse",
     "LeaderRow": "sinks.clickhouse",
     "parse_clickhouse_url": "sinks.clickhouse",
-    "migrate": "sinks.migrate",
+    "migrate": "sinks.clickhouse",
+    "MemoryRowSink": "sinks.memory",
+    "RowBatch": "sinks.base",
+    "RowSink": "sinks.base",
 }
 
 
@@ -39,6 +45,9 @@ __all__ = [
     "ClickHouseSink",
     "ClickHouseTarget",
     "LeaderRow",
+    "MemoryRowSink",
+    "RowBatch",
+    "RowSink",
     "migrate",
     "parse_clickhouse_url",
 ]

@@ -33,8 +33,7 @@ from urllib.parse import urlencode, urlsplit, urlunsplit
 
 import pytest
 
-from sinks.clickhouse import ClickHouseSink
-from sinks.migrate import migrate
+from sinks.clickhouse import ClickHouseSink, migrate
 
 ENV_URL = "CREATORPULSE_TEST_CLICKHOUSE_URL"
 

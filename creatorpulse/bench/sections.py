@@ -396,9 +396,9 @@ class Runner:
 
     def _sink_caught_up(self, sink: WorkerProcess, name: str) -> dict[str, Any]:
         """Wait until the sink has committed every window row; its peak RSS then."""
-        from sinks.row_topic import window_rows_topic
+        from schemas.topics import Topics
 
-        group, topic = f"{sink.app_id}-sink", window_rows_topic(sink.app_id)
+        group, topic = f"{sink.app_id}-sink", Topics(app_id=sink.app_id).window_rows
         started = time.monotonic()
         deadline = started + 120
         while (lag := group_lag(self.bootstrap(), group, [topic])) != 0:

@@ -389,6 +389,30 @@ def test_leaderboard_rejects_nonsense(clickhouse_sink: ClickHouseSink) -> None:
         clickhouse_sink.leaderboard(limit=0)
 
 
+# -- open windows (the embedded broker's baseline) ----------------------------------------
+
+
+def test_window_totals_are_the_newest_totals_of_windows_ending_after_the_horizon(
+    clickhouse_sink: ClickHouseSink,
+) -> None:
+    sink = clickhouse_sink
+    sink.write_creator_windows(
+        [
+            window("alice", T0_MS, views=10, likes=2),
+            window("alice", T0_MS + MINUTE_MS, views=4),
+            window("bob", T0_MS + MINUTE_MS, size_s=3600, views=7, revenue_cents=99),
+        ]
+    )
+    sink.write_creator_windows([window("alice", T0_MS + MINUTE_MS, views=6, clicks=1)])
+    # alice's first window ends at T0 + 1 min: not after a horizon there.
+    assert sink.window_totals(ending_after_ms=T0_MS + MINUTE_MS) == {
+        ("camp1", "alice", 60, T0_MS + MINUTE_MS): counts(views=6, clicks=1),
+        ("camp1", "bob", 3600, T0_MS + MINUTE_MS): counts(views=7, revenue_cents=99),
+    }
+    assert len(sink.window_totals(ending_after_ms=T0_MS + MINUTE_MS - 1)) == 3
+    assert sink.window_totals(ending_after_ms=T0_MS + MINUTE_MS + HOUR_MS) == {}
+
+
 # -- lifecycle and threads -----------------------------------------------------------
 
 

@@ -15,8 +15,7 @@ import pytest
 from schemas.metrics import METRICS
 from schemas.reference import CampaignContract, CreatorProfile
 from schemas.rows import CreatorWindowRow
-from sinks.clickhouse import ClickHouseSink
-from sinks.migrate import load_migrations, migrate, split_statements
+from sinks.clickhouse import ClickHouseSink, load_migrations, migrate, split_statements
 
 T0_MS = int(datetime(2023, 6, 1, 0, 0, tzinfo=UTC).timestamp() * 1000)
 T0_S = T0_MS // 1000
@@ -24,7 +23,7 @@ MINUTE_MS = 60_000
 HOUR_MS = 3_600_000
 MAX_VIEWS = 2**53 - 1  # the upstream bound per creator window and metric
 # The module, not the package's ``migrate`` function of the same name.
-migrate_module = importlib.import_module("sinks.migrate")
+migrate_module = importlib.import_module("sinks.clickhouse.migrate")
 
 TABLES = {
     "alerts",
@@ -106,6 +105,35 @@ def test_packaged_migrations_are_ordered_and_idempotent_statements() -> None:
             )
             assert idempotent, code
             assert "{database}" not in code
+
+
+def table_columns(code: str) -> tuple[str, list[str]]:
+    """The table a CREATE TABLE or ALTER TABLE names, and the columns it defines or
+    modifies, in order."""
+    lines = [line.strip() for line in code.splitlines()]
+    table = lines[0].split()[-1]
+    if lines[0].startswith("CREATE TABLE"):
+        return table, [line.split()[0] for line in lines[lines.index("(") + 1 : lines.index(")")]]
+    return table, [line.split()[2] for line in lines[1:] if line.startswith("MODIFY COLUMN")]
+
+
+def test_every_metrics_column_list_in_the_table_ddl_is_metrics_in_order() -> None:
+    # The sink names its columns from METRICS, so a table listing them in another order
+    # would still work; it would no longer read as the contract does, nor guard its order.
+    checked = []
+    for migration in load_migrations():
+        for statement in migration.statements("db"):
+            code = "\n".join(
+                line for line in statement.splitlines() if not line.strip().startswith("--")
+            ).strip()
+            if not code.startswith(("CREATE TABLE", "ALTER TABLE")):
+                continue
+            table, columns = table_columns(code)
+            listed = [column for column in columns if column in METRICS]
+            if listed:
+                assert listed == list(METRICS), f"{migration.version}_{migration.name}: {table}"
+                checked.append(table)
+    assert checked == ["db.creator_metrics", "db.campaign_metrics", "db.campaign_metrics"]
 
 
 # -- on a real engine ---------------------------------------------------------------------

@@ -24,7 +24,7 @@ from schemas.reference import CreatorProfile
 from schemas.rows import CreatorWindowRow, window_row_to_json
 from sinks.base import stable_idx
 from sinks.clickhouse import ClickHouseSink
-from sinks.row_topic import RowSinkService, SinkBatch, SinkTopics
+from sinks.service import RowSinkService, SinkBatch, SinkTopics
 from streams.sink_writer import SinkWriter
 from tests.fixtures_kafka import create_topic
 
@@ -130,15 +130,14 @@ def test_the_sink_process_dead_letters_a_profile_clickhouse_refuses(
     clickhouse_sink: ClickHouseSink,
 ) -> None:
     service = RowSinkService(clickhouse_sink, "x:1", SinkTopics("r", "d", "p", "c"), "g")
-    outcome = service.write(
-        SinkBatch(
-            rows={("camp", "c-0", 60, T0_MS): window("c-0", views=3)},
-            profiles=[
-                CreatorProfile(creator_id="c-0", handle="@ok", follower_count=12_000),
-                CreatorProfile(creator_id="c-9", handle="@huge", follower_count=2**64),
-            ],
-        )
+    batch = SinkBatch(
+        profiles=[
+            CreatorProfile(creator_id="c-0", handle="@ok", follower_count=12_000),
+            CreatorProfile(creator_id="c-9", handle="@huge", follower_count=2**64),
+        ],
     )
+    batch.add([window("c-0", views=3)])
+    outcome = service.write(batch)
     assert outcome.refused["creator_profiles"] == 1
     assert clickhouse_sink.query_rows(
         "SELECT creator_id FROM {database}.creator_profiles FINAL"

@@ -19,7 +19,8 @@ from schemas.rows import (
     window_row_from_json,
     window_row_to_json,
 )
-from sinks.row_topic import SinkTopics, collect, window_rows_topic
+from schemas.topics import Topics
+from sinks.service import SinkTopics, collect
 
 TOPICS = SinkTopics("app-window-rows", "post-stats-dead-letters", "profiles", "contracts")
 
@@ -110,7 +111,7 @@ def test_collect_keeps_the_newest_row_per_window_and_sorts_by_topic() -> None:
         ],
         TOPICS,
     )
-    assert batch.rows == {("camp", "cr-1", 60, 60_000): newer, ("camp", "cr-2", 60, 60_000): other}
+    assert batch.rows() == [newer, other]  # one row per window, the newest
     assert batch.dead_letters == [dead]
     assert [p.creator_id for p in batch.profiles] == ["cr-1"]
     assert [c.fee for c in batch.contracts] == [500.0]
@@ -128,8 +129,8 @@ def test_collect_counts_bad_records_instead_of_raising() -> None:
         TOPICS,
     )
     assert batch.invalid == 3
-    assert list(batch.rows.values()) == [row()]
+    assert batch.rows() == [row()]
 
 
 def test_window_rows_topic_is_named_after_the_group() -> None:
-    assert window_rows_topic("creatorpulse") == "creatorpulse-window-rows"
+    assert Topics(app_id="creatorpulse").window_rows == "creatorpulse-window-rows"

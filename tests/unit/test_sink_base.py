@@ -1,8 +1,8 @@
 """Refusals, outages, backoff and bounded shutdown of the row writers, with in-memory sinks.
 
-The sinks here refuse chosen rows the way ``sinks.clickhouse`` does (raising
-``sinks.base.Refused``) or fail like an outage (a ``ConnectionError``), so the writer's
-decisions can be checked row by row without a store.
+The shipped :class:`~sinks.memory.MemoryRowSink` refuses chosen rows the way
+``sinks.clickhouse`` does (raising ``sinks.base.Refused``) or fails like an outage (a
+``ConnectionError``), so the writer's decisions can be checked row by row without a store.
 """
 
 from __future__ import annotations
@@ -21,10 +21,12 @@ from schemas.metrics import METRICS
 from schemas.reference import CampaignContract, CreatorProfile
 from schemas.rows import CreatorWindowRow, DeadLetter
 from sinks.base import (
+    CREATOR_METRICS_TABLE,
     Backoff,
     Part,
     RateLimitedLog,
     Refused,
+    RowBatch,
     Stopped,
     isolate_refused,
     stable_idx,
@@ -32,7 +34,8 @@ from sinks.base import (
     write_batch,
     write_until_done,
 )
-from sinks.row_topic import RowSinkService, SinkBatch, SinkTopics
+from sinks.memory import MemoryRowSink
+from sinks.service import RowSinkService, SinkBatch, SinkTopics
 from streams.sink_writer import SinkWriter
 
 NOW = datetime(2026, 12, 2, 12, 0, tzinfo=UTC)
@@ -45,66 +48,86 @@ def row(creator: str, start_ms: int = T0_MS, views: int = 1) -> CreatorWindowRow
     return CreatorWindowRow("camp", creator, 60, start_ms, (views,) + (0,) * (len(METRICS) - 1))
 
 
-class RefusingSink:
-    """Keeps what it is given, except windows that ``refuses`` picks: then it refuses the
-    whole call, as a ClickHouse insert does. Counts every call."""
-
-    def __init__(
-        self,
-        refuses: Callable[[CreatorWindowRow], bool] = lambda r: False,
-        refuses_dead: Callable[[DeadLetter], bool] = lambda d: False,
-    ) -> None:
-        self.refuses = refuses
-        self.refuses_dead = refuses_dead
-        self.windows: list[CreatorWindowRow] = []
-        self.dead: list[DeadLetter] = []
-        self.profiles: list[CreatorProfile] = []
-        self.contracts: list[CampaignContract] = []
-        self.calls = 0
-
-    def write_creator_windows(self, rows: list[CreatorWindowRow]) -> None:
-        self.calls += 1
-        bad = [r for r in rows if self.refuses(r)]
-        if bad:
-            raise Refused("creator_metrics", f"window_start of {bad[0].creator_id} out of range")
-        self.windows.extend(rows)
-
-    def write_dead_letters(self, rows: list[DeadLetter]) -> None:
-        if any(self.refuses_dead(d) for d in rows):
-            raise Refused("dead_letters", "no")
-        self.dead.extend(rows)
-
-    def write_profiles(self, rows: list[CreatorProfile]) -> None:
-        if any(p.follower_count >= 2**64 for p in rows):
-            raise Refused("creator_profiles", "follower_count out of range for UInt64")
-        self.profiles.extend(rows)
-
-    def write_contracts(self, rows: list[CampaignContract]) -> None:
-        self.contracts.extend(rows)
+def refuse_far_future(r: CreatorWindowRow) -> str | None:
+    if r.window_start_ms >= FAR_FUTURE_MS:
+        return f"window_start of {r.creator_id} out of range"
+    return None
 
 
-class DownSink(RefusingSink):
-    """A store that is down: every call fails like a lost connection."""
+def refuse_creators(*creators: str) -> Callable[[CreatorWindowRow], str | None]:
+    def refuse(r: CreatorWindowRow) -> str | None:
+        return f"window_start of {r.creator_id} out of range" if r.creator_id in creators else None
 
-    def write_creator_windows(self, rows: list[CreatorWindowRow]) -> None:
-        self.calls += 1
-        raise ConnectionError("connection refused")
+    return refuse
+
+
+def refuse_huge_profiles(p: CreatorProfile) -> str | None:
+    return "follower_count out of range for UInt64" if p.follower_count >= 2**64 else None
+
+
+# -- the batch ------------------------------------------------------------------------
+
+
+def test_a_batch_keeps_the_newest_row_of_each_window_and_every_dead_letter() -> None:
+    batch = RowBatch()
+    assert batch.empty() and batch.size == 0
+    older, newer, other = row("c-0", views=3), row("c-0", views=8), row("c-1", views=1)
+    batch.add([older, other])
+    batch.add([newer])
+    batch.add([older])  # replayed, lower version: the store would keep `newer` anyway
+    tie = CreatorWindowRow("camp", "c-1", 60, T0_MS, (0, 1) + (0,) * (len(METRICS) - 2))
+    batch.add([tie])  # the same version: the later row wins, as in ReplacingMergeTree
+    dead = DeadLetter(NOW, "post-stats", 0, 5, 0, "bad_json", b"{")
+    batch.add_dead_letters([dead, dead])
+    assert batch.rows() == [newer, tie]  # in the order the windows first came
+    assert batch.dead_letters == [dead, dead]  # the store collapses them, not the batch
+    assert batch.size == 2 and not batch.empty()
+    batch.clear()
+    assert batch.empty() and batch.rows() == [] and batch.dead_letters == []
+
+
+def test_a_batch_of_dead_letters_alone_is_not_empty() -> None:
+    batch = RowBatch()
+    batch.add_dead_letters([DeadLetter(NOW, "post-stats", 0, 5, 0, "bad_json", b"{")])
+    assert not batch.empty() and batch.size == 0
+
+
+def test_the_writer_writes_the_flushes_it_is_behind_on_as_one_batch() -> None:
+    sink = MemoryRowSink()
+
+    async def scenario() -> SinkWriter:
+        writer = SinkWriter(sink, now=lambda: NOW)
+        writer.start()
+        try:
+            # Two flushes before the writer's task runs: one write of the newest totals.
+            writer.submit([row("c-0", views=1), row("c-1", views=4)])
+            writer.submit([row("c-0", views=2)])
+            assert writer.stats.rows_pending == 2
+            await asyncio.wait_for(writer.drain(), 10)
+        finally:
+            await writer.stop(1)
+        return writer
+
+    writer = asyncio.run(scenario())
+    assert sink.calls[CREATOR_METRICS_TABLE] == 1
+    assert [(r.creator_id, r.counts[0]) for r in sink.rows()] == [("c-0", 2), ("c-1", 4)]
+    assert (writer.stats.inserts, writer.stats.rows_written) == (1, 2)
 
 
 # -- isolation ------------------------------------------------------------------------
 
 
 def test_bisection_writes_every_row_but_the_refused_ones() -> None:
-    sink = RefusingSink(lambda r: r.creator_id in {"c-17", "c-600"})
+    sink = MemoryRowSink(refuse_windows=refuse_creators("c-17", "c-600"))
     rows = [row(f"c-{i}") for i in range(1000)]
     refused = isolate_refused(sink.write_creator_windows, rows)
     assert [r.creator_id for r, _ in refused] == ["c-17", "c-600"]
     assert "c-17 out of range" in refused[0][1].detail
-    assert sorted(r.creator_id for r in sink.windows) == sorted(
+    assert sorted(r.creator_id for r in sink.rows()) == sorted(
         f"c-{i}" for i in range(1000) if i not in (17, 600)
     )
     # Bisection, not a row at a time: about 2 * k * log2(n) writes.
-    assert sink.calls <= 2 * 2 * 10 + 1
+    assert sink.calls[CREATOR_METRICS_TABLE] <= 2 * 2 * 10 + 1
 
 
 def test_a_batch_refused_only_as_a_whole_is_written_in_pieces() -> None:
@@ -136,24 +159,24 @@ def test_an_outage_while_isolating_propagates_for_a_retry_of_everything() -> Non
 
 
 def test_isolation_stops_when_asked() -> None:
-    sink = RefusingSink(lambda r: True)
+    sink = MemoryRowSink(refuse_windows=lambda r: "no")
     with pytest.raises(Stopped):
         isolate_refused(sink.write_creator_windows, [row("a"), row("b")], stopped=lambda: True)
-    assert sink.calls == 1
+    assert sink.calls[CREATOR_METRICS_TABLE] == 1
 
 
 # -- dead letters for refused rows ----------------------------------------------------
 
 
 def test_refused_rows_become_dead_letters_that_collapse_when_refused_again() -> None:
-    sink = RefusingSink(lambda r: r.window_start_ms >= FAR_FUTURE_MS)
+    sink = MemoryRowSink(refuse_windows=refuse_far_future)
     poison = row("c-1", FAR_FUTURE_MS, views=7)
     parts = [Part("creator_metrics", [row("c-0"), poison], sink.write_creator_windows,
                   window_dead_letter)]  # fmt: skip
     outcome = write_batch(parts, [], sink.write_dead_letters, now=lambda: NOW)
     assert (outcome.written, outcome.refused) == ({"creator_metrics": 1}, {"creator_metrics": 1})
-    assert [r.creator_id for r in sink.windows] == ["c-0"]
-    (dead,) = sink.dead
+    assert [r.creator_id for r in sink.rows()] == ["c-0"]
+    (dead,) = sink.dead_letters
     assert dead.reason == "sink_refused: creator_metrics: window_start of c-1 out of range"
     assert (dead.received_at, dead.topic, dead.partition) == (NOW, "creator_metrics", 0)
     assert dead.offset == FAR_FUTURE_MS
@@ -177,7 +200,10 @@ def test_a_row_beyond_64_bits_still_gets_a_dead_letter_in_range() -> None:
 def test_a_dead_letter_the_store_refuses_is_counted_and_not_retried(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    sink = RefusingSink(lambda r: True, refuses_dead=lambda d: d.topic == "creator_metrics")
+    sink = MemoryRowSink(
+        refuse_windows=lambda r: "window_start out of range",
+        refuse_dead_letters=lambda d: "no" if d.topic == "creator_metrics" else None,
+    )
     given = DeadLetter(NOW, "post-stats", 0, 5, 0, "bad_json", b"{")
     parts = [Part("creator_metrics", [row("a")], sink.write_creator_windows, window_dead_letter)]
     with caplog.at_level(logging.WARNING, "creatorpulse.sink"):
@@ -186,7 +212,7 @@ def test_a_dead_letter_the_store_refuses_is_counted_and_not_retried(
             refusals_log=RateLimitedLog(logging.getLogger("creatorpulse.sink"), 0),
         )  # fmt: skip
     assert (outcome.rows_refused, outcome.dead_letters_refused) == (1, 1)
-    assert outcome.dead_letters_written == 1 and sink.dead == [given]
+    assert outcome.dead_letters_written == 1 and sink.dead_letters == [given]
     assert "refused 1 dead letters, which are dropped" in caplog.text
 
 
@@ -251,7 +277,7 @@ def test_rate_limited_log_counts_what_it_held_back(caplog: pytest.LogCaptureFixt
 
 
 def test_the_writer_isolates_refused_rows_and_confirms_the_batch() -> None:
-    sink = RefusingSink(lambda r: r.window_start_ms >= FAR_FUTURE_MS)
+    sink = MemoryRowSink(refuse_windows=refuse_far_future)
     confirmed: list[str] = []
 
     async def scenario() -> SinkWriter:
@@ -271,8 +297,8 @@ def test_the_writer_isolates_refused_rows_and_confirms_the_batch() -> None:
         return writer
 
     writer = asyncio.run(scenario())
-    assert sorted(r.creator_id for r in sink.windows) == ["c-0", "c-2", "c-3"]
-    assert [d.topic for d in sink.dead] == ["creator_metrics"]
+    assert sorted(r.creator_id for r in sink.rows()) == ["c-0", "c-2", "c-3"]
+    assert [d.topic for d in sink.dead_letters] == ["creator_metrics"]
     assert confirmed == ["flush 1", "flush 2"]  # the refused row is done: dead-lettered
     assert (writer.stats.rows_written, writer.stats.rows_refused) == (3, 1)
     assert writer.stats.failures == 0
@@ -281,7 +307,7 @@ def test_the_writer_isolates_refused_rows_and_confirms_the_batch() -> None:
 def test_stop_returns_within_its_bound_while_the_sink_keeps_failing(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    sink = DownSink()
+    sink = MemoryRowSink(outages=10**9)  # a store that is down for good
     confirmed: list[str] = []
 
     async def scenario() -> float:
@@ -296,10 +322,21 @@ def test_stop_returns_within_its_bound_while_the_sink_keeps_failing(
     with caplog.at_level(logging.WARNING, "creatorpulse.sink"):
         elapsed = asyncio.run(scenario())
     assert 0.5 <= elapsed < 3.0
-    assert sink.calls >= 2  # it kept retrying until the bound
+    assert sink.calls[CREATOR_METRICS_TABLE] >= 2  # it kept retrying until the bound
     assert confirmed == []  # nothing was written, so nothing is confirmed
     assert "with 2 rows unwritten" in caplog.text
     assert "durable in the changelog" in caplog.text
+
+
+def test_the_sink_contract_and_its_doubles_load_no_clickhouse_client_nor_kafka() -> None:
+    code = (
+        "import sys, sinks, sinks.base, sinks.memory, sinks.service; "
+        "print(sorted(m for m in sys.modules if m.startswith(('clickhouse', 'chdb', 'kafka'))))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout
+    assert out.strip() == "[]"
 
 
 def test_the_worker_writer_loads_no_clickhouse_client() -> None:
@@ -317,28 +354,25 @@ def test_the_worker_writer_loads_no_clickhouse_client() -> None:
 
 
 def test_the_sink_process_dead_letters_refused_rows_and_reference_data() -> None:
-    sink = RefusingSink(lambda r: r.window_start_ms >= FAR_FUTURE_MS)
+    sink = MemoryRowSink(refuse_windows=refuse_far_future, refuse_profiles=refuse_huge_profiles)
     service = RowSinkService(
-        sink,  # type: ignore[arg-type]  # duck-typed like ClickHouseSink
-        "x:1",
-        SinkTopics("rows", "dead", "profiles", "contracts"),
-        "group",
+        sink, "x:1", SinkTopics("rows", "dead", "profiles", "contracts"), "group"
     )
     good, poison = row("c-0"), row("c-1", FAR_FUTURE_MS)
     batch = SinkBatch(
-        rows={("camp", r.creator_id, 60, r.window_start_ms): r for r in (good, poison)},
         profiles=[
             CreatorProfile(creator_id="c-0", follower_count=12_000),
             CreatorProfile(creator_id="c-9", follower_count=2**64),
         ],
         contracts=[CampaignContract(campaign_id="camp", creator_id="c-0", fee=100.0)],
     )
+    batch.add([good, poison])
     outcome = service.write(batch)
     assert outcome.refused == {"creator_metrics": 1, "creator_profiles": 1, "campaign_contracts": 0}
-    assert sink.windows == [good]
+    assert sink.rows() == [good]
     assert [p.creator_id for p in sink.profiles] == ["c-0"]
     assert len(sink.contracts) == 1
-    assert sorted((d.topic, d.offset) for d in sink.dead) == [
+    assert sorted((d.topic, d.offset) for d in sink.dead_letters) == [
         ("creator_metrics", FAR_FUTURE_MS),
         ("creator_profiles", 0),
     ]

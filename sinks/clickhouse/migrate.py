@@ -1,4 +1,4 @@
-"""Versioned DDL: apply ``sinks/migrations/NNNN_name.sql`` in order, each once.
+"""Versioned DDL: apply ``migrations/NNNN_name.sql`` (beside this file) in order, each once.
 
 The schema lives in numbered SQL files, not in constructors, so it can be read,
 reviewed and applied by hand (``clickhouse-client`` after replacing ``{database}``).
@@ -34,7 +34,8 @@ from importlib import resources
 
 from clickhouse_connect.driver.client import Client
 
-from sinks.clickhouse import DEFAULT_DATABASE, ClickHouseSink, validate_identifier
+from sinks.clickhouse.sink import ClickHouseSink
+from sinks.clickhouse.target import DEFAULT_DATABASE, validate_identifier
 
 logger = logging.getLogger(__name__)
 
@@ -87,7 +88,7 @@ def split_statements(sql: str) -> list[str]:
 def load_migrations() -> list[Migration]:
     """The packaged migration files, in version order."""
     found: list[Migration] = []
-    for entry in resources.files("sinks").joinpath("migrations").iterdir():
+    for entry in resources.files("sinks.clickhouse").joinpath("migrations").iterdir():
         if not entry.name.endswith(".sql"):
             continue
         match = _FILE_NAME.match(entry.name)
@@ -117,7 +118,7 @@ def _client_of(target: ClickHouseSink | Client) -> Iterator[Client]:
 def migrate(target: ClickHouseSink | Client, database: str | None = None) -> list[str]:
     """Create ``database`` and apply every pending migration; return their versions.
 
-    ``target`` is a started :class:`~sinks.clickhouse.ClickHouseSink` or a
+    ``target`` is a started :class:`~sinks.clickhouse.sink.ClickHouseSink` or a
     clickhouse-connect ``Client``. ``database`` defaults to the sink's database (or
     ``creatorpulse`` for a bare client). Returns ``[]`` when nothing was pending.
     """

@@ -36,7 +36,7 @@ What chDB allows (clickhouse-connect 1.12.0, chdb 4.4.0 / engine 26.9, measured)
   ``tz_mode="aware"`` and the sink passes times as epoch seconds or aware datetimes,
   so nothing depends on the host zone.
 - The async client and external data are not supported on chDB; this sink uses
-  neither. Every statement in ``sinks/migrations`` (``CREATE OR REPLACE VIEW``,
+  neither. Every statement in ``sinks/clickhouse/migrations`` (``CREATE OR REPLACE VIEW``,
   ``FINAL`` inside views and subqueries, scalar subqueries, ``LEFT JOIN`` with
   ``toNullable``, ``nullIf``) runs on chDB unchanged. What ClickHouse (chDB or not)
   rejects: a ``DateTime`` query parameter given as a short epoch number (``0``), so
@@ -62,16 +62,14 @@ from __future__ import annotations
 
 import logging
 import math
-import re
 import struct
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from datetime import UTC, datetime
 from types import TracebackType
-from typing import Any, Literal
-from urllib.parse import parse_qs, unquote, urlsplit
+from typing import Any
 
 import clickhouse_connect
 import urllib3
@@ -87,16 +85,31 @@ from clickhouse_connect.driver.insert import InsertContext
 
 from schemas.metrics import METRICS
 from schemas.reference import CampaignContract, CreatorProfile
-from schemas.rows import CREATOR_WINDOW_COLUMNS, DEAD_LETTER_COLUMNS, CreatorWindowRow, DeadLetter
+from schemas.rows import (
+    CREATOR_WINDOW_COLUMNS,
+    DEAD_LETTER_COLUMNS,
+    CreatorWindowRow,
+    DeadLetter,
+    WindowKey,
+)
 from sinks.base import CONTRACTS_TABLE, CREATOR_METRICS_TABLE, PROFILES_TABLE, Refused
+from sinks.clickhouse.queries import (
+    CAMPAIGN_FILTER,
+    LEADERBOARD_SQL,
+    LEADERBOARD_WINDOW_S,
+    NEWEST_WINDOW_END_SQL,
+    REFRESH_CAMPAIGNS_SQL,
+    WINDOWS_ENDING_AFTER_SQL,
+    LeaderRow,
+    leader_row,
+    refresh_parameters,
+    window_totals,
+)
+from sinks.clickhouse.target import parse_clickhouse_url, validate_identifier
 
-logger = logging.getLogger(__name__)
+# The package's name: log lines keep the name they had before the package was split.
+logger = logging.getLogger("sinks.clickhouse")
 
-DEFAULT_DATABASE = "creatorpulse"
-DEFAULT_HTTP_PORT = 8123
-DEFAULT_HTTPS_PORT = 8443
-#: The leaderboard reads the short tumbling windows (contract default: 60 s).
-LEADERBOARD_WINDOW_S = 60
 #: Opening a connection, and the start-up probe: a start against a silent server fails
 #: within it. Long enough for a server across a slow network, short enough for a user.
 DEFAULT_CONNECT_TIMEOUT_S = 5.0
@@ -128,8 +141,6 @@ DATA_ERROR_CODES = frozenset(
 )
 _TOO_MANY_PARTS = 252  # also "merges are behind" (an outage): told apart by its text
 
-_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
-
 CREATOR_METRICS_COLUMNS: tuple[str, ...] = (*CREATOR_WINDOW_COLUMNS, "updated_at")
 PROFILE_COLUMNS: tuple[str, ...] = (
     "creator_id",
@@ -140,20 +151,6 @@ PROFILE_COLUMNS: tuple[str, ...] = (
     "updated_at",
 )
 CONTRACT_COLUMNS: tuple[str, ...] = ("campaign_id", "creator_id", "fee", "currency", "updated_at")
-
-
-def validate_identifier(name: str, what: str = "database") -> str:
-    """Return ``name`` if it is a plain SQL identifier, else raise ``ValueError``.
-
-    Database and table names are spliced into SQL text (ClickHouse cannot bind
-    identifiers in DDL), so only names that need no quoting are accepted.
-    """
-    if not _IDENTIFIER.match(name):
-        raise ValueError(
-            f"{what} name {name!r} is not a plain identifier: use letters, digits and "
-            "underscores, not starting with a digit (at most 128 characters)"
-        )
-    return name
 
 
 # ---------------------------------------------------------------------------------
@@ -239,269 +236,6 @@ def _timed_out(exc: BaseException) -> bool:
     return False
 
 
-# ---------------------------------------------------------------------------------
-# URL parsing
-
-
-@dataclass(frozen=True, slots=True)
-class ClickHouseTarget:
-    """Where the sink connects: a server over HTTP(S), or a chDB data directory."""
-
-    kind: Literal["http", "chdb"]
-    database: str = DEFAULT_DATABASE
-    host: str = ""
-    port: int = 0
-    username: str = "default"
-    password: str = field(default="", repr=False)
-    secure: bool = False
-    path: str = ""
-
-    @property
-    def embedded(self) -> bool:
-        return self.kind == "chdb"
-
-    def display_url(self) -> str:
-        """The URL without its password, for logs and error messages."""
-        if self.kind == "chdb":
-            return f"chdb://{self.path}?database={self.database}"
-        scheme = "https" if self.secure else "http"
-        secret = ":***" if self.password else ""
-        return f"{scheme}://{self.username}{secret}@{self.host}:{self.port}/{self.database}"
-
-
-_URL_FORMS = "http(s)://user:pass@host:port/db or chdb:///absolute/path"
-
-
-def parse_clickhouse_url(url: str) -> ClickHouseTarget:
-    """Parse ``http(s)://user:pass@host:port/db`` or ``chdb:///abs/path[?database=db]``.
-
-    Pure: no I/O. The database defaults to ``creatorpulse``. Raises ``ValueError``
-    saying what to fix for anything else.
-    """
-    if not url or not url.strip():
-        raise ValueError(f"ClickHouse URL is empty: expected {_URL_FORMS}")
-    url = url.strip()
-    try:
-        parts = urlsplit(url)
-    except ValueError as exc:
-        raise ValueError(f"ClickHouse URL {_redact(url)!r} cannot be parsed: {exc}") from exc
-    scheme = parts.scheme.lower()
-    if scheme in ("http", "https"):
-        return _parse_http(url, parts, secure=scheme == "https")
-    if scheme == "chdb":
-        return _parse_chdb(url, parts)
-    shown = f"{scheme!r}" if scheme else "none"
-    raise ValueError(
-        f"ClickHouse URL {_redact(url)!r} has scheme {shown}: use http://, https:// "
-        f"or chdb:// ({_URL_FORMS})"
-    )
-
-
-def _parse_http(url: str, parts: Any, *, secure: bool) -> ClickHouseTarget:
-    shown = _redact(url)
-    host = parts.hostname or ""
-    if not host:
-        raise ValueError(f"ClickHouse URL {shown!r} has no host: use {_URL_FORMS}")
-    try:
-        port = parts.port
-    except ValueError:
-        raw = parts.netloc.rpartition("@")[2].rpartition(":")[2]
-        raise ValueError(
-            f"ClickHouse URL {shown!r}: port {raw!r} is not a number between 1 and 65535"
-        ) from None
-    if port == 0:
-        raise ValueError(f"ClickHouse URL {shown!r}: port must be between 1 and 65535")
-    if port is None:
-        port = DEFAULT_HTTPS_PORT if secure else DEFAULT_HTTP_PORT
-    if parts.query:
-        raise ValueError(
-            f"ClickHouse URL {shown!r}: query parameters are not supported for http(s); "
-            "put the database in the path (http://host:8123/mydb)"
-        )
-    if parts.fragment:
-        raise ValueError(f"ClickHouse URL {shown!r}: remove the '#...' fragment")
-    segments = [s for s in parts.path.split("/") if s]
-    if len(segments) > 1:
-        raise ValueError(
-            f"ClickHouse URL {shown!r}: the path must be a single database name (/db), "
-            f"got {parts.path!r}"
-        )
-    database = unquote(segments[0]) if segments else DEFAULT_DATABASE
-    return ClickHouseTarget(
-        kind="http",
-        database=validate_identifier(database),
-        host=host,
-        port=port,
-        username=unquote(parts.username) if parts.username else "default",
-        password=unquote(parts.password) if parts.password else "",
-        secure=secure,
-    )
-
-
-def _parse_chdb(url: str, parts: Any) -> ClickHouseTarget:
-    if parts.netloc:
-        raise ValueError(
-            f"ClickHouse URL {url!r}: chdb URLs take an absolute path and no host; "
-            f"use three slashes, e.g. chdb:///var/lib/creatorpulse (got host {parts.netloc!r})"
-        )
-    path = unquote(parts.path)
-    if not path or path.strip("/") == "":
-        raise ValueError(f"ClickHouse URL {url!r} has no data directory: use chdb:///absolute/path")
-    if not path.startswith("/"):
-        raise ValueError(
-            f"ClickHouse URL {url!r}: the chdb path must be absolute (chdb:///absolute/path)"
-        )
-    if parts.fragment:
-        raise ValueError(f"ClickHouse URL {url!r}: remove the '#...' fragment")
-    query = parse_qs(parts.query, keep_blank_values=True)
-    unknown = sorted(set(query) - {"database"})
-    if unknown:
-        raise ValueError(
-            f"ClickHouse URL {url!r}: unsupported query parameter(s) {', '.join(unknown)}; "
-            "only ?database=name is understood"
-        )
-    values = query.get("database", [DEFAULT_DATABASE])
-    if len(values) != 1:
-        raise ValueError(f"ClickHouse URL {url!r}: give ?database= once")
-    return ClickHouseTarget(
-        kind="chdb", database=validate_identifier(values[0]), path=path.rstrip("/")
-    )
-
-
-def _redact(url: str) -> str:
-    # Error messages echo the URL; the password must not end up in logs.
-    return re.sub(r"(//[^/@:]*:)[^/@]*@", r"\1***@", url)
-
-
-# ---------------------------------------------------------------------------------
-# Leaderboard
-
-
-@dataclass(frozen=True, slots=True)
-class LeaderRow:
-    """One creator's totals over the leaderboard's time range, with derived rates.
-
-    Rates are ``None`` where the denominator is 0. ``handle`` and ``tier`` are
-    ``None`` when no profile is known for the creator.
-    """
-
-    campaign_id: str
-    creator_id: str
-    handle: str | None
-    tier: str | None
-    windows: int
-    views: int
-    likes: int
-    comments: int
-    shares: int
-    saves: int
-    watch_time_ms: int
-    completions: int
-    replays: int
-    clicks: int
-    conversions: int
-    revenue_cents: int
-    engagement_rate: float | None
-    ctr: float | None
-    avg_watch_time_s: float | None
-    conversion_rate: float | None
-
-    @property
-    def engagements(self) -> int:
-        return self.likes + self.comments + self.shares + self.saves
-
-    @property
-    def revenue(self) -> float:
-        """Revenue in the campaign currency's major unit."""
-        return self.revenue_cents / 100
-
-
-def _ratio(numerator: float, denominator: float) -> float | None:
-    return numerator / denominator if denominator else None
-
-
-def _leader_row(record: Sequence[Any]) -> LeaderRow:
-    campaign_id, creator_id, handle, tier, windows, *counts = record
-    totals = dict(zip(METRICS, (int(c) for c in counts), strict=True))
-    views = totals["views"]
-    engagements = totals["likes"] + totals["comments"] + totals["shares"] + totals["saves"]
-    return LeaderRow(
-        campaign_id=campaign_id,
-        creator_id=creator_id,
-        handle=handle,
-        tier=tier,
-        windows=int(windows),
-        **totals,
-        engagement_rate=_ratio(engagements, views),
-        ctr=_ratio(totals["clicks"], views),
-        avg_watch_time_s=_ratio(totals["watch_time_ms"] / 1000, views),
-        conversion_rate=_ratio(totals["conversions"], totals["clicks"]),
-    )
-
-
-# ---------------------------------------------------------------------------------
-# SQL. ``{database}`` is replaced by a validated identifier; ``{name:Type}`` are
-# server-side query parameters, so user data never becomes SQL text. Times travel as
-# epoch seconds (Int64/UInt32) and are converted with an explicit 'UTC': a datetime
-# parameter would be formatted in the client's idea of the server zone, which for
-# chDB is the host's zone.
-
-# Sums over many creator windows are taken in UInt128: sum() of a UInt64 column is a
-# UInt64 that wraps silently, and 30 creators near the per-window bound of 2^53 views
-# (or 3000 windows at 2^53, or a few at the UInt64 maximum) already pass 2^64.
-# campaign_metrics holds its counters and version as UInt128 (migration 0004).
-_SUMS = ",\n        ".join(f"sum(toUInt128({m})) AS {m}" for m in METRICS)
-
-_REFRESH_CAMPAIGNS_SQL = f"""
-INSERT INTO {{database}}.campaign_metrics
-    (campaign_id, window_size_s, window_start, window_end, creators,
-     {", ".join(METRICS)}, updated_at, version)
-SELECT
-    campaign_id, window_size_s, window_start, any(window_end), count(),
-    {", ".join(f"sum(toUInt128({m}))" for m in METRICS)}, now64(3), sum(toUInt128(version))
-FROM {{database}}.creator_metrics FINAL
-WHERE campaign_id IN {{campaign_ids:Array(String)}}
-  AND window_start BETWEEN toDateTime({{min_start_s:Int64}}, 'UTC')
-                       AND toDateTime({{max_start_s:Int64}}, 'UTC')
-  AND (campaign_id, window_size_s, toUnixTimestamp(window_start))
-      IN {{keys:Array(Tuple(String, UInt32, UInt32))}}
-GROUP BY campaign_id, window_size_s, window_start
-"""
-
-_NEWEST_WINDOW_END_SQL = """
-SELECT count(), toUnixTimestamp(max(window_end))
-FROM {database}.creator_metrics
-WHERE window_size_s = {window_size_s:UInt32} {campaign_filter}
-"""
-
-_LEADERBOARD_SQL = f"""
-SELECT
-    t.campaign_id, t.creator_id, p.handle, p.tier, t.windows,
-    {", ".join(f"t.{m}" for m in METRICS)}
-FROM (
-    SELECT
-        campaign_id,
-        creator_id,
-        count() AS windows,
-        {_SUMS}
-    FROM {{database}}.creator_metrics FINAL
-    WHERE window_size_s = {{window_size_s:UInt32}}
-      AND window_start >= toDateTime({{from_s:Int64}}, 'UTC')
-      AND window_start < toDateTime({{to_s:Int64}}, 'UTC')
-      {{campaign_filter}}
-    GROUP BY campaign_id, creator_id
-) AS t
-LEFT JOIN (
-    SELECT creator_id, toNullable(handle) AS handle, toNullable(tier) AS tier
-    FROM {{database}}.creator_profiles FINAL
-) AS p ON p.creator_id = t.creator_id
-ORDER BY t.views DESC, t.campaign_id, t.creator_id
-LIMIT {{limit:UInt32}}
-"""
-
-_CAMPAIGN_FILTER = "AND campaign_id = {campaign_id:String}"
-
-
 def _utc(epoch_ms: int) -> datetime:
     return datetime.fromtimestamp(epoch_ms / 1000, tz=UTC)
 
@@ -509,18 +243,6 @@ def _utc(epoch_ms: int) -> datetime:
 def _aware(value: datetime) -> datetime:
     # A naive datetime from a producer means UTC here; never the host zone.
     return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
-
-
-def _refresh_parameters(keys: set[tuple[str, int, int]]) -> dict[str, Any]:
-    # The exact key set decides; the campaign list and start range are redundant but
-    # let ClickHouse prune by primary key and partition before it reads FINAL.
-    starts = [start for _, _, start in keys]
-    return {
-        "keys": sorted(keys),
-        "campaign_ids": sorted({campaign for campaign, _, _ in keys}),
-        "min_start_s": min(starts),
-        "max_start_s": max(starts),
-    }
 
 
 # ---------------------------------------------------------------------------------
@@ -536,7 +258,7 @@ class ClickHouseSink:
     context manager doing both. Every method is thread-safe: one lock serialises
     all use of the one client (see the module docstring for why chDB needs that).
 
-    Tables must exist: run :func:`sinks.migrate.migrate` on the started sink first.
+    Tables must exist: run :func:`sinks.clickhouse.migrate.migrate` on the started sink first.
 
     Writes raise :class:`~sinks.base.Refused` for rows the store refuses, anything
     else for an outage. ``connect_timeout_s`` and ``timeout_s``: see the module
@@ -734,7 +456,7 @@ class ClickHouseSink:
         with self._lock:
             self._insert("creator_metrics", CREATOR_METRICS_COLUMNS, data)
             self._require_client().command(
-                self._sql(_REFRESH_CAMPAIGNS_SQL), parameters=_refresh_parameters(keys)
+                self._sql(REFRESH_CAMPAIGNS_SQL), parameters=refresh_parameters(keys)
             )
 
     def write_dead_letters(self, rows: Sequence[DeadLetter]) -> None:
@@ -810,6 +532,13 @@ class ClickHouseSink:
             result = self._require_client().query(self._sql(sql), parameters=parameters)
             return [tuple(r) for r in result.result_rows]
 
+    def window_totals(self, ending_after_ms: int) -> dict[WindowKey, tuple[int, ...]]:
+        """The totals of every creator window that ends after ``ending_after_ms`` (epoch
+        ms), as ``FINAL`` shows them: counters in METRICS order, keyed by window."""
+        return window_totals(
+            self.query_rows(WINDOWS_ENDING_AFTER_SQL, {"horizon": ending_after_ms})
+        )
+
     def leaderboard(
         self,
         campaign_id: str | None = None,
@@ -835,11 +564,11 @@ class ClickHouseSink:
         campaign_filter = ""
         if campaign_id is not None:
             parameters["campaign_id"] = campaign_id
-            campaign_filter = _CAMPAIGN_FILTER
+            campaign_filter = CAMPAIGN_FILTER
         with self._lock:
             client = self._require_client()
             if now_ms is None:
-                sql = self._sql(_NEWEST_WINDOW_END_SQL, campaign_filter=campaign_filter)
+                sql = self._sql(NEWEST_WINDOW_END_SQL, campaign_filter=campaign_filter)
                 count, newest_s = client.query(sql, parameters=parameters).result_rows[0]
                 if not count:
                     return []
@@ -853,6 +582,6 @@ class ClickHouseSink:
                 "to_s": max(0, now_s),
                 "limit": limit,
             }
-            sql = self._sql(_LEADERBOARD_SQL, campaign_filter=campaign_filter)
+            sql = self._sql(LEADERBOARD_SQL, campaign_filter=campaign_filter)
             records = client.query(sql, parameters=parameters).result_rows
-        return [_leader_row(r) for r in records]
+        return [leader_row(r) for r in records]

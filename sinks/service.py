@@ -1,24 +1,25 @@
-"""Window rows through Kafka: workers publish them, one ``creatorpulse sink`` writes them.
+"""``creatorpulse sink``: window rows from Kafka into a store, committed only once written.
 
 By default a worker writes ClickHouse itself. With ``CREATORPULSE_SINK=topic`` it
-publishes each flush's window rows to ``<app_id>-window-rows`` instead, and a separate
-``creatorpulse sink`` process writes them. Why: a chDB store can be open in one process
-only, so several stream workers can share one store only through such a process; and a
-worker without chDB in it is about 300 MB smaller (README, performance).
+publishes each flush's window rows to the window-rows topic
+(``schemas.topics.Topics.window_rows``) instead, and this separate process writes them.
+Why: a chDB store can be open in one process only, so several stream workers can share
+one store only through such a process; and a worker without chDB in it is about 300 MB
+smaller (README, performance).
 
 Totals stay exact, as they do in one process:
 
 - a worker treats rows as written (and may let their windows expire) once Kafka has
   acknowledged them (acks=all, idempotent producer), so a window's final row is durable
   before the worker forgets the window;
-- the sink commits its offsets only after ClickHouse took the rows; after a crash it
+- the sink commits its offsets only after the store took the rows; after a crash it
   writes them again, and ``ReplacingMergeTree(version)`` keeps one row per window with
   the highest version (rows are whole totals, never increments);
 - dead letters reach the sink on the dead-letter topic, which the worker makes durable
   before the checkpoint that covers their records; creator profiles and campaign
   contracts come from their own topics, as in a worker.
 
-Rows ClickHouse refuses are isolated and recorded as dead letters, and the rest of the
+Rows the store refuses are isolated and recorded as dead letters, and the rest of the
 poll is written and committed (``sinks.base``); an outage is retried with backoff until
 ``stop`` is set, and then nothing is committed, so the next start writes it again.
 
@@ -32,21 +33,12 @@ import logging
 import threading
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-import orjson
-
-from producers.publisher import Publisher
 from schemas.reference import CampaignContract, CreatorProfile
-from schemas.rows import (
-    CreatorWindowRow,
-    DeadLetter,
-    dead_letter_from_json,
-    window_row_from_json,
-    window_row_to_json,
-)
+from schemas.rows import dead_letter_from_json, window_row_from_json
 from sinks.base import (
     CONTRACTS_TABLE,
     CREATOR_METRICS_TABLE,
@@ -54,53 +46,16 @@ from sinks.base import (
     Backoff,
     BatchOutcome,
     Part,
-    Refused,
+    RowBatch,
+    StoreSink,
     contract_dead_letter,
     profile_dead_letter,
     window_dead_letter,
     write_batch,
     write_until_done,
 )
-from sinks.clickhouse import ClickHouseSink
 
 log = logging.getLogger("creatorpulse.sink")
-
-WindowKey = tuple[str, str, int, int]
-
-
-def window_rows_topic(app_id: str) -> str:
-    """The topic a worker with ``sink=topic`` publishes to, named after its group."""
-    return f"{app_id}-window-rows"
-
-
-class WindowRowPublisher:
-    """A worker's sink in topic mode (``streams.sink_writer.RowSink``).
-
-    Each call returns once Kafka acknowledged every row, or raises (the worker's sink
-    writer then retries the same rows). A row that cannot be encoded (a counter past 64
-    bits) is :class:`~sinks.base.Refused`; since dead letters are not sent from here, the
-    worker's writer then only logs and counts it.
-    """
-
-    def __init__(self, bootstrap: str, topic: str) -> None:
-        self.topic = topic
-        self._publisher = Publisher(bootstrap, topic)
-
-    def write_creator_windows(self, rows: list[CreatorWindowRow]) -> None:
-        try:
-            values = [window_row_to_json(row) for row in rows]
-        except orjson.JSONEncodeError as exc:
-            raise Refused(self.topic, str(exc)) from exc
-        for row, value in zip(rows, values, strict=True):
-            # Keyed by creator: one creator's rows stay in order on one partition.
-            self._publisher.publish_raw(value, key=row.creator_id.encode())
-        self._publisher.flush()
-
-    def write_dead_letters(self, rows: list[DeadLetter]) -> None:
-        """Nothing to send: the sink reads dead letters from the dead-letter topic."""
-
-    def close(self) -> None:
-        self._publisher.close()
 
 
 @dataclass(frozen=True)
@@ -114,18 +69,29 @@ class SinkTopics:
         return [self.window_rows, self.dead_letters, self.profiles, self.contracts]
 
 
-@dataclass
-class SinkBatch:
-    """What one poll brought, ready to write: the newest row of each window."""
+class SinkBatch(RowBatch):
+    """What one poll brought, ready to write: the newest row of each window and the dead
+    letters (:class:`~sinks.base.RowBatch`), reference data, and how many records were
+    invalid."""
 
-    rows: dict[WindowKey, CreatorWindowRow] = field(default_factory=dict)
-    dead_letters: list[DeadLetter] = field(default_factory=list)
-    profiles: list[CreatorProfile] = field(default_factory=list)
-    contracts: list[CampaignContract] = field(default_factory=list)
-    invalid: int = 0
+    def __init__(
+        self,
+        profiles: Iterable[CreatorProfile] = (),
+        contracts: Iterable[CampaignContract] = (),
+    ) -> None:
+        super().__init__()
+        self.profiles = list(profiles)
+        self.contracts = list(contracts)
+        self.invalid = 0
 
     def empty(self) -> bool:
-        return not (self.rows or self.dead_letters or self.profiles or self.contracts)
+        return super().empty() and not (self.profiles or self.contracts)
+
+    def clear(self) -> None:
+        super().clear()
+        self.profiles.clear()
+        self.contracts.clear()
+        self.invalid = 0
 
 
 def collect(messages: Iterable[tuple[str, bytes | None]], topics: SinkTopics) -> SinkBatch:
@@ -140,13 +106,9 @@ def collect(messages: Iterable[tuple[str, bytes | None]], topics: SinkTopics) ->
             continue
         try:
             if topic == topics.window_rows:
-                row = window_row_from_json(value)
-                key = (row.campaign_id, row.creator_id, row.window_size_s, row.window_start_ms)
-                old = batch.rows.get(key)
-                if old is None or row.version >= old.version:
-                    batch.rows[key] = row
+                batch.add([window_row_from_json(value)])
             elif topic == topics.dead_letters:
-                batch.dead_letters.append(dead_letter_from_json(value))
+                batch.add_dead_letters([dead_letter_from_json(value)])
             elif topic == topics.profiles:
                 batch.profiles.append(CreatorProfile.model_validate_json(value))
             elif topic == topics.contracts:
@@ -173,11 +135,11 @@ class SinkStats:
 
 
 class RowSinkService:
-    """Consumes the sink topics and writes them to ClickHouse, committing after each write."""
+    """Consumes the sink topics and writes them to a store, committing after each write."""
 
     def __init__(
         self,
-        sink: ClickHouseSink,
+        sink: StoreSink,
         bootstrap: str,
         topics: SinkTopics,
         group_id: str,
@@ -291,7 +253,7 @@ class RowSinkService:
         parts: list[Part[Any]] = [
             Part(
                 CREATOR_METRICS_TABLE,
-                list(batch.rows.values()),
+                batch.rows(),
                 sink.write_creator_windows,
                 window_dead_letter,
             ),
