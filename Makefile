@@ -34,10 +34,11 @@ test-integration: $(STAMP) ## Integration and end-to-end tests (Kafka, chDB)
 	-$(PY) -m creatorpulse.brokers.apache fetch
 	$(PY) -m pytest tests/integration tests/e2e
 
-lint: $(STAMP) ## ruff (lint + format check) and mypy
+lint: $(STAMP) ## ruff (lint + format check), mypy and the import rules (lint-imports)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports --no-cache --no-logo
 
 format: $(STAMP) ## Apply ruff's formatting and safe fixes
 	$(VENV)/bin/ruff format .
