@@ -36,6 +36,7 @@ class LeaderRow:
     handle: str | None
     tier: str | None
     windows: int
+    # The counters, in METRICS order (a test holds them together).
     views: int
     likes: int
     comments: int
@@ -54,7 +55,7 @@ class LeaderRow:
 
     @property
     def engagements(self) -> int:
-        return sum(getattr(self, name) for name in ENGAGEMENTS)
+        return sum(int(getattr(self, name)) for name in ENGAGEMENTS)
 
     @property
     def revenue(self) -> float:
@@ -81,7 +82,7 @@ def leader_row(record: Sequence[Any]) -> LeaderRow:
     )
 
 
-# -- SQL
+# -- SQL --------------------------------------------------------------------------------
 
 # Sums over many creator windows are taken in UInt128: sum() of a UInt64 column is a
 # UInt64 that wraps silently, and 30 creators near the per-window bound of 2^53 views
@@ -89,6 +90,7 @@ def leader_row(record: Sequence[Any]) -> LeaderRow:
 # campaign_metrics holds its counters and version as UInt128 (migration 0004).
 _SUMS = ",\n        ".join(f"sum(toUInt128({m})) AS {m}" for m in METRICS)
 
+#: Re-derives ``campaign_metrics`` for the written keys from ``creator_metrics FINAL``.
 REFRESH_CAMPAIGNS_SQL = f"""
 INSERT INTO {{database}}.campaign_metrics
     (campaign_id, window_size_s, window_start, window_end, creators,
@@ -105,12 +107,14 @@ WHERE campaign_id IN {{campaign_ids:Array(String)}}
 GROUP BY campaign_id, window_size_s, window_start
 """
 
+#: How many windows there are, and the newest end: the leaderboard's default "now".
 NEWEST_WINDOW_END_SQL = """
 SELECT count(), toUnixTimestamp(max(window_end))
 FROM {database}.creator_metrics
 WHERE window_size_s = {window_size_s:UInt32} {campaign_filter}
 """
 
+#: Creators ranked by views over a range of window starts, with their profiles.
 LEADERBOARD_SQL = f"""
 SELECT
     t.campaign_id, t.creator_id, p.handle, p.tier, t.windows,
@@ -136,6 +140,7 @@ ORDER BY t.views DESC, t.campaign_id, t.creator_id
 LIMIT {{limit:UInt32}}
 """
 
+#: ``{campaign_filter}`` of the two above, for one campaign.
 CAMPAIGN_FILTER = "AND campaign_id = {campaign_id:String}"
 
 

@@ -1,7 +1,9 @@
 """The ClickHouse writer and reader: one code path for a server and for embedded chDB.
 
 ``ClickHouseSink`` turns pipeline rows into inserts (contract section 2) and answers
-the few queries the CLI and the terminal leaderboard need. It talks to ClickHouse
+the few queries the CLI and the terminal leaderboard need (their SQL is in
+:mod:`~sinks.clickhouse.queries`, where it connects in :mod:`~sinks.clickhouse.target`;
+this module holds the lifecycle, the writes and the refusals). It talks to ClickHouse
 only through clickhouse-connect's ``Client``, which serves ``http(s)://`` servers and
 the in-process chDB engine (``chdb:///path``, clickhouse-connect >= 1.12 with
 ``chdb``) with the same API.
