@@ -12,17 +12,7 @@ from sinks.clickhouse import LeaderRow
 from sinks.clickhouse.queries import leader_row, window_totals
 
 COUNTS = dict(
-    views=9_000,
-    likes=700,
-    comments=55,
-    shares=31,
-    saves=120,
-    watch_time_ms=104_000_000,
-    completions=2_100,
-    replays=340,
-    clicks=410,
-    conversions=23,
-    revenue_cents=91_977,
+    zip(METRICS, (9_000, 700, 55, 31, 120, 104_000_000, 2_100, 340, 410, 23, 91_977), strict=True)
 )
 
 

@@ -328,26 +328,23 @@ def test_stop_returns_within_its_bound_while_the_sink_keeps_failing(
     assert "durable in the changelog" in caplog.text
 
 
-def test_the_sink_contract_and_its_doubles_load_no_clickhouse_client_nor_kafka() -> None:
-    code = (
-        "import sys, sinks, sinks.base, sinks.memory, sinks.service; "
-        "print(sorted(m for m in sys.modules if m.startswith(('clickhouse', 'chdb', 'kafka'))))"
-    )
+def loaded_by(imports: str, prefixes: tuple[str, ...]) -> str:
+    """The modules starting with ``prefixes`` that a fresh interpreter has after ``imports``."""
+    found = f"sorted(m for m in sys.modules if m.startswith({prefixes!r}))"
+    code = f"import sys, {imports}; print({found})"
     out = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     ).stdout
-    assert out.strip() == "[]"
+    return out.strip()
+
+
+def test_the_sink_contract_and_its_doubles_load_no_clickhouse_client_nor_kafka() -> None:
+    imports = "sinks, sinks.base, sinks.memory, sinks.service"
+    assert loaded_by(imports, ("clickhouse", "chdb", "kafka")) == "[]"
 
 
 def test_the_worker_writer_loads_no_clickhouse_client() -> None:
-    code = (
-        "import sys, streams.sink_writer, streams.app; "
-        "print(sorted(m for m in sys.modules if m.startswith(('clickhouse', 'chdb'))))"
-    )
-    out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True
-    ).stdout
-    assert out.strip() == "[]"
+    assert loaded_by("streams.sink_writer, streams.app", ("clickhouse", "chdb")) == "[]"
 
 
 # -- the separate sink process --------------------------------------------------------
