@@ -44,8 +44,8 @@ from schemas.rows import (
     CreatorWindowRow,
     DeadLetter,
     dead_letter_from_json,
-    window_row_from_json,
     window_row_to_json,
+    window_rows_from_json,
 )
 from sinks.base import (
     CONTRACTS_TABLE,
@@ -140,11 +140,10 @@ def collect(messages: Iterable[tuple[str, bytes | None]], topics: SinkTopics) ->
             continue
         try:
             if topic == topics.window_rows:
-                row = window_row_from_json(value)
-                key = (row.campaign_id, row.creator_id, row.window_size_s, row.window_start_ms)
-                old = batch.rows.get(key)
-                if old is None or row.version >= old.version:
-                    batch.rows[key] = row
+                for row in window_rows_from_json(value):
+                    old = batch.rows.get(row.key)
+                    if old is None or row.version >= old.version:
+                        batch.rows[row.key] = row
             elif topic == topics.dead_letters:
                 batch.dead_letters.append(dead_letter_from_json(value))
             elif topic == topics.profiles:
