@@ -175,7 +175,7 @@ def run(
                                 "duplicates": stats.duplicates,
                                 "late": stats.late,
                                 "invalid": stats.invalid,
-                                "rows written": worker.writer.stats.rows_written,
+                                "rows written": worker.processor.snapshot()["rows_written"],
                             },
                         )
                     )
@@ -232,13 +232,9 @@ def _start_pipeline(
                 "--sink / CREATORPULSE_SINK=topic needs --kafka-bootstrap: the embedded "
                 "broker keeps nothing, so rows published to it could be lost on a restart"
             )
-        from creatorpulse.window_rows import WindowRowPublisher
-
         bootstrap = settings.kafka_bootstrap or ""
-        runtime.ensure_topics(settings, bootstrap, window_rows=True)
-        publisher = WindowRowPublisher(bootstrap, _rows_topic(settings))
-        stack.callback(publisher.close)
-        return bootstrap, None, runtime.build(settings, publisher, bootstrap)
+        runtime.ensure_topics(settings, bootstrap)
+        return bootstrap, None, runtime.build(settings, None, bootstrap)
     bootstrap = _bootstrap(settings, stack)
     # Kafka first: an unreachable broker is then the one message, before the store opens.
     runtime.ensure_topics(settings, bootstrap)
@@ -253,7 +249,7 @@ def _start_pipeline(
 def _rows_topic(settings: Settings) -> str:
     from schemas.topics import Topics
 
-    return Topics(app_id=settings.app_id).window_rows
+    return Topics(app_id=settings.app_id, input=settings.input_topic).window_rows
 
 
 @app.command("sink")
@@ -279,7 +275,7 @@ def sink_command() -> None:
     bootstrap = settings.kafka_bootstrap or ""
     config = runtime.worker_config(settings, bootstrap)
     with ExitStack() as stack:
-        runtime.ensure_topics(settings, bootstrap, window_rows=True)
+        runtime.ensure_topics(settings, bootstrap)
         sink = runtime.open_sink(settings)
         stack.callback(sink.close)
         topics = SinkTopics(

@@ -25,7 +25,6 @@ from creatorpulse.settings import (
     SettingsError,
 )
 from schemas.rows import WindowKey
-from sinks.base import RowSink
 from sinks.clickhouse import ClickHouseSink, migrate
 from streams.app import Worker, build_worker
 from streams.config import WorkerConfig
@@ -172,16 +171,14 @@ def ensure_topics(
     settings: Settings,
     bootstrap: str,
     *,
-    window_rows: bool = False,
     timeout_s: float = KAFKA_CONNECT_TIMEOUT_S,
 ) -> None:
     """Create the worker's topics if missing; refuse partition counts that do not match.
 
     Created here rather than left to broker auto-creation: state is partitioned like
     the input topic, so the input and rekey topics must have exactly ``partitions``,
-    and the reference topics are compacted (latest value per key). ``window_rows``:
-    also the topic of a worker with ``sink=topic`` (not compacted: the sink must see a
-    window's last row even if it lags behind).
+    and the reference topics are compacted (latest value per key). The window-rows
+    topic is not compacted: a reader that lags must still see a window's last row.
     """
     from kafka.admin import NewTopic
     from kafka.errors import TopicAlreadyExistsError
@@ -196,8 +193,7 @@ def ensure_topics(
         topics.profiles: (1, compacted, False),
         topics.contracts: (1, compacted, False),
     }
-    if window_rows:
-        wanted[topics.window_rows] = (config.partitions, {}, False)
+    wanted[topics.window_rows] = (config.partitions, {}, False)
     admin = connect_admin(bootstrap, timeout_s)
     try:
         described = admin.describe_topics(list(wanted))
@@ -363,12 +359,13 @@ def run_faust(worker: Worker) -> int:
 
 def build(
     settings: Settings,
-    sink: ClickHouseSink | RowSink,
+    sink: ClickHouseSink | None,
     bootstrap: str,
     *,
     baseline: dict[WindowKey, tuple[int, ...]] | None = None,
 ) -> Worker:
-    """The worker, writing ``sink``: ClickHouse, or the window-rows topic (sink=topic)."""
+    """The worker, writing ``sink`` (ClickHouse), or with ``None`` only the window-rows
+    topic, which a separate ``creatorpulse sink`` writes to ClickHouse."""
     config = worker_config(settings, bootstrap)
     config.data_dir.mkdir(parents=True, exist_ok=True)
     if config.web_port is not None and not is_loopback(config.web_host):

@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import Any
 
 import orjson
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, create_model
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter, create_model
 
 from schemas.metrics import METRICS, Count, Id
 
@@ -153,8 +153,22 @@ _WindowRowMessage = create_model(
 
 
 def window_row_from_json(value: bytes) -> CreatorWindowRow:
-    """Read a window-rows message; raises ``ValueError`` saying what is wrong."""
-    message = _WindowRowMessage.model_validate_json(value)
+    """Read one window row; raises ``ValueError`` saying what is wrong."""
+    return _row(_WindowRowMessage.model_validate_json(value))
+
+
+_WindowRowsMessage = TypeAdapter(list[_WindowRowMessage])  # type: ignore[valid-type]
+
+
+def window_rows_from_json(value: bytes) -> list[CreatorWindowRow]:
+    """Read a window-rows record: a JSON array of rows (what workers write), or one row
+    (what workers before 1.1 wrote). Raises ``ValueError`` saying what is wrong."""
+    if value[:1] != b"[":
+        return [window_row_from_json(value)]
+    return [_row(message) for message in _WindowRowsMessage.validate_json(value)]
+
+
+def _row(message: Any) -> CreatorWindowRow:
     return CreatorWindowRow(
         message.campaign_id,
         message.creator_id,

@@ -82,8 +82,8 @@ CONTRACTS_TABLE = "campaign_contracts"
 class RowSink(Protocol):
     """Where the stream worker's rows go: window totals and dead letters.
 
-    Implemented by ``sinks.clickhouse.ClickHouseSink``, by :class:`sinks.memory.MemoryRowSink`
-    (tests, demos) and by the worker's publisher to the window-rows topic.
+    Implemented by ``sinks.clickhouse.ClickHouseSink`` and by
+    :class:`sinks.memory.MemoryRowSink` (tests, demos).
 
     **When it is called.** From a writer's thread (never the event loop), one call after
     another: for each batch (a :class:`RowBatch`: the rows of one or more flushes, the newest

@@ -1,10 +1,10 @@
 """``creatorpulse sink``: window rows from Kafka into a store, committed only once written.
 
-By default a worker writes ClickHouse itself. With ``CREATORPULSE_SINK=topic`` it
-publishes each flush's window rows to the window-rows topic
-(``schemas.topics.Topics.window_rows``) instead, and this separate process writes them.
-Why: a chDB store can be open in one process only, so several stream workers can share
-one store only through such a process; and a worker without chDB in it is about 300 MB
+Every worker publishes each flush's window rows to the window-rows topic
+(``schemas.topics.Topics.window_rows``). By default it writes ClickHouse itself too; with
+``CREATORPULSE_SINK=topic`` it does not, and this separate process writes them. Why: a
+chDB store can be open in one process only, so several stream workers can share one
+store only through such a process; and a worker without chDB in it is about 300 MB
 smaller (README, performance).
 
 Totals stay exact, as they do in one process:
@@ -38,7 +38,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from schemas.reference import CampaignContract, CreatorProfile
-from schemas.rows import dead_letter_from_json, window_row_from_json
+from schemas.rows import dead_letter_from_json, window_rows_from_json
 from sinks.base import (
     CONTRACTS_TABLE,
     CREATOR_METRICS_TABLE,
@@ -106,7 +106,7 @@ def collect(messages: Iterable[tuple[str, bytes | None]], topics: SinkTopics) ->
             continue
         try:
             if topic == topics.window_rows:
-                batch.add([window_row_from_json(value)])
+                batch.add(window_rows_from_json(value))
             elif topic == topics.dead_letters:
                 batch.add_dead_letters([dead_letter_from_json(value)])
             elif topic == topics.profiles:

@@ -46,21 +46,21 @@ class Worker:
 
     app: faust.App
     processor: StreamProcessor
-    writer: SinkWriter
+    writer: SinkWriter | None
 
 
 def build_worker(
     config: WorkerConfig,
-    sink: Any,
+    sink: Any | None,
     *,
     baseline: Mapping[WindowKey, Sequence[int]] | None = None,
     extra_pages: Callable[[faust.App, StreamProcessor], None] | None = None,
 ) -> Worker:
     """Build the Faust app: the stream agent, reference-data agents and the flush timer.
 
-    ``sink`` is a started ``sinks.clickhouse.ClickHouseSink``, or with
-    ``config.writes_reference_data`` off a ``sinks.row_topic.WindowRowPublisher``
-    (anything with the write methods of ``streams.sink_writer.RowSink``).
+    ``sink`` is a started ``sinks.clickhouse.ClickHouseSink`` (anything with its write
+    methods), or ``None`` when a separate ``creatorpulse sink`` process writes what the
+    worker publishes on the window-rows topic.
     """
     brokers = [f"kafka://{host.strip()}" for host in config.kafka_bootstrap.split(",")]
     app = faust.App(
@@ -102,7 +102,7 @@ def build_worker(
         key_type=bytes,
         value_type=bytes,
     )
-    writer = SinkWriter(sink)
+    writer = SinkWriter(sink) if sink is not None else None
     processor = StreamProcessor(
         config,
         writer,
@@ -129,7 +129,8 @@ def build_worker(
                 processor.stats.apply_s += time.perf_counter() - started
                 processor.stats.batches += 1
             # Backpressure: while ClickHouse lags too far behind, stop taking records.
-            await writer.wait_for_room()
+            if writer is not None:
+                await writer.wait_for_room()
 
     @app.task
     async def flush_every_interval() -> None:
@@ -139,41 +140,45 @@ def build_worker(
             await asyncio.sleep(processor.seconds_until_flush())
             await processor.flush()
 
-    async def creator_profiles(stream: Any) -> None:
-        async for values in stream.take(1000, within=1.0):
-            rows = _valid(CreatorProfile, values)
-            if rows:
-                await asyncio.to_thread(sink.write_profiles, rows)
+    if sink is not None and config.writes_reference_data:
+        store = sink
 
-    async def campaign_contracts(stream: Any) -> None:
-        async for values in stream.take(1000, within=1.0):
-            rows = _valid(CampaignContract, values)
-            if rows:
-                await asyncio.to_thread(sink.write_contracts, rows)
+        @app.agent(profiles)
+        async def creator_profiles(stream: Any) -> None:
+            async for values in stream.take(1000, within=1.0):
+                rows = _valid(CreatorProfile, values)
+                if rows:
+                    await asyncio.to_thread(store.write_profiles, rows)
 
-    if config.writes_reference_data:
-        app.agent(profiles)(creator_profiles)
-        app.agent(contracts)(campaign_contracts)
+        @app.agent(contracts)
+        async def campaign_contracts(stream: Any) -> None:
+            async for values in stream.take(1000, within=1.0):
+                rows = _valid(CampaignContract, values)
+                if rows:
+                    await asyncio.to_thread(store.write_contracts, rows)
+
+        _ = (creator_profiles, campaign_contracts)
 
     @app.timer(config.stats_interval_s)
     async def report() -> None:
-        s = processor.stats
+        s = processor.snapshot()
         log.info(
             "records %d, events counted %d, duplicates %d, late %d, invalid %d, "
             "rekeyed %d, rows written %d, sink failures %d",
-            s.records,
-            s.events_counted,
-            s.duplicates,
-            s.late,
-            s.invalid,
-            s.rekeyed,
-            writer.stats.rows_written,
-            writer.stats.failures,
+            s["records"],
+            s["events_counted"],
+            s["duplicates"],
+            s["late"],
+            s["invalid"],
+            s["rekeyed"],
+            s["rows_written"],
+            s.get("sink_failures", 0),
         )
 
     @app.task
     async def start_writer() -> None:
-        writer.start()
+        if writer is not None:
+            writer.start()
 
     @app.on_partitions_revoked.connect  # type: ignore[arg-type]  # mode types miss async receivers
     async def on_revoked(sender: Any, *args: Any, signal: Any, **_: Any) -> None:
@@ -206,7 +211,8 @@ def build_worker(
                 "covers is read again on the next start",
                 config.shutdown_timeout_s,
             )
-        await writer.stop(config.shutdown_timeout_s)
+        if writer is not None:
+            await writer.stop(config.shutdown_timeout_s)
         log.info("worker stopped: %s", processor.stats.as_dict())
 
     if extra_pages is not None:
@@ -216,8 +222,6 @@ def build_worker(
         restore_assigned,
         post_stats,
         flush_every_interval,
-        creator_profiles,
-        campaign_contracts,
         report,
         start_writer,
     )

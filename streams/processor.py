@@ -22,10 +22,11 @@ from faust.types import TP
 from kafka.partitioner.default import murmur2
 
 from schemas.events import DecodedEvent, decode_record
-from schemas.rows import WindowKey, dead_letter_to_json
-from streams.changelog import ChangelogRecord, partition_of, split_to_fit
+from schemas.rows import WindowKey
+from streams.changelog import ChangelogRecord, partition_of
 from streams.config import WorkerConfig
 from streams.observability import LatencyTracker, WorkerStats, process_usage
+from streams.outputs.topic import dead_letter_records, forwarded_records, window_row_records
 from streams.ports import Changelog, OffsetCommitter, OutRecord, Producer, StreamEvent
 from streams.sink_writer import SinkWriter
 from streams.state import PartitionState
@@ -51,7 +52,7 @@ class StreamProcessor:
     def __init__(
         self,
         config: WorkerConfig,
-        writer: SinkWriter,
+        writer: SinkWriter | None,
         producer: Producer,
         changelog: Changelog,
         committer: OffsetCommitter,
@@ -82,6 +83,10 @@ class StreamProcessor:
         self._held: dict[int, tuple[PartitionState, ChangelogRecord]] = {}
         self._held_unacked: list[StreamEvent] = []
         self._written_dead: list[tuple[int, bytes]] = []  # segments to delete
+        # Without a sink writer (sink=topic), rows and dead letters are written once Kafka
+        # took them: what to confirm after the next flush that Kafka took whole.
+        self._confirm_on_send: list[tuple[PartitionState, int]] = []
+        self._delete_on_send: list[tuple[int, bytes]] = []
         self._partition_cache: dict[str, int] = {}
         self._last_flush = time.monotonic()
 
@@ -104,9 +109,19 @@ class StreamProcessor:
         """
         for partition in sorted(set(partitions) - set(self.states)):
             self.states[partition] = state = self._restore(partition)
-            self.writer.submit(state.all_rows(), on_written=_confirm(state, state.flush_seq))
-            for key, dead in state.unwritten_dead_letters.items():
-                self.writer.submit((), dead, self._deleter(partition, [key]))
+            rows = state.all_rows()
+            self._outbox += window_row_records(rows, self.topics.window_rows)
+            if self.writer is not None:
+                self.writer.submit(rows, on_written=_confirm(state, state.flush_seq))
+                for key, dead in state.unwritten_dead_letters.items():
+                    self.writer.submit((), dead, self._deleter(partition, [key]))
+            else:
+                # The sink process reads dead letters from their topic: send them again
+                # (a copy collapses by identity), then their segments can go.
+                self._confirm_on_send.append((state, state.flush_seq))
+                for key, dead in state.unwritten_dead_letters.items():
+                    self._outbox += dead_letter_records(dead, self.topics.dead_letters)
+                    self._delete_on_send.append((partition, key))
             state.unwritten_dead_letters.clear()
 
     def _restore(self, partition: int) -> PartitionState:
@@ -189,15 +204,8 @@ class StreamProcessor:
             stats.duplicates += outcome.duplicates
             stats.late += outcome.late
             stats.invalid += outcome.invalid
-            for dead in outcome.dead_letters:
-                self._outbox.append(
-                    (
-                        self.topics.dead_letters,
-                        f"{dead.topic}:{dead.partition}:{dead.offset}:{dead.idx}".encode(),
-                        dead_letter_to_json(dead),
-                        None,
-                    )
-                )
+            if outcome.dead_letters:
+                self._outbox += dead_letter_records(outcome.dead_letters, self.topics.dead_letters)
 
     def _rekey_misplaced(
         self, partition: int, events: list[DecodedEvent], positions: list[int]
@@ -214,7 +222,7 @@ class StreamProcessor:
             return events, positions
         keep: list[DecodedEvent] = []
         keep_positions: list[int] = []
-        moved: dict[str, list[bytes]] = defaultdict(list)
+        moved: dict[str, list[bytes]] = defaultdict(list)  # encoded events
         for event, position in zip(events, positions):
             if partition_of(event.creator_id) == partition:
                 keep.append(event)
@@ -222,9 +230,8 @@ class StreamProcessor:
             else:
                 moved[event.creator_id].append(event.to_json())
         for creator_id, group in moved.items():
-            key = creator_id.encode()
-            for _, value in split_to_fit(group, _json_array):
-                self._outbox.append((self.topics.rekey, key, value, partition_of(creator_id)))
+            target = partition_of(creator_id)
+            self._outbox += forwarded_records(creator_id, group, self.topics.rekey, target)
             self.stats.rekeyed += len(group)
         return keep, keep_positions
 
@@ -254,16 +261,22 @@ class StreamProcessor:
             outbox, self._outbox = self._outbox, []
             sampled = self.latency.take()
         deletes, self._written_dead = self._written_dead, []
-        if not (flushes or unacked or deletes or self._retry or self._held):
+        if not (flushes or unacked or outbox or deletes or self._retry or self._held):
             return
+        writer = self.writer
         # Rows first: if this task is cancelled at an await below, they are not lost.
-        if sampled:
-            self.writer.submit((), on_written=lambda: self.latency.written(sampled))
-        for _, state, result in flushes:
-            self.writer.submit(result.rows, on_written=_confirm(state, result.seq))
+        if writer is not None:
+            if sampled:
+                writer.submit((), on_written=lambda: self.latency.written(sampled))
+            for _, state, result in flushes:
+                writer.submit(result.rows, on_written=_confirm(state, result.seq))
+        else:
+            self._confirm_on_send += [(state, result.seq) for _, state, result in flushes]
         changelog = self.changelog.topic
         records, self._retry = self._retry, []
         records += outbox
+        rows = [row for _, _, result in flushes for row in result.rows]
+        records += window_row_records(rows, self.topics.window_rows)
         for partition, key in deletes:
             self._keep_in_table(key, None)
             records.append((changelog, key, None, partition))
@@ -277,14 +290,20 @@ class StreamProcessor:
             # Only now, with their segments in the table: the sink may confirm them
             # before the changelog is acknowledged, and the deleter must find the keys.
             # (Cancelled before this, the replay from the checkpoint makes them again.)
-            if result.dead_letters:
-                self.writer.submit(
-                    (), result.dead_letters, self._deleter(partition, result.dead_letter_keys)
-                )
+            if not result.dead_letters:
+                continue
+            if writer is not None:
+                deleter = self._deleter(partition, result.dead_letter_keys)
+                writer.submit((), result.dead_letters, deleter)
+            else:
+                self._delete_on_send += [(partition, k) for k in result.dead_letter_keys]
         self._held_unacked += unacked
-        self._retry = await self._send(records, "forwarded events, dead letters and state")
+        self._retry = await self._send(records, "forwarded events, rows, dead letters, state")
         if self._retry:
             return  # no checkpoint over what Kafka has not taken; the next flush retries
+        self.stats.rows_published += len(rows)
+        if writer is None:
+            self._confirm_sent(sampled)
         last = [(changelog, key, value, p) for p, (_, (key, value)) in held.items()]
         if await self._send(last, "checkpoints"):
             return  # held: the next flush sends them again (or newer ones)
@@ -301,6 +320,17 @@ class StreamProcessor:
             await self._commit_durable([(p, state) for p, (state, _) in held.items()])
         self.stats.flushes += 1
         self.stats.last_flush_unix = self.clock()
+
+    def _confirm_sent(self, sampled: list[int]) -> None:
+        """Without a sink writer: the rows and dead letters Kafka took are written."""
+        confirm, self._confirm_on_send = self._confirm_on_send, []
+        for state, seq in confirm:
+            state.confirm_written(seq)
+        delete, self._delete_on_send = self._delete_on_send, []
+        data = self.changelog.data
+        self._written_dead += [(partition, key) for partition, key in delete if key in data]
+        if sampled:
+            self.latency.written(sampled)
 
     def _keep_in_table(self, key: bytes, value: bytes | None) -> None:
         # The table's own copy: what a rebalance inside this process restores from.
@@ -390,21 +420,28 @@ class StreamProcessor:
     def snapshot(self) -> dict[str, Any]:
         """Counters for the /stats page and benchmarks."""
         writer = self.writer
+        # Without a sink writer, rows are written once Kafka took them.
+        written: dict[str, Any] = {
+            "rows_written": self.stats.rows_published,
+            "rows_pending": len(self._retry),
+            "writer_idle": not (self._retry or self._confirm_on_send),
+            "last_write_unix": self.stats.last_flush_unix,
+        }
+        if writer is not None:
+            written = {
+                "rows_written": writer.stats.rows_written,
+                "rows_pending": writer.stats.rows_pending,
+                "rows_refused": writer.stats.rows_refused,
+                "writer_idle": writer.idle,
+                "last_write_unix": writer.stats.last_write_unix,
+                "sink_failures": writer.stats.failures,
+            }
         return {
             **self.stats.as_dict(),
-            "rows_written": writer.stats.rows_written,
-            "rows_pending": writer.stats.rows_pending,
-            "rows_refused": writer.stats.rows_refused,
-            "writer_idle": writer.idle,
-            "last_write_unix": writer.stats.last_write_unix,
-            "sink_failures": writer.stats.failures,
+            **written,
             "latency_ms": self.latency.summary(),
             **process_usage(),
         }
-
-
-def _json_array(elements: list[bytes]) -> bytes:
-    return b"[" + b",".join(elements) + b"]"
 
 
 def _confirm(state: PartitionState, seq: int) -> Callable[[], None]:

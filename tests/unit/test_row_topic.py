@@ -18,6 +18,7 @@ from schemas.rows import (
     dead_letter_to_json,
     window_row_from_json,
     window_row_to_json,
+    window_rows_from_json,
 )
 from schemas.topics import Topics
 from sinks.service import SinkTopics, collect
@@ -134,3 +135,32 @@ def test_collect_counts_bad_records_instead_of_raising() -> None:
 
 def test_window_rows_topic_is_named_after_the_group() -> None:
     assert Topics(app_id="creatorpulse").window_rows == "creatorpulse-window-rows"
+
+
+def test_window_rows_records_are_arrays_keyed_by_campaign_and_read_back() -> None:
+    from streams.changelog import MAX_CHANGELOG_VALUE
+    from streams.outputs.topic import window_row_records
+
+    rows = [row(f"cr-{i}", views=i) for i in range(5_000)]
+    rows.append(CreatorWindowRow("other", "cr-1", 60, 60_000, row().counts))
+    records = window_row_records(rows, "app-window-rows")
+    keys = {key for _, key, _, _ in records}
+    assert keys == {b"camp", b"other"}
+    assert len(records) > 2 and all(len(v or b"") <= MAX_CHANGELOG_VALUE for *_, v, _ in records)
+    read = [r for _, _, value, _ in records for r in window_rows_from_json(value or b"")]
+    assert read == rows
+
+
+def test_collect_reads_array_records_and_single_rows_of_older_workers() -> None:
+    from streams.outputs.topic import window_row_records
+
+    (_, _, value, _), *_ = window_row_records([row(views=30), row("cr-2")], TOPICS.window_rows)
+    assert value is not None
+    batch = collect(
+        [(TOPICS.window_rows, value), (TOPICS.window_rows, window_row_to_json(row(views=12)))],
+        TOPICS,
+    )
+    assert {r.key: r.counts[0] for r in batch.rows()} == {
+        ("camp", "cr-1", 60, 60_000): 30,  # the older single row has a lower version
+        ("camp", "cr-2", 60, 60_000): 10,
+    }

@@ -195,3 +195,65 @@ def test_the_dead_letter_of_a_huge_bad_record_fits_a_kafka_record() -> None:
     (dead,) = h.producer.values("post-stats-dead-letters")
     assert len(dead) <= MAX_CHANGELOG_VALUE
     assert max(len(v or b"") for _, _, v, _ in h.producer.sent) <= MAX_CHANGELOG_VALUE
+
+
+def topic_mode(changelog: InMemoryChangelog | None = None) -> Harness:
+    """A processor without a sink writer (sink=topic): rows go only to the topic."""
+    h = harness(changelog=changelog)
+    h.processor = StreamProcessor(h.processor.config, None, h.producer, h.changelog, h.committer)
+    return h
+
+
+def test_every_flush_publishes_its_rows_on_the_window_rows_topic() -> None:
+    async def scenario() -> Harness:
+        h = harness()
+        h.processor.restore([0])
+        async with h.processor.lock:
+            h.processor.apply_batch([record(0, event_json("e1", T0, 5))])
+        await h.processor.flush()
+        await h.writer.stop()
+        return h
+
+    h = asyncio.run(scenario())
+    (value,) = h.producer.values(h.processor.topics.window_rows)
+    assert sorted((r["window_size_s"], r["views"]) for r in orjson.loads(value)) == [
+        (60, 5),
+        (3600, 5),
+    ]
+    assert h.sink.windows  # and ClickHouse got them too
+
+
+def test_without_a_sink_writer_rows_and_dead_letters_are_written_once_kafka_took_them() -> None:
+    async def scenario() -> Harness:
+        h = topic_mode()
+        h.processor.restore([0])
+        async with h.processor.lock:
+            h.processor.apply_batch([record(0, event_json("e1", T0, 5)), record(1, b"{not json")])
+        await h.processor.flush()
+        await h.processor.flush()  # deletes the dead letter's segment: it is on its topic
+        return h
+
+    h = asyncio.run(scenario())
+    state = h.processor.states[0]
+    assert state._unwritten == {}  # confirmed: the windows may leave memory once closed
+    assert len(h.producer.values("post-stats-dead-letters")) == 1
+    assert [k for k in h.changelog.data if orjson.loads(k)[1] == "x"] == []
+    assert h.processor.snapshot()["rows_written"] == 2
+
+
+def test_without_a_sink_writer_a_restore_publishes_every_window_again() -> None:
+    async def scenario() -> Harness:
+        first = topic_mode()
+        first.processor.restore([0])
+        async with first.processor.lock:
+            first.processor.apply_batch([record(0, event_json("e1", T0, 5))])
+        await first.processor.flush()
+        again = topic_mode(first.changelog)
+        again.processor.restore([0])
+        await again.processor.flush()
+        return again
+
+    again = asyncio.run(scenario())
+    (value,) = again.producer.values(again.processor.topics.window_rows)
+    assert sorted(r["window_size_s"] for r in orjson.loads(value)) == [60, 3600]
+    assert again.processor.states[0]._unwritten == {}
