@@ -8,7 +8,7 @@
   backoff (:class:`Backoff`, :func:`write_until_done`) and the dead letters of refused
   rows.
 
-Two processes write rows to a store: the stream worker (``streams.sink_writer``) and
+Two processes write rows to a store: the stream worker (``streams.outputs.writer``) and
 the separate ``creatorpulse sink`` (``sinks.service``). Both must tell two kinds of
 failure apart:
 

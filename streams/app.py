@@ -34,8 +34,8 @@ from streams.faust_compat import (
     assigned_partitions,
     use_prompt_fetches,
 )
+from streams.outputs.writer import SinkWriter
 from streams.processor import StreamProcessor
-from streams.sink_writer import SinkWriter
 
 log = logging.getLogger("creatorpulse.worker")
 

@@ -62,8 +62,9 @@ class LatencyTracker:
         taken, self._unflushed = self._unflushed, []
         return taken
 
-    def written(self, event_ts_ms: list[int]) -> None:
-        now_ms = self._clock() * 1000
+    def written(self, event_ts_ms: list[int], at_s: float | None = None) -> None:
+        """Their rows are written: now, or at ``at_s`` (epoch seconds)."""
+        now_ms = (self._clock() if at_s is None else at_s) * 1000
         self.samples_ms.extend(now_ms - ts for ts in event_ts_ms)
         self._summary = None
 

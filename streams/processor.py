@@ -16,6 +16,7 @@ import logging
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from faust.types import TP
@@ -27,8 +28,8 @@ from streams.changelog import ChangelogRecord, partition_of
 from streams.config import WorkerConfig
 from streams.observability import LatencyTracker, WorkerStats, process_usage
 from streams.outputs.topic import dead_letter_records, forwarded_records, window_row_records
+from streams.outputs.writer import SinkWriter
 from streams.ports import Changelog, OffsetCommitter, OutRecord, Producer, StreamEvent
-from streams.sink_writer import SinkWriter
 from streams.state import PartitionState
 
 log = logging.getLogger("creatorpulse.worker")
@@ -112,9 +113,9 @@ class StreamProcessor:
             rows = state.all_rows()
             self._outbox += window_row_records(rows, self.topics.window_rows)
             if self.writer is not None:
-                self.writer.submit(rows, on_written=_confirm(state, state.flush_seq))
+                self.writer.submit(rows, token=RowsWritten(state, state.flush_seq))
                 for key, dead in state.unwritten_dead_letters.items():
-                    self.writer.submit((), dead, self._deleter(partition, [key]))
+                    self.writer.submit((), dead, DeadLettersWritten(partition, (key,)))
             else:
                 # The sink process reads dead letters from their topic: send them again
                 # (a copy collapses by identity), then their segments can go.
@@ -256,6 +257,8 @@ class StreamProcessor:
 
     async def _flush(self) -> None:
         async with self.lock:
+            if self.writer is not None:
+                self._take_written(self.writer)
             flushes = [(p, s, s.flush()) for p, s in self.states.items() if s.has_changes()]
             unacked, self._unacked = self._unacked, []
             outbox, self._outbox = self._outbox, []
@@ -267,9 +270,9 @@ class StreamProcessor:
         # Rows first: if this task is cancelled at an await below, they are not lost.
         if writer is not None:
             if sampled:
-                writer.submit((), on_written=lambda: self.latency.written(sampled))
+                writer.submit((), token=LatencySamples(tuple(sampled)))
             for _, state, result in flushes:
-                writer.submit(result.rows, on_written=_confirm(state, result.seq))
+                writer.submit(result.rows, token=RowsWritten(state, result.seq))
         else:
             self._confirm_on_send += [(state, result.seq) for _, state, result in flushes]
         changelog = self.changelog.topic
@@ -293,8 +296,8 @@ class StreamProcessor:
             if not result.dead_letters:
                 continue
             if writer is not None:
-                deleter = self._deleter(partition, result.dead_letter_keys)
-                writer.submit((), result.dead_letters, deleter)
+                token = DeadLettersWritten(partition, tuple(result.dead_letter_keys))
+                writer.submit((), result.dead_letters, token)
             else:
                 self._delete_on_send += [(partition, k) for k in result.dead_letter_keys]
         self._held_unacked += unacked
@@ -394,18 +397,17 @@ class StreamProcessor:
             waited += 10.0
             log.warning("still waiting for Kafka to acknowledge the %s (%.0f s)", what, waited)
 
-    def _deleter(self, partition: int, keys: list[bytes]) -> Callable[[], None] | None:
-        """A callback for the sink writer: these dead letters are in ClickHouse, so their
-        changelog segments go at the next flush."""
-        if not keys:
-            return None
-
-        def delete() -> None:
-            self._written_dead.extend(
-                (partition, key) for key in keys if key in self.changelog.data
-            )
-
-        return delete
+    def _take_written(self, writer: SinkWriter) -> None:
+        """What the sink writer wrote since the last flush: confirm it."""
+        data = self.changelog.data
+        for token, written_at in writer.take_written():
+            if isinstance(token, RowsWritten):
+                token.state.confirm_written(token.seq)
+            elif isinstance(token, DeadLettersWritten):
+                # These dead letters are in ClickHouse: their segments go at this flush.
+                self._written_dead += [(token.partition, k) for k in token.keys if k in data]
+            elif isinstance(token, LatencySamples):
+                self.latency.written(list(token.event_ts_ms), written_at)
 
     def forget(self, partitions: set[int]) -> None:
         """Drop partitions this worker no longer owns; their new owner restores them."""
@@ -444,6 +446,24 @@ class StreamProcessor:
         }
 
 
-def _confirm(state: PartitionState, seq: int) -> Callable[[], None]:
-    """A callback for the sink writer: rows of flush ``seq`` are in ClickHouse."""
-    return lambda: state.confirm_written(seq)
+@dataclass(frozen=True, eq=False)
+class RowsWritten:
+    """Token: the rows of ``state``'s flush ``seq`` (and all before it) are written."""
+
+    state: PartitionState
+    seq: int
+
+
+@dataclass(frozen=True)
+class DeadLettersWritten:
+    """Token: these changelog segments' dead letters are written."""
+
+    partition: int
+    keys: tuple[bytes, ...]
+
+
+@dataclass(frozen=True)
+class LatencySamples:
+    """Token: the event times of records whose rows are now written."""
+
+    event_ts_ms: tuple[int, ...]

@@ -25,7 +25,7 @@ from schemas.rows import CreatorWindowRow, window_row_to_json
 from sinks.base import stable_idx
 from sinks.clickhouse import ClickHouseSink
 from sinks.service import RowSinkService, SinkBatch, SinkTopics
-from streams.sink_writer import SinkWriter
+from streams.outputs.writer import SinkWriter
 from tests.fixtures_kafka import create_topic
 
 T0_MS = int(datetime(2024, 3, 1, 12, 0, tzinfo=UTC).timestamp() * 1000)
@@ -46,16 +46,17 @@ def window(
 
 def write_through_writer(sink: ClickHouseSink, *batches: list[CreatorWindowRow]) -> SinkWriter:
     """Each batch through the stream worker's writer, as separate flushes."""
-    confirmed: list[int] = []
+    confirmed: list[object] = []
 
     async def scenario() -> SinkWriter:
         writer = SinkWriter(sink)
         writer.start()
         try:
             for n, rows in enumerate(batches):
-                writer.submit(rows, on_written=lambda n=n: confirmed.append(n))  # type: ignore[misc]
+                writer.submit(rows, token=n)
                 # Bounded: before, a refused batch was retried forever.
                 await asyncio.wait_for(writer.drain(), 60)
+                confirmed.extend(token for token, _ in writer.take_written())
         finally:
             await writer.stop(1)  # also ends a retrying thread, so a failure cannot hang
         return writer

@@ -36,7 +36,7 @@ from sinks.base import (
 )
 from sinks.memory import MemoryRowSink
 from sinks.service import RowSinkService, SinkBatch, SinkTopics
-from streams.sink_writer import SinkWriter
+from streams.outputs.writer import SinkWriter
 
 NOW = datetime(2026, 12, 2, 12, 0, tzinfo=UTC)
 T0_MS = 1_795_338_000_000
@@ -278,20 +278,18 @@ def test_rate_limited_log_counts_what_it_held_back(caplog: pytest.LogCaptureFixt
 
 def test_the_writer_isolates_refused_rows_and_confirms_the_batch() -> None:
     sink = MemoryRowSink(refuse_windows=refuse_far_future)
-    confirmed: list[str] = []
+    confirmed: list[object] = []
 
     async def scenario() -> SinkWriter:
         writer = SinkWriter(sink, now=lambda: NOW)
         writer.start()
         try:
-            writer.submit(
-                [row("c-0"), row("c-1", FAR_FUTURE_MS), row("c-2")],
-                on_written=lambda: confirmed.append("flush 1"),
-            )
+            writer.submit([row("c-0"), row("c-1", FAR_FUTURE_MS), row("c-2")], token="flush 1")
             # Before, the writer retried this batch forever: bound the wait to see it fail.
             await asyncio.wait_for(writer.drain(), 10)
-            writer.submit([row("c-3")], on_written=lambda: confirmed.append("flush 2"))
+            writer.submit([row("c-3")], token="flush 2")
             await asyncio.wait_for(writer.drain(), 10)
+            confirmed.extend(token for token, _ in writer.take_written())
         finally:
             await writer.stop(1)  # also ends a retrying thread, so a failure cannot hang
         return writer
@@ -308,15 +306,17 @@ def test_stop_returns_within_its_bound_while_the_sink_keeps_failing(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     sink = MemoryRowSink(outages=10**9)  # a store that is down for good
-    confirmed: list[str] = []
+
+    confirmed: list[object] = []
 
     async def scenario() -> float:
         writer = SinkWriter(sink, retry_initial_s=0.01, retry_max_s=0.05)
         writer.start()
-        writer.submit([row("c-0"), row("c-1")], on_written=lambda: confirmed.append("x"))
+        writer.submit([row("c-0"), row("c-1")], token="x")
         started = time.monotonic()
         # The outer bound only keeps a regression from hanging the test run.
         await asyncio.wait_for(writer.stop(0.5), 30)
+        confirmed.extend(token for token, _ in writer.take_written())
         return time.monotonic() - started
 
     with caplog.at_level(logging.WARNING, "creatorpulse.sink"):
@@ -344,7 +344,7 @@ def test_the_sink_contract_and_its_doubles_load_no_clickhouse_client_nor_kafka()
 
 
 def test_the_worker_writer_loads_no_clickhouse_client() -> None:
-    assert loaded_by("streams.sink_writer, streams.app", ("clickhouse", "chdb")) == "[]"
+    assert loaded_by("streams.outputs.writer, streams.app", ("clickhouse", "chdb")) == "[]"
 
 
 # -- the separate sink process --------------------------------------------------------

@@ -11,8 +11,8 @@ from faust.types import TP
 from sinks.memory import MemoryRowSink
 from streams.changelog import MAX_CHANGELOG_VALUE, partition_of
 from streams.config import WorkerConfig
+from streams.outputs.writer import SinkWriter
 from streams.processor import StreamProcessor, partition_for
-from streams.sink_writer import SinkWriter
 from streams.testing import InMemoryChangelog, RecordingCommitter, RecordingProducer, record
 
 T0 = 1_795_338_000_000

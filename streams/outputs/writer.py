@@ -1,5 +1,10 @@
 """Hands rows to a (blocking) ClickHouse sink from the asyncio world of the stream worker.
 
+The writer says what it wrote and nothing more: each submission may carry a token, and
+:meth:`SinkWriter.take_written` returns the tokens of what is written since the last
+call, with the time. The processor reads them at its next flush; the writer never
+reaches back into the state.
+
 Rows wait in one buffer keyed by window, so when ClickHouse is slower than the stream
 several flushes collapse into one insert that holds only each window's newest totals.
 Each batch is written in a worker thread with ``sinks.base``: an outage is retried with
@@ -19,7 +24,7 @@ import asyncio
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -59,7 +64,7 @@ class WriterStats:
 @dataclass(slots=True)
 class _Pending:
     rows: RowBatch = field(default_factory=RowBatch)
-    on_written: list[Callable[[], None]] = field(default_factory=list)
+    tokens: list[Hashable] = field(default_factory=list)
 
 
 class SinkWriter:
@@ -73,12 +78,15 @@ class SinkWriter:
         retry_initial_s: float = 0.5,
         retry_max_s: float = 15.0,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self._sink = sink
         self._pending = _Pending()
         self._max_pending = max_pending_rows
         self._backoff = Backoff(retry_initial_s, retry_max_s)
         self._now = now
+        self._clock = clock
+        self._written_tokens: list[tuple[Hashable, float]] = []
         self._wakeup = asyncio.Event()
         self._written = asyncio.Condition()
         self._task: asyncio.Task[None] | None = None
@@ -92,16 +100,24 @@ class SinkWriter:
         self,
         rows: Iterable[CreatorWindowRow],
         dead_letters: Iterable[DeadLetter] = (),
-        on_written: Callable[[], None] | None = None,
+        token: Hashable | None = None,
     ) -> None:
-        """Queue rows (a window's newer totals replace older ones); never blocks."""
+        """Queue rows (a window's newer totals replace older ones); never blocks.
+
+        ``token`` comes back from :meth:`take_written` once all of this is written.
+        """
         pending = self._pending
         pending.rows.add(rows)
         pending.rows.add_dead_letters(dead_letters)
-        if on_written is not None:
-            pending.on_written.append(on_written)
+        if token is not None:
+            pending.tokens.append(token)
         self.stats.rows_pending = pending.rows.size
         self._wakeup.set()
+
+    def take_written(self) -> list[tuple[Hashable, float]]:
+        """The tokens of what was written since the last call, each with its time."""
+        taken, self._written_tokens = self._written_tokens, []
+        return taken
 
     async def wait_for_room(self) -> None:
         """Backpressure: wait while more rows are queued than the limit."""
@@ -146,7 +162,7 @@ class SinkWriter:
 
     def _is_empty(self) -> bool:
         p = self._pending
-        return p.rows.empty() and not p.on_written
+        return p.rows.empty() and not p.tokens
 
     async def _run(self) -> None:
         while True:
@@ -191,14 +207,13 @@ class SinkWriter:
             return False
         stats = self.stats
         stats.inserts += 1
-        stats.last_write_unix = time.time()
+        stats.last_write_unix = written_at = self._clock()
         stats.rows_written += outcome.written[CREATOR_METRICS_TABLE]
         stats.rows_refused += outcome.rows_refused
         stats.dead_letters_written += outcome.dead_letters_written
         stats.dead_letters_refused += outcome.dead_letters_refused
         # Refused rows are done too: they are dead letters now, and their windows may go.
-        for callback in batch.on_written:
-            callback()
+        self._written_tokens += [(token, written_at) for token in batch.tokens]
         return True
 
     def _on_outage(self, exc: Exception, delay_s: float) -> None:
