@@ -153,7 +153,7 @@ class Campaign:
         creators: int = 40,
         campaigns: int = 3,
         start_ms: int = T0,
-        step_ms: int = 20,
+        step_ms: float = 20,
         jitter_ms: int = 30_000,
         prefix: str = "n",
     ) -> None:
@@ -162,7 +162,7 @@ class Campaign:
         self.campaign_of = {
             c: f"{prefix}-campaign-{i % campaigns}" for i, c in enumerate(self.creators)
         }
-        self.clock = start_ms
+        self.clock: float = start_ms
         self.step_ms = step_ms
         self.jitter_ms = jitter_ms
         self.prefix = prefix
@@ -177,7 +177,7 @@ class Campaign:
         self.clock += self.step_ms
         self.sent += 1
         creator = creator or rng.choice(self.creators)
-        ts = self.clock - rng.randint(0, self.jitter_ms)
+        ts = int(self.clock) - rng.randint(0, self.jitter_ms)
         eid = f"{self.prefix}-{self.sent}"
         campaign = self.campaign_of[creator]
         if snapshots and rng.random() < 0.3:

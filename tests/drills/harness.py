@@ -18,9 +18,9 @@ import threading
 import time
 import urllib.request
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 from kafka import KafkaProducer
@@ -62,16 +62,32 @@ def producer(bootstrap: str) -> KafkaProducer:
 
 class LivePublisher:
     """Publishes records from ``source`` at ``rate`` records/s (0: as fast as it can) in a
-    thread, until :meth:`stop` or until ``source`` ends; :attr:`sent` is what it published."""
+    thread, until :meth:`stop` or until ``source`` ends; :attr:`sent` is what it published.
+
+    ``events_per_s``: pace by events instead. ``keep=False``: only count what was sent
+    (a long soak would hold millions of events); the caller regenerates the stream.
+    """
 
     def __init__(
-        self, bootstrap: str, topic: str, source: Iterator[Stream], rate: float = 0.0
+        self,
+        bootstrap: str,
+        topic: str,
+        source: Iterator[Stream],
+        rate: float = 0.0,
+        *,
+        events_per_s: float = 0.0,
+        keep: bool = True,
     ) -> None:
         self.bootstrap = bootstrap
         self.topic = topic
         self.source = source
         self.rate = rate
+        self.events_per_s = events_per_s
+        self.keep = keep
         self.sent = Stream()
+        self.records = 0
+        self.events = 0
+        self.taken = 0  # streams taken from ``source``: what regenerating it must repeat
         self.error: BaseException | None = None
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="live-publisher", daemon=True)
@@ -96,9 +112,6 @@ class LivePublisher:
             raise AssertionError(f"the live publisher failed: {self.error!r}")
         return self.sent
 
-    def records_sent(self) -> int:
-        return len(self.sent.records)
-
     def _run(self) -> None:
         kafka = producer(self.bootstrap)
         self.started = time.monotonic()
@@ -108,9 +121,17 @@ class LivePublisher:
                     break
                 for key, value in one.records:
                     kafka.send(self.topic, key=key, value=value)
-                self.sent.add(one)
-                if self.rate:
-                    due = self.started + len(self.sent.records) / self.rate
+                if self.keep:
+                    self.sent.add(one)
+                self.taken += 1
+                self.records += len(one.parts)
+                self.events += len(one.events)
+                due = None
+                if self.events_per_s:
+                    due = self.started + self.events / self.events_per_s
+                elif self.rate:
+                    due = self.started + self.records / self.rate
+                if due is not None:
                     self._stop.wait(max(0.0, due - time.monotonic()))
             kafka.flush(120)
         except BaseException as exc:  # reported by stop()
@@ -241,8 +262,18 @@ def _diff(got: dict[Any, list[int]], want: dict[Any, list[int]]) -> list[str]:
     return out
 
 
+class Sent(Protocol):
+    """What :func:`judge` needs of a stream: ``events`` may be iterated more than once."""
+
+    @property
+    def events(self) -> Iterable[dict[str, Any]]: ...
+
+    planted: Counter[str]
+    rekeyed_ids: set[str]
+
+
 def judge(
-    sent: Stream,
+    sent: Sent,
     creator: CreatorTotals,
     campaign: CampaignTotals,
     dead: list[tuple[Any, ...]],
@@ -270,15 +301,14 @@ def judge(
             late_rekeyed.add(orjson.loads(d[5])["event_id"])
     stray = late_rekeyed - sent.rekeyed_ids
     assert not stray, f"late_rekeyed dead letters for events that were not forwarded: {stray}"
-    events = [e for e in sent.events if e["event_id"] not in late_rekeyed]
     expected = expected_totals(
-        events,
+        (e for e in sent.events if e["event_id"] not in late_rekeyed),
         grace_s=grace_s,
         window_sizes_s=window_sizes_s,
         partition_of=lambda c: partition_of(c, partitions),
         now_ms=now_ms,
     )
-    for e in sent.events:
+    for e in sent.events if late_rekeyed else ():
         if e["event_id"] in late_rekeyed:
             horizon = (
                 expected.watermarks[partition_of(e["creator_id"], partitions)] - grace_s * 1000
@@ -301,11 +331,16 @@ def judge(
 
 
 def record(
-    drill: str, sent: Stream, verdict: Verdict, started: float, peak_rss_mb: float, note: str = ""
+    drill: str,
+    events_sent: int,
+    verdict: Verdict,
+    started: float,
+    peak_rss_mb: float,
+    note: str = "",
 ) -> DrillResult:
     result = DrillResult(
         drill=drill,
-        events_sent=len(sent.events),
+        events_sent=events_sent,
         counted=verdict.expected.counted,
         dead_planted=sum(verdict.dead_expected.values()),
         dead_found=sum(verdict.dead_found.values()),

@@ -74,6 +74,7 @@ class Drill:
         self.rekeyed = f"{self.app_id}-{self.topic}-rekeyed"
         self.tmp_path = tmp_path
         self.spawn = spawn
+        self._committed = 0
         create_topic(self.bootstrap, self.topic, PARTITIONS)
 
     def process(self, command: str = "worker", **settings: str) -> WorkerProcess:
@@ -90,7 +91,12 @@ class Drill:
         )
 
     def committed(self) -> int:
-        return committed_total(self.bootstrap, self.app_id, self.topic)
+        """The group's committed offsets on the input topic, summed. They only grow, so
+        the highest seen stands in while the broker cannot answer (0)."""
+        self._committed = max(
+            self._committed, committed_total(self.bootstrap, self.app_id, self.topic)
+        )
+        return self._committed
 
     def wait_for_progress(self, worker: WorkerProcess, what: str, **kw: Any) -> None:
         """Until the worker's group committed PROGRESS more records of the input topic."""
@@ -119,7 +125,7 @@ class Drill:
             partitions=PARTITIONS,
             now_ms=self.now_ms,
         )
-        record(name, sent, verdict, self.started, peak_rss_mb, note)
+        record(name, len(sent.events), verdict, self.started, peak_rss_mb, note)
         assert verdict.mismatches == 0, verdict.explain()
         assert sent.planted["bad_json"] > 0 and sent.rekeyed_ids, "the stream had what it needs"
 

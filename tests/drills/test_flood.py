@@ -96,6 +96,6 @@ def test_a_poison_flood_at_full_speed_is_exact(
         partitions=PARTITIONS,
         now_ms=now_ms,
     )
-    record("poison flood (10%, full speed)", sent, verdict, started, rss.peak_mb, note)
+    record("poison flood (10%, full speed)", len(sent.events), verdict, started, rss.peak_mb, note)
     assert verdict.mismatches == 0, verdict.explain()
     assert counted == verdict.expected.counted, "one run, no restart: the worker counted each once"

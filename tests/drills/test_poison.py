@@ -117,7 +117,7 @@ def test_poison_mixed_into_a_normal_stream_is_exact(
     late_rekeyed = verdict.dead_found["late_rekeyed"]
     record(
         "poison (every finding's input)",
-        sent,
+        len(sent.events),
         verdict,
         started,
         rss.peak_mb,

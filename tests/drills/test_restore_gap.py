@@ -135,5 +135,12 @@ def test_a_kill9_between_durable_checkpoints_and_clickhouse_is_repaired_by_the_r
     )
     windows = len(verdict.expected.creator)
     note = f"{windows} creator windows, none in ClickHouse at the kill; 3 of 4 partitions idle"
-    record("kill -9 after checkpoint, before rows", sent, verdict, started, rss.peak_mb, note)
+    record(
+        "kill -9 after checkpoint, before rows",
+        len(sent.events),
+        verdict,
+        started,
+        rss.peak_mb,
+        note,
+    )
     assert verdict.mismatches == 0, verdict.explain()
