@@ -351,3 +351,36 @@ def record(
     )
     RESULTS.append(result)
     return result
+
+
+def dump_topics(bootstrap: str, topics: list[str], path: Any) -> None:
+    """Every record of ``topics`` as JSON lines (topic, partition, offset, key, value),
+    for reading a failed drill after the broker is gone."""
+    from kafka import KafkaConsumer, TopicPartition
+
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=None, consumer_timeout_ms=3000)
+    try:
+        parts = [
+            TopicPartition(t, p) for t in topics for p in (consumer.partitions_for_topic(t) or ())
+        ]
+        consumer.assign(parts)
+        consumer.seek_to_beginning(*parts)
+        ends = consumer.end_offsets(parts)
+        with open(path, "wb") as out:
+            while any(consumer.position(tp) < ends[tp] for tp in parts):
+                for tp, records in consumer.poll(timeout_ms=1000).items():
+                    for r in records:
+                        out.write(
+                            orjson.dumps(
+                                {
+                                    "topic": tp.topic,
+                                    "partition": tp.partition,
+                                    "offset": r.offset,
+                                    "key": (r.key or b"").decode("utf-8", "replace"),
+                                    "value": (r.value or b"").decode("utf-8", "replace"),
+                                }
+                            )
+                            + b"\n"
+                        )
+    finally:
+        consumer.close()

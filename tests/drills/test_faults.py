@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from tests.drills import data
-from tests.drills.harness import SCALE, LivePublisher, RssSampler, judge, record
+from tests.drills.harness import SCALE, LivePublisher, RssSampler, dump_topics, judge, record
 from tests.fixtures_kafka import create_topic
 from tests.support.processes import (
     WorkerProcess,
@@ -126,6 +126,10 @@ class Drill:
             now_ms=self.now_ms,
         )
         record(name, len(sent.events), verdict, self.started, peak_rss_mb, note)
+        if verdict.mismatches:
+            # What a post-mortem needs once the broker is gone.
+            topics = [self.topic, self.rekeyed, f"{self.app_id}-state-changelog"]
+            dump_topics(self.bootstrap, topics, self.tmp_path / "topics.jsonl")
         assert verdict.mismatches == 0, verdict.explain()
         assert sent.planted["bad_json"] > 0 and sent.rekeyed_ids, "the stream had what it needs"
 
