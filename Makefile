@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test test-unit test-integration lint format bench kafka clean
+.PHONY: help install run test test-unit test-integration drills lint format bench kafka clean
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-17s %s\n", $$1, $$2}'
@@ -33,6 +33,14 @@ test-unit: $(STAMP) ## Unit tests only (seconds, no I/O)
 test-integration: $(STAMP) ## Integration and end-to-end tests (Kafka, chDB)
 	-$(PY) -m creatorpulse.brokers.apache fetch
 	$(PY) -m pytest tests/integration tests/e2e
+
+# The drills also run in `make test`, at scale 1 and without the soak.
+DRILL_SCALE ?= 10
+DRILL_SOAK_S ?= 600
+drills: $(STAMP) ## Fault and poison drills at 10x scale plus a 10-min soak, one table (~25 min; not in CI)
+	-$(PY) -m creatorpulse.brokers.apache fetch
+	CREATORPULSE_DRILL_SCALE=$(DRILL_SCALE) CREATORPULSE_DRILL_SOAK_S=$(DRILL_SOAK_S) \
+		$(PY) -m pytest tests/drills -m drills
 
 lint: $(STAMP) ## ruff (lint + format check), mypy and the import rules (lint-imports)
 	$(VENV)/bin/ruff check .

@@ -8,29 +8,32 @@ exactly the totals that ``tests.oracle`` computes from the same events.
 
 from __future__ import annotations
 
-import os
 import random
-import signal
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
-from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.errors import KafkaError
 
-from sinks.clickhouse import ClickHouseSink
 from tests.fixtures_kafka import create_topic
 from tests.oracle import FIELDS, expected_totals
+from tests.support.processes import (
+    GRACE_S,
+    PARTITIONS,
+    WorkerProcess,
+    committed_everything,
+    committed_total,
+    progress,
+    publish,
+    read_clickhouse,
+    real_kafka,
+    wait_until,
+)
 
 pytestmark = [pytest.mark.e2e, pytest.mark.kafka, pytest.mark.clickhouse]
 
-GRACE_S = 600
-PARTITIONS = 3
 T0 = 1_795_338_000_000  # 2026-11-22T09:00:00Z
 CAMPAIGN = "spring-launch"
 CREATORS = [f"creator-{i:02d}" for i in range(8)]
@@ -167,192 +170,6 @@ def late_tail(start_ms: int) -> Dataset:
 # -- harness ---------------------------------------------------------------------------
 
 
-def publish(bootstrap: str, topic: str, records: list[tuple[bytes | None, bytes]]) -> None:
-    producer = KafkaProducer(
-        bootstrap_servers=bootstrap, acks="all", linger_ms=5, max_request_size=2_000_000
-    )
-    try:
-        for key, value in records:
-            producer.send(topic, key=key, value=value)
-        producer.flush(30)
-    finally:
-        producer.close()
-
-
-def committed_everything(bootstrap: str, group: str, topics: list[str]) -> bool:
-    """Has the worker's group committed the end offset of every partition of `topics`?"""
-    try:
-        return _committed_everything(bootstrap, group, topics)
-    except KafkaError:  # e.g. the group coordinator is still being elected
-        return False
-
-
-def _committed_everything(bootstrap: str, group: str, topics: list[str]) -> bool:
-    return all(end == 0 or done >= end for done, end in progress(bootstrap, group, topics).values())
-
-
-def progress(bootstrap: str, group: str, topics: list[str]) -> dict[str, tuple[int, int]]:
-    """Committed and end offset of every partition of ``topics`` (-1: nothing committed)."""
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=None)
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
-    try:
-        committed = admin.list_group_offsets(group).get(group, {})
-        tps = [
-            TopicPartition(t, p) for t in topics for p in (consumer.partitions_for_topic(t) or ())
-        ]
-        ends = consumer.end_offsets(tps)
-        return {
-            f"{tp.topic}[{tp.partition}]": (
-                committed[tp].offset if tp in committed else -1,
-                ends[tp],
-            )
-            for tp in tps
-        }
-    finally:
-        consumer.close()
-        admin.close()
-
-
-def committed_total(bootstrap: str, group: str, topic: str) -> int:
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
-    try:
-        return sum(
-            o.offset
-            for tp, o in admin.list_group_offsets(group).get(group, {}).items()
-            if tp.topic == topic
-        )
-    finally:
-        admin.close()
-
-
-class WorkerProcess:
-    """``creatorpulse <command>`` (``worker`` or ``sink``) as a subprocess."""
-
-    def __init__(
-        self,
-        bootstrap: str,
-        clickhouse_url: str,
-        topic: str,
-        app_id: str,
-        workdir: Path,
-        command: str = "worker",
-        **settings: str,
-    ) -> None:
-        self.command = command
-        self.env = {
-            **os.environ,
-            "CREATORPULSE_KAFKA_BOOTSTRAP": bootstrap,
-            "CREATORPULSE_CLICKHOUSE_URL": clickhouse_url,
-            "CREATORPULSE_INPUT_TOPIC": topic,
-            "CREATORPULSE_APP_ID": app_id,
-            "CREATORPULSE_GRACE_S": str(GRACE_S),
-            "CREATORPULSE_PARTITIONS": str(PARTITIONS),
-            "CREATORPULSE_DATA_DIR": str(workdir / "data"),
-            "CREATORPULSE_WEB_PORT": "0",
-            "CREATORPULSE_FLUSH_INTERVAL_S": "0.5",
-            **{f"CREATORPULSE_{name.upper()}": value for name, value in settings.items()},
-        }
-        self.workdir = workdir
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.runs = 0
-
-    def start(self) -> None:
-        self.stop_quietly()
-        self.runs += 1
-        log = open(self.log_path, "wb")  # noqa: SIM115 - closed by the child's exit
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "creatorpulse", self.command],
-            env=self.env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-
-    def stop_quietly(self) -> None:
-        """Never leave a worker behind, whatever the test's outcome."""
-        if self.alive():
-            assert self.proc is not None
-            self.proc.kill()
-            self.proc.wait(30)
-
-    def alive(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
-    def kill9(self) -> None:
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(30)
-
-    def terminate(self) -> int:
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGTERM)
-        return self.proc.wait(60)
-
-    @property
-    def log_path(self) -> Path:
-        return self.workdir / f"{self.command}-{self.runs}.log"
-
-    def log_tail(self) -> str:
-        return self.log_path.read_text(errors="replace")[-4000:]
-
-
-def wait_until(
-    predicate: Any, timeout_s: float, worker: WorkerProcess, what: str, detail: Any = None
-) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if not worker.alive():
-            pytest.fail(f"worker exited while waiting for {what}:\n{worker.log_tail()}")
-        if predicate():
-            return
-        time.sleep(0.5)
-    extra = f"\n{detail()}" if detail is not None else ""
-    pytest.fail(f"timed out waiting for {what}:{extra}\n{worker.log_tail()}")
-
-
-def read_clickhouse(
-    url: str,
-) -> tuple[
-    dict[tuple[str, str, int, int], list[int]],
-    dict[tuple[str, int, int], list[int]],
-    list[tuple[Any, ...]],
-]:
-    sink = ClickHouseSink(url)
-    sink.start()
-    try:
-        cols = ", ".join(FIELDS)
-        creator = sink.query_rows(
-            f"SELECT campaign_id, creator_id, window_size_s, toUnixTimestamp(window_start), {cols} "
-            "FROM {database}.creator_metrics FINAL"
-        )
-        campaign = sink.query_rows(
-            f"SELECT campaign_id, window_size_s, toUnixTimestamp(window_start), {cols} "
-            "FROM {database}.campaign_metrics FINAL"
-        )
-        dead = sink.query_rows(
-            "SELECT topic, partition, offset, idx, reason FROM {database}.dead_letters FINAL"
-        )
-        per_window = sink.query_rows(
-            "SELECT count() FROM {database}.creator_metrics FINAL "
-            "GROUP BY campaign_id, creator_id, window_size_s, window_start HAVING count() > 1"
-        )
-        assert per_window == [], "FINAL must return one row per window"
-    finally:
-        sink.close()
-    return (
-        {
-            (r[0], r[1], int(r[2]), int(r[3]) * 1000): [int(v) for v in r[4:]]
-            for r in creator
-            if any(r[4:])
-        },
-        {
-            (r[0], int(r[1]), int(r[2]) * 1000): [int(v) for v in r[3:]]
-            for r in campaign
-            if any(r[3:])
-        },
-        dead,
-    )
-
-
 def publish_until_mid_burst(
     bootstrap: str, topic: str, burst: Dataset, group: str, worker: WorkerProcess
 ) -> None:
@@ -368,33 +185,9 @@ def publish_until_mid_burst(
     assert not committed_everything(bootstrap, group, [topic]), "kill must land mid-stream"
 
 
-def real_kafka(kafka_broker: Any) -> str:
-    """The broker's bootstrap; in CI (CREATORPULSE_REQUIRE_REAL_KAFKA=1) only Apache Kafka."""
-    if (
-        kafka_broker.flavor != "apache-kafka"
-        and os.environ.get("CREATORPULSE_REQUIRE_REAL_KAFKA") == "1"
-    ):
-        pytest.fail("this test must run on real Apache Kafka in CI")
-    return str(kafka_broker.bootstrap)
-
-
 @pytest.fixture
 def workdir(tmp_path: Path) -> Iterator[Path]:
     yield tmp_path
-
-
-@pytest.fixture
-def spawn() -> Iterator[Any]:
-    """Make worker processes; all are killed at teardown, pass or fail."""
-    made: list[WorkerProcess] = []
-
-    def make(*args: Any, **kwargs: Any) -> WorkerProcess:
-        made.append(WorkerProcess(*args, **kwargs))
-        return made[-1]
-
-    yield make
-    for worker in made:
-        worker.stop_quietly()
 
 
 def test_worker_is_exact_through_kill9_restart_and_replay(

@@ -1,0 +1,1 @@
+"""Helpers shared by the subprocess tests (tests/e2e, tests/drills)."""
