@@ -182,9 +182,20 @@ class StreamProcessor:
             self._unacked.append(event)
             stats.records += 1
             state = self._state(partition)
-            if offset <= state.offsets.get(topic, -1):
+            last = state.offsets.get(topic, -1)
+            if offset <= last:
                 stats.replayed_records += 1
                 continue
+            if offset != last + 1 and last >= 0:
+                stats.delivery_gaps += 1
+                log.warning(
+                    "records %s[%d] %d..%d were not delivered (next delivered: %d)",
+                    topic,
+                    partition,
+                    last + 1,
+                    offset - 1,
+                    offset,
+                )
             decoded = decode_record(message.value)
             positions = decoded.positions()
             local: list[DecodedEvent] = decoded.events

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from dataclasses import dataclass
 
 import orjson
+import pytest
 from faust.types import TP
 
 from sinks.memory import MemoryRowSink
@@ -257,3 +259,22 @@ def test_without_a_sink_writer_a_restore_publishes_every_window_again() -> None:
     (value,) = again.producer.values(again.processor.topics.window_rows)
     assert sorted(r["window_size_s"] for r in orjson.loads(value)) == [60, 3600]
     assert again.processor.states[0]._unwritten == {}
+
+
+def test_a_record_delivered_after_a_skipped_offset_is_reported(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async def scenario() -> Harness:
+        h = harness()
+        h.processor.restore([0])
+        async with h.processor.lock:
+            h.processor.apply_batch(
+                [record(4, event_json("e1", T0, 1)), record(7, event_json("e2", T0, 1))]
+            )
+        await h.writer.stop()
+        return h
+
+    with caplog.at_level(logging.WARNING, "creatorpulse.worker"):
+        h = asyncio.run(scenario())
+    assert h.processor.stats.delivery_gaps == 1
+    assert "records post-stats[0] 5..6 were not delivered (next delivered: 7)" in caplog.text
