@@ -126,7 +126,7 @@ def run(
     restarts. Ctrl-C stops cleanly; run it again to continue.
     """
     from creatorpulse import runtime
-    from creatorpulse.leaderboard import screen
+    from creatorpulse.terminal import screen
 
     settings = _State.settings()
     if settings.sink != "clickhouse":
@@ -501,7 +501,7 @@ def top(
     With an embedded chDB store held by a running worker, reads through that worker's
     HTTP port (--web-port), since only one process may open the store.
     """
-    from creatorpulse.leaderboard import screen
+    from creatorpulse.terminal import screen
 
     settings = _State.settings()
     fetch = _leaderboard_source(settings)
@@ -522,6 +522,7 @@ def top(
 def _leaderboard_source(settings: Settings) -> Any:
     """Direct ClickHouse access if the store is free, else through the running worker."""
     from creatorpulse import runtime
+    from creatorpulse.web.pages import row_to_json
 
     try:
         sink = runtime.open_sink(settings, migrate_schema=False)
@@ -548,7 +549,7 @@ def _leaderboard_source(settings: Settings) -> Any:
         return through_worker
 
     def direct(campaign: str | None, last_s: int, limit: int) -> list[dict[str, Any]]:
-        return [runtime.row_to_json(r) for r in sink.leaderboard(campaign, last_s, limit)]
+        return [row_to_json(r) for r in sink.leaderboard(campaign, last_s, limit)]
 
     return direct
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from creatorpulse.runtime import BadParameter, leaderboard_query
+from creatorpulse.web.pages import BadParameter, leaderboard_query
 
 
 def test_defaults_and_good_values() -> None:

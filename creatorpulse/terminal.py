@@ -1,4 +1,4 @@
-"""The terminal leaderboard: rows in, a rich renderable out (no I/O here)."""
+"""The terminal board: rows in, a rich renderable out (no I/O here)."""
 
 from __future__ import annotations
 

@@ -1,0 +1,1 @@
+"""What the worker serves over HTTP: pages for the CLI, the dashboard and monitoring."""
