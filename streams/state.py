@@ -64,6 +64,9 @@ PostKey = tuple[str, str, str]  # campaign_id, creator_id, post_id
 
 ZERO: tuple[int, ...] = (0,) * len(METRICS)
 
+#: What an addition to a window replaced: the key, its old totals (None: a new window),
+#: whether it was dirty before, and the baseline it started from.
+_Undo = tuple[WindowKey, "list[int] | None", bool, "Sequence[int] | None"]
 #: An event's counters as a tuple in METRICS order, in one C call.
 _counts: Any = attrgetter(*METRICS)
 
@@ -231,19 +234,30 @@ class PartitionState:
             else:
                 grouped[0].append(counts)
                 grouped[1].append(index)
-        for key, (group, members) in groups.items():
+        undo: list[_Undo] = []
+        for key, (group, _) in groups.items():
             totals = group[0] if len(group) == 1 else tuple(map(sum, zip(*group)))
-            if not any(totals) or self._add_to_windows(key, totals, topic, offset) is None:
+            if not any(totals) or self._add_to_windows(key, totals, topic, offset, undo) is None:
                 continue
-            # Some window of the group would pass the bound: add its events one by one
-            # and refuse those that would. (Their ids stay seen, and a snapshot keeps
-            # its post's new high-water mark: a copy is a duplicate, not a second try.)
-            for counts, index in zip(group, members):
-                full = self._add_to_windows(key, counts, topic, offset) if any(counts) else None
+            # Some window would pass the bound: take back what this record added, then
+            # add its events one by one in record order, refusing those that would pass
+            # it. (Their ids stay seen, and a snapshot keeps its post's new high-water
+            # mark: a copy is a duplicate, not a second try.)
+            self._undo_windows(undo)
+            in_order = sorted(
+                (index, bucket_key, counts)
+                for bucket_key, (group_counts, indexes) in groups.items()
+                for counts, index in zip(group_counts, indexes)
+            )
+            for index, bucket_key, counts in in_order:
+                if not any(counts):
+                    continue
+                full = self._add_to_windows(bucket_key, counts, topic, offset, None)
                 if full is not None:
                     problems.append(_over_bound(events[index], where[index], METRICS[full]))
                     counted -= 1
                     outcome.invalid += 1
+            break
         self.offsets[topic] = offset
         outcome.counted = counted
         outcome.duplicates = duplicates
@@ -325,12 +339,18 @@ class PartitionState:
         return delta
 
     def _add_to_windows(
-        self, group: tuple[str, str, int], counts: tuple[int, ...], topic: str, offset: int
+        self,
+        group: tuple[str, str, int],
+        counts: tuple[int, ...],
+        topic: str,
+        offset: int,
+        undo: list[_Undo] | None,
     ) -> int | None:
         """Add ``counts`` to the group's window of every size, or to none of them.
 
         Returns ``None`` once added, or (nothing changed) the index of a counter whose
-        window total would pass ``MAX_COUNT``.
+        window total would pass ``MAX_COUNT``. ``undo`` collects what it takes to take
+        the addition back.
         """
         campaign_id, creator_id, bucket = group
         windows = self.windows
@@ -350,13 +370,33 @@ class PartitionState:
             if max(new) > MAX_COUNT:
                 return new.index(max(new))
             updates.append((key, new, totals is None))
+        dirty = self._dirty_windows
         for key, new, fresh in updates:
+            old = windows.get(key)
             windows[key] = new
+            base = None
             if fresh:
-                self._baseline.pop(key, None)
+                base = self._baseline.pop(key, None)
                 self._index_window(key)
-            self._dirty_windows.add(key)
+            if undo is not None:
+                undo.append((key, old, key in dirty, base))
+            dirty.add(key)
         return None
+
+    def _undo_windows(self, undo: list[_Undo]) -> None:
+        """Take back the additions ``undo`` recorded, newest first."""
+        for key, old, was_dirty, base in reversed(undo):
+            if old is not None:
+                self.windows[key] = old
+            else:
+                del self.windows[key]
+                chunk = self._window_chunks[self._window_chunk_of(key)]
+                chunk.discard(key)
+                if base is not None:
+                    self._baseline[key] = base
+            if not was_dirty:
+                self._dirty_windows.discard(key)
+        undo.clear()
 
     def add_dead_letters(self, dead_letters: Iterable[DeadLetter]) -> None:
         """Dead letters become durable with the next flush, like the counts."""

@@ -12,7 +12,6 @@ from collections import defaultdict
 from typing import Any
 
 import orjson
-import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -157,11 +156,6 @@ def test_at_the_counter_bound_the_oracle_and_the_state_refuse_the_same_events(
     assert all(reason.split(":")[1].strip() in FIELDS for _, reason in dead)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="apply_record refuses events at the bound by time bucket, not in record order "
-    "(reported in issue 8's drills; which event of such a record is refused is not yet decided)",
-)
 def test_a_batch_at_the_bound_refuses_its_events_in_record_order() -> None:
     half = 2**52
     batch = [
