@@ -108,7 +108,7 @@ def build_worker(
         writer,
         app.producer,
         FaustChangelog(table),
-        FaustCommitter(app),
+        FaustCommitter(app, config.kafka_bootstrap),
         baseline=baseline,
     )
 
@@ -128,6 +128,8 @@ def build_worker(
                 processor.apply_batch(events)
                 processor.stats.apply_s += time.perf_counter() - started
                 processor.stats.batches += 1
+            if processor.rewinds:
+                await processor.rewind()
             # Backpressure: while ClickHouse lags too far behind, stop taking records.
             if writer is not None:
                 await writer.wait_for_room()

@@ -84,8 +84,9 @@ class FaustCommitter:
     commits those.
     """
 
-    def __init__(self, app: faust.App) -> None:
+    def __init__(self, app: faust.App, bootstrap: str) -> None:
         self._app = app
+        self._bootstrap = bootstrap
 
     def committed(self, tp: TP) -> int | None:
         consumer: Any = self._app.consumer  # the concrete consumer: private members
@@ -95,6 +96,28 @@ class FaustCommitter:
     async def commit(self, offsets: Mapping[TP, int]) -> None:
         consumer: Any = self._app.consumer
         await consumer._commit_offsets(dict(offsets))
+
+    async def seek(self, tp: TP, offset: int) -> None:
+        # Public Faust API: aiokafka's seek, and Faust's read offset so it delivers again.
+        await self._app.consumer.seek(tp, offset)
+
+    async def first_offset_at(self, tp: TP, offset: int) -> int | None:
+        """Asks Kafka with a throwaway consumer outside the group (rare: on a skip)."""
+        from aiokafka import AIOKafkaConsumer, TopicPartition
+
+        probe = AIOKafkaConsumer(
+            bootstrap_servers=self._bootstrap.split(","), enable_auto_commit=False
+        )
+        await probe.start()
+        try:
+            partition = TopicPartition(tp.topic, tp.partition)
+            probe.assign([partition])
+            probe.seek(partition, offset)
+            batch = await probe.getmany(partition, timeout_ms=2_000, max_records=1)
+            records = batch.get(partition, [])
+            return int(records[0].offset) if records else None
+        finally:
+            await probe.stop()
 
 
 def assigned_partitions(app: faust.App, topics: Iterable[str]) -> set[int]:

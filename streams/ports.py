@@ -69,10 +69,20 @@ class Changelog(Protocol):
 
 
 class OffsetCommitter(Protocol):
-    """Commits the source offsets that durable checkpoints cover."""
+    """The consumer's offsets: commits what durable checkpoints cover, and rewinds a
+    partition whose delivery skipped records."""
 
     def committed(self, tp: TP) -> int | None:
         """The offset last committed for ``tp`` (the next one to read), if known."""
         ...
 
     async def commit(self, offsets: Mapping[TP, int]) -> None: ...
+
+    async def seek(self, tp: TP, offset: int) -> None:
+        """Deliver ``tp`` again from ``offset``."""
+        ...
+
+    async def first_offset_at(self, tp: TP, offset: int) -> int | None:
+        """The offset of the first record of ``tp`` at or after ``offset`` (a log can have
+        holes: transaction markers, compaction), or ``None`` if it cannot tell now."""
+        ...

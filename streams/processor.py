@@ -89,6 +89,8 @@ class StreamProcessor:
         self._confirm_on_send: list[tuple[PartitionState, int]] = []
         self._delete_on_send: list[tuple[int, bytes]] = []
         self._partition_cache: dict[str, int] = {}
+        # Partitions whose delivery skipped records, until they are read again.
+        self.rewinds: dict[TP, Rewind] = {}
         self._last_flush = time.monotonic()
 
     # -- partitions -------------------------------------------------------------------
@@ -186,16 +188,10 @@ class StreamProcessor:
             if offset <= last:
                 stats.replayed_records += 1
                 continue
-            if offset != last + 1 and last >= 0:
-                stats.delivery_gaps += 1
-                log.warning(
-                    "records %s[%d] %d..%d were not delivered (next delivered: %d)",
-                    topic,
-                    partition,
-                    last + 1,
-                    offset - 1,
-                    offset,
-                )
+            if (self.rewinds or (offset != last + 1 and last >= 0)) and not self._in_sequence(
+                topic, partition, offset, last
+            ):
+                continue
             decoded = decode_record(message.value)
             positions = decoded.positions()
             local: list[DecodedEvent] = decoded.events
@@ -218,6 +214,51 @@ class StreamProcessor:
             stats.invalid += outcome.invalid
             if outcome.dead_letters:
                 self._outbox += dead_letter_records(outcome.dead_letters, self.topics.dead_letters)
+
+    def _in_sequence(self, topic: str, partition: int, offset: int, last: int) -> bool:
+        """Whether this record follows the last one applied to its partition.
+
+        Faust can drop a record it fetched without seeking back (seen in the drills: one
+        forwarded record, right after a restart), and applying the next one would move
+        the checkpoint past the lost one for good. So the partition is rewound to the
+        first missing offset, and its records are skipped until that one comes; unless
+        Kafka says the log has no record there (a transaction marker, compaction), in
+        which case the first record after the hole is accepted.
+        """
+        tp = TP(topic, partition)
+        rewind = self.rewinds.get(tp)
+        follows = offset == last + 1 or last < 0
+        if rewind is None:
+            if follows:
+                return True
+            self.rewinds[tp] = Rewind(expected=last + 1)
+            self.stats.delivery_gaps += 1
+            log.warning(
+                "records %s[%d] %d..%d were not delivered (next delivered: %d); reading them again",
+                topic,
+                partition,
+                last + 1,
+                offset - 1,
+                offset,
+            )
+            return False
+        if follows or offset == rewind.first_in_log:  # read again, or past the log's hole
+            del self.rewinds[tp]
+            return True
+        return False
+
+    async def rewind(self) -> None:
+        """Seek each partition with skipped records back to the first of them."""
+        for tp, rewind in list(self.rewinds.items()):
+            if rewind.sought:
+                continue
+            first = await self.committer.first_offset_at(tp, rewind.expected)
+            if first is None:
+                continue  # Kafka did not answer in time: the next batch asks again
+            if first > rewind.expected:
+                rewind.first_in_log = first
+            rewind.sought = True
+            await self.committer.seek(tp, first)
 
     def _rekey_misplaced(
         self, partition: int, events: list[DecodedEvent], positions: list[int]
@@ -455,6 +496,15 @@ class StreamProcessor:
             "latency_ms": self.latency.summary(),
             **process_usage(),
         }
+
+
+@dataclass
+class Rewind:
+    """A partition whose delivery skipped records from ``expected`` on."""
+
+    expected: int
+    sought: bool = False
+    first_in_log: int | None = None  # where the log resumes, if ``expected`` is a hole
 
 
 @dataclass(frozen=True, eq=False)

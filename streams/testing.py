@@ -89,8 +89,13 @@ class InMemoryChangelog:
 
 @dataclass
 class RecordingCommitter:
+    """Records commits and seeks. ``log_holes`` maps a partition to offsets that hold no
+    record (as transaction markers do), for :meth:`first_offset_at`."""
+
     offsets: dict[TP, int] = field(default_factory=dict)
     commits: list[dict[TP, int]] = field(default_factory=list)
+    seeks: list[tuple[TP, int]] = field(default_factory=list)
+    log_holes: dict[TP, set[int]] = field(default_factory=dict)
 
     def committed(self, tp: TP) -> int | None:
         return self.offsets.get(tp)
@@ -98,3 +103,12 @@ class RecordingCommitter:
     async def commit(self, offsets: Mapping[TP, int]) -> None:
         self.commits.append(dict(offsets))
         self.offsets.update(offsets)
+
+    async def seek(self, tp: TP, offset: int) -> None:
+        self.seeks.append((tp, offset))
+
+    async def first_offset_at(self, tp: TP, offset: int) -> int | None:
+        holes = self.log_holes.get(tp, set())
+        while offset in holes:
+            offset += 1
+        return offset
