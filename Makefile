@@ -32,7 +32,7 @@ test-unit: $(STAMP) ## Unit tests only (seconds, no I/O)
 
 test-integration: $(STAMP) ## Integration and end-to-end tests (Kafka, chDB)
 	-$(PY) -m creatorpulse.brokers.apache fetch
-	$(PY) -m pytest tests/integration tests/e2e
+	$(PY) -m pytest tests/integration tests/e2e tests/harness
 
 # The drills also run in `make test`, at scale 1 and without the soak.
 DRILL_SCALE ?= 10

@@ -1,7 +1,7 @@
 """What the drills publish: a normal campaign stream, and every poison input of issue 8.
 
 Pure and seeded. A :class:`Stream` is the records to send, in order, with what the
-independent oracle (``tests.oracle``) needs to judge them: the event-shaped elements in
+independent oracle (``tests.support.oracle``) needs to judge them: the event-shaped elements in
 publish order, and the dead letters each malformed record must make (by reason class, as
 the contract states them). Lateness, future times, duplicates and the window bound are
 left to the oracle, which sees the events in the order their partition does.

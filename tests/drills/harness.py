@@ -26,7 +26,7 @@ import orjson
 from kafka import KafkaProducer
 
 from tests.drills.data import Record, Stream, reason_class
-from tests.oracle import Expected, expected_totals
+from tests.support.oracle import Expected, expected_totals
 from tests.support.processes import CampaignTotals, CreatorTotals
 
 #: Multiplies the size of every drill (``make drills`` sets 10).

@@ -17,7 +17,7 @@ import pytest
 
 from tests.drills import data
 from tests.drills.harness import SCALE, LivePublisher, RssSampler, dump_topics, judge, record
-from tests.fixtures_kafka import create_topic
+from tests.support.fixtures.kafka import create_topic
 from tests.support.processes import (
     WorkerProcess,
     committed_everything,

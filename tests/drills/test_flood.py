@@ -21,7 +21,7 @@ from tests.drills.harness import (
     record,
     worker_stats,
 )
-from tests.fixtures_kafka import create_topic
+from tests.support.fixtures.kafka import create_topic
 from tests.support.processes import (
     committed_everything,
     progress,

@@ -20,7 +20,7 @@ import pytest
 
 from tests.drills import data
 from tests.drills.harness import SCALE, RssSampler, judge, publish_stream, record
-from tests.fixtures_kafka import create_topic
+from tests.support.fixtures.kafka import create_topic
 from tests.support.processes import (
     committed_everything,
     progress,

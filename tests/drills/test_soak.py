@@ -27,7 +27,7 @@ from tests.drills.harness import (
     record,
     slope_mb_per_min,
 )
-from tests.fixtures_kafka import create_topic
+from tests.support.fixtures.kafka import create_topic
 from tests.support.processes import (
     committed_everything,
     progress,

@@ -25,7 +25,7 @@ from kafka.errors import KafkaError
 
 from creatorpulse.brokers.process import free_port
 from creatorpulse.logs import OWN_PACKAGES, REPEAT_INTERVAL_S
-from tests.fixtures_kafka import APACHE_KAFKA, BrokerHandle, create_topic
+from tests.support.fixtures.kafka import APACHE_KAFKA, BrokerHandle, create_topic
 
 pytestmark = pytest.mark.e2e
 

@@ -3,7 +3,7 @@
 A hand-built dataset holds every case of the contract. The worker is started,
 killed with SIGKILL in the middle of a burst, restarted, stopped with SIGTERM; then
 a second worker with a fresh group replays the whole topic. ClickHouse must hold
-exactly the totals that ``tests.oracle`` computes from the same events.
+exactly the totals that ``tests.support.oracle`` computes from the same events.
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ import orjson
 import pytest
 from kafka.errors import KafkaError
 
-from tests.fixtures_kafka import create_topic
-from tests.oracle import FIELDS, expected_totals
+from tests.support.fixtures.kafka import create_topic
+from tests.support.oracle import FIELDS, expected_totals
 from tests.support.processes import (
     GRACE_S,
     PARTITIONS,

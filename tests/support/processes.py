@@ -22,7 +22,7 @@ from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.errors import KafkaError
 
 from sinks.clickhouse import ClickHouseSink
-from tests.oracle import FIELDS
+from tests.support.oracle import FIELDS
 
 #: Defaults of the subprocess tests; each test may pass its own.
 GRACE_S = 600

@@ -32,7 +32,7 @@ from standardwebhooks import Webhook, WebhookVerificationError
 
 from schemas.alerts import notification_from_json
 from sinks.webhooks import Deliverer, Delivery, HookConfig, new_secret, parse_secret
-from tests.webhook_samples import notification
+from tests.support.webhook_samples import notification
 
 SECRET = new_secret()
 #: What a receiver does with the n-th request (1-based) it gets for one webhook-id.

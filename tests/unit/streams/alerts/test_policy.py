@@ -15,7 +15,7 @@ from streams.alerts.policy import (
     silence_matches,
 )
 from streams.alerts.rules import Rules
-from tests.alert_table import CAMPAIGN, T0, Sent, evaluation, minute, run
+from tests.support.alert_table import CAMPAIGN, T0, Sent, evaluation, minute, run
 
 RULES = Rules()
 W = T0 + 5_000  # the wall clock when minute 0 is observed (a live stream)

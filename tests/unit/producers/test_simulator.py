@@ -2,7 +2,7 @@
 
 The checks on figures (tiers, engagement bands) are computed here from the records,
 and the anomaly labels are checked against the independent oracle in
-``tests/oracle.py``: the simulator itself never computes pipeline results.
+``tests/support/oracle.py``: the simulator itself never computes pipeline results.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from producers.simulator import (
 from schemas.events import DecodedEvent, decode_record
 from schemas.metrics import METRICS
 from schemas.reference import tier_for
-from tests.oracle import expected_totals
+from tests.support.oracle import expected_totals
 
 T0 = 1_795_338_000_000  # 2026-11-22T09:00:00Z
 GRACE_S = 600

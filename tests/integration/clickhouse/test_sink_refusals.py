@@ -26,7 +26,7 @@ from sinks.base import stable_idx
 from sinks.clickhouse import ClickHouseSink
 from sinks.service import RowSinkService, SinkBatch, SinkTopics
 from streams.outputs.writer import SinkWriter
-from tests.fixtures_kafka import create_topic
+from tests.support.fixtures.kafka import create_topic
 
 T0_MS = int(datetime(2024, 3, 1, 12, 0, tzinfo=UTC).timestamp() * 1000)
 HOUR_MS = 3_600_000

@@ -14,7 +14,7 @@ from sinks.memory import MemoryRowSink
 from streams import changelog
 from streams.changelog import MAX_CHANGELOG_VALUE, POSTS_PER_PIECE, WINDOWS_PER_PIECE, Pieces
 from streams.state import PartitionState
-from tests.oracle import FIELDS, expected_totals
+from tests.support.oracle import FIELDS, expected_totals
 
 GRACE_S = 600
 SIZES = (60, 3600)

@@ -11,7 +11,7 @@ from kafka import KafkaConsumer
 
 from creatorpulse.cli import main
 from schemas.events import decode_record
-from tests.fixtures_kafka import create_topic
+from tests.support.fixtures.kafka import create_topic
 
 pytestmark = pytest.mark.kafka
 

@@ -21,7 +21,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError
 from kafka import KafkaProducer
 
-from tests.fixtures_kafka import (
+from tests.support.fixtures.kafka import (
     APACHE_KAFKA,
     TANSU,
     BrokerHandle,

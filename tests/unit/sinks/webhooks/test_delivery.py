@@ -21,7 +21,7 @@ from sinks.webhooks.delivery import (
     decide,
     parse_retry_after,
 )
-from tests.webhook_samples import notification
+from tests.support.webhook_samples import notification
 
 NOW_MS = 1_795_338_090_000
 HOOK = HookConfig(name="ops", kind="webhook", url="http://127.0.0.1:9/in")
@@ -390,7 +390,7 @@ def test_log_hook_writes_one_line_per_notification(caplog: pytest.LogCaptureFixt
 
 def test_log_line_stays_one_line() -> None:
     from sinks.webhooks.loghook import log_line
-    from tests.webhook_samples import alert
+    from tests.support.webhook_samples import alert
 
     line = log_line(notification(alerts=[alert("evil\ncreator=x", handle="a b")]))
     assert "\n" not in line and 'creator="evil\\ncreator=x" handle="a b"' in line

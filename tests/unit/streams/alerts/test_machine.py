@@ -9,7 +9,7 @@ import pytest
 from schemas.alerts import OUTPERFORMING, episode_id, fingerprint
 from streams.alerts.machine import CampaignAlerts
 from streams.alerts.rules import Rules
-from tests.alert_table import CAMPAIGN, UNSCORED, Seen, Sent, evaluation, minute, run
+from tests.support.alert_table import CAMPAIGN, UNSCORED, Seen, Sent, evaluation, minute, run
 
 RULES = Rules()
 

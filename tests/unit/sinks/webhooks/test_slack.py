@@ -6,7 +6,7 @@ import json
 import re
 
 from sinks.webhooks.slack import MAX_BLOCKS, SECTION_TEXT_LIMIT, escape, fit, link, slack_payload
-from tests.webhook_samples import alert, notification
+from tests.support.webhook_samples import alert, notification
 
 
 def section_texts(payload: dict[str, object]) -> list[str]:

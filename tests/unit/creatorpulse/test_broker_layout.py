@@ -7,7 +7,7 @@ from pathlib import Path
 
 from creatorpulse.brokers import apache
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 TOP_LEVEL_PACKAGES = ("creatorpulse", "schemas", "producers", "streams", "sinks")
 
 

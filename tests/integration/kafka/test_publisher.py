@@ -23,7 +23,7 @@ from producers.publisher import DeliveryError, Publisher
 from producers.simulator import CampaignSimulator, SimRecord, SimulationConfig
 from schemas.events import MAX_BATCH_RECORD_BYTES, DecodedEvent, PostStatEvent, decode_record
 from schemas.reference import CampaignContract, CreatorProfile
-from tests.fixtures_kafka import create_topic
+from tests.support.fixtures.kafka import create_topic
 
 pytestmark = pytest.mark.kafka
 

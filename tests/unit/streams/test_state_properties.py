@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 from schemas.events import DecodedEvent, PostStatEvent
 from streams.state import PartitionState
-from tests.oracle import FIELDS, expected_totals
+from tests.support.oracle import FIELDS, expected_totals
 
 GRACE_S = 600
 SIZES = (60, 3600)
