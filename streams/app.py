@@ -129,7 +129,7 @@ def build_worker(
                 processor.stats.apply_s += time.perf_counter() - started
                 processor.stats.batches += 1
             if processor.rewinds:
-                await processor.rewind()
+                processor.rewind()
             # Backpressure: while ClickHouse lags too far behind, stop taking records.
             if writer is not None:
                 await writer.wait_for_room()

@@ -247,18 +247,29 @@ class StreamProcessor:
             return True
         return False
 
-    async def rewind(self) -> None:
-        """Seek each partition with skipped records back to the first of them."""
-        for tp, rewind in list(self.rewinds.items()):
-            if rewind.sought:
-                continue
-            first = await self.committer.first_offset_at(tp, rewind.expected)
-            if first is None:
-                continue  # Kafka did not answer in time: the next batch asks again
+    def rewind(self) -> None:
+        """Start seeking each partition with skipped records back to the first of them.
+
+        In a task of its own per partition: asking Kafka where its log resumes takes a
+        round trip, and the other partitions keep being counted meanwhile.
+        """
+        for tp, rewind in self.rewinds.items():
+            if rewind.task is None:
+                rewind.task = asyncio.ensure_future(self._rewind(tp, rewind))
+
+    async def _rewind(self, tp: TP, rewind: Rewind) -> None:
+        try:
+            first = None
+            while first is None:
+                first = await self.committer.first_offset_at(tp, rewind.expected)
             if first > rewind.expected:
                 rewind.first_in_log = first
-            rewind.sought = True
+                log.info("%s[%d] has no record at %d..%d", *tp, rewind.expected, first - 1)
             await self.committer.seek(tp, first)
+            log.info("%s[%d] is read again from %d", *tp, first)
+        except Exception:
+            log.exception("could not seek %s[%d] back to %d", *tp, rewind.expected)
+            rewind.task = None  # the next batch tries again
 
     def _rekey_misplaced(
         self, partition: int, events: list[DecodedEvent], positions: list[int]
@@ -503,8 +514,8 @@ class Rewind:
     """A partition whose delivery skipped records from ``expected`` on."""
 
     expected: int
-    sought: bool = False
     first_in_log: int | None = None  # where the log resumes, if ``expected`` is a hole
+    task: asyncio.Future[None] | None = None  # seeking it back
 
 
 @dataclass(frozen=True, eq=False)

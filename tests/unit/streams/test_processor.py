@@ -274,7 +274,8 @@ def test_records_skipped_by_the_delivery_are_read_again_before_anything_after_th
                 [record(4, event_json("e4", T0, 1)), record(7, event_json("e7", T0, 100))]
             )
         assert h.processor.states[0].offsets["post-stats"] == 4  # 7 waits for 5 and 6
-        await h.processor.rewind()
+        h.processor.rewind()
+        await asyncio.gather(*(r.task for r in h.processor.rewinds.values() if r.task))
         async with h.processor.lock:
             h.processor.apply_batch(
                 [record(o, event_json(f"e{o}", T0, 10**o)) for o in (8, 5, 6, 7)][1:]
@@ -301,7 +302,8 @@ def test_a_hole_in_the_log_is_passed_once_kafka_confirms_it() -> None:
             h.processor.apply_batch(
                 [record(4, event_json("e4", T0, 1)), record(7, event_json("e7", T0, 2))]
             )
-        await h.processor.rewind()
+        h.processor.rewind()
+        await asyncio.gather(*(r.task for r in h.processor.rewinds.values() if r.task))
         async with h.processor.lock:
             h.processor.apply_batch([record(7, event_json("e7", T0, 2))])
         return h
