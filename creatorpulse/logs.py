@@ -57,6 +57,11 @@ class RepeatLimiter(logging.Filter):
         # Handlers call filters outside their own lock, from any thread.
         self._lock = threading.Lock()
 
+    @property
+    def kinds(self) -> int:
+        """How many kinds of line it keeps count of now."""
+        return len(self._kinds)
+
     def filter(self, record: logging.LogRecord) -> bool:
         if _is_own(record.name):
             return True

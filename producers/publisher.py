@@ -212,7 +212,8 @@ class Publisher:
     @property
     def idempotent(self) -> bool:
         """Whether the running producer is idempotent (kafka-python may turn it off)."""
-        producer = self.start()._producer
+        self.start()
+        producer = self._producer
         assert producer is not None
         return bool(producer.config["enable_idempotence"])
 
@@ -299,7 +300,9 @@ class Publisher:
         timestamp_ms: int | None,
         events: int,
     ) -> None:
-        producer = self._producer or self.start()._producer
+        if self._producer is None:
+            self.start()
+        producer = self._producer
         assert producer is not None
         try:
             future = producer.send(topic, value=value, key=key, timestamp_ms=timestamp_ms)

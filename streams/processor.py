@@ -37,7 +37,7 @@ log = logging.getLogger("creatorpulse.worker")
 
 def partition_for(key: bytes, partitions: int) -> int:
     """Kafka's default partitioner (murmur2), as kafka-python and aiokafka compute it."""
-    return (murmur2(key) & 0x7FFFFFFF) % partitions
+    return int(murmur2(key) & 0x7FFFFFFF) % partitions
 
 
 class StreamProcessor:

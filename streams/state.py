@@ -319,7 +319,7 @@ class PartitionState:
     def _snapshot_delta(self, event: DecodedEvent, topic: str, offset: int) -> tuple[int, ...]:
         """Per metric, max(0, new total - highest total seen so far); keeps the highest."""
         key = (event.campaign_id, event.creator_id, event.post_id)
-        totals = _counts(event)
+        totals: tuple[int, ...] = _counts(event)
         highest = self.posts.get(key)
         if highest is None:
             self.posts[key] = list(totals)
@@ -510,6 +510,10 @@ class PartitionState:
     def confirm_written(self, seq: int) -> None:
         """Call once the rows of flush ``seq`` (and all before it) are in the sink."""
         self._unwritten = {k: s for k, s in self._unwritten.items() if s > seq}
+
+    def awaiting_sink(self) -> int:
+        """How many windows have rows the sink has not confirmed yet."""
+        return len(self._unwritten)
 
     def confirm_durable(self) -> None:
         """Call once the changelog records of the last flush are durable (acked)."""

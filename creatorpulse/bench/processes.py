@@ -133,7 +133,8 @@ def group_lag(bootstrap: str, group: str, topics: Sequence[str]) -> int | None:
     except KafkaError:
         return None
     return sum(
-        max(0, end - (committed[tp].offset if tp in committed else 0)) for tp, end in ends.items()
+        max(0, int(end) - (committed[tp].offset if tp in committed else 0))
+        for tp, end in ends.items()
     )
 
 

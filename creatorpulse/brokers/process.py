@@ -267,7 +267,8 @@ class BrokerProcess(abc.ABC):
 
     def _wait_ready(self, started: float) -> None:
         """Wait until the child spawned at ``started`` (monotonic) answers, within the timeout."""
-        assert self._proc is not None and self.port is not None
+        assert self._proc is not None
+        assert self.port is not None
         try:
             wait_metadata(
                 self._proc,

@@ -34,7 +34,7 @@ Record = tuple[bytes | None, bytes | None]
 
 def partition_of(creator_id: str, partitions: int) -> int:
     """Kafka's default partitioner (murmur2), as the producer applies it to the key."""
-    return (murmur2(creator_id.encode()) & 0x7FFFFFFF) % partitions
+    return int(murmur2(creator_id.encode()) & 0x7FFFFFFF) % partitions
 
 
 def reason_class(reason: str) -> str:
@@ -383,7 +383,7 @@ def flood(good_records: int, seed: int, *, now_ms: int, share: float = 0.1) -> S
     def target() -> str:
         return rng.choice(campaign.creators)
 
-    ts = campaign.clock
+    ts = int(campaign.clock)
 
     @kind(1)
     def _big_control(tag: str) -> Stream:

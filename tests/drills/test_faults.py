@@ -78,7 +78,7 @@ class Drill:
         create_topic(self.bootstrap, self.topic, PARTITIONS)
 
     def process(self, command: str = "worker", **settings: str) -> WorkerProcess:
-        return self.spawn(
+        process: WorkerProcess = self.spawn(
             self.bootstrap,
             self.clickhouse_url,
             self.topic,
@@ -89,6 +89,7 @@ class Drill:
             partitions=str(PARTITIONS),
             **settings,
         )
+        return process
 
     def committed(self) -> int:
         """The group's committed offsets on the input topic, summed. They only grow, so
@@ -131,7 +132,8 @@ class Drill:
             topics = [self.topic, self.rekeyed, f"{self.app_id}-state-changelog"]
             dump_topics(self.bootstrap, topics, self.tmp_path / "topics.jsonl")
         assert verdict.mismatches == 0, verdict.explain()
-        assert sent.planted["bad_json"] > 0 and sent.rekeyed_ids, "the stream had what it needs"
+        assert sent.planted["bad_json"] > 0, "the stream had what it needs"
+        assert sent.rekeyed_ids, "the stream had what it needs"
 
 
 @pytest.fixture
@@ -217,5 +219,6 @@ def test_the_sink_process_through_an_outage_and_a_kill9(drill: Drill) -> None:
         "the sink's final catch-up",
     )
     assert sink.terminate() == 0, sink.log_tail()
-    assert worker.exit_codes == [0] and sink.exit_codes == [0, -9, 0]
+    assert worker.exit_codes == [0]
+    assert sink.exit_codes == [0, -9, 0]
     drill.judge("sink process: outage + kill -9", sent, rss.peak_mb)

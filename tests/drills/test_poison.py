@@ -79,7 +79,11 @@ def test_poison_mixed_into_a_normal_stream_is_exact(
         for _ in range(3 * SCALE):
             sent.add(next(stream))
     sent.add(normal.take(1_000 * SCALE))
-    sent.add(data.late_events(normal.creators[:5], normal.campaign_of.get, data.T0 - 3 * 3_600_000))
+    sent.add(
+        data.late_events(
+            normal.creators[:5], lambda c: normal.campaign_of[c], data.T0 - 3 * 3_600_000
+        )
+    )
     publish_stream(bootstrap, topic, sent.records)
 
     worker = spawn(

@@ -122,10 +122,10 @@ def test_a_kill9_between_durable_checkpoints_and_clickhouse_is_repaired_by_the_r
         assert worker.terminate() == 0, worker.log_tail()
     assert worker.exit_codes == [-9, 0]
 
-    creator, campaign_rows, dead = read_clickhouse(clickhouse_url)
+    creator_rows, campaign_rows, dead = read_clickhouse(clickhouse_url)
     verdict = judge(
         sent,
-        creator,
+        creator_rows,
         campaign_rows,
         dead,
         topics=(topic, rekeyed),

@@ -77,7 +77,8 @@ def test_a_silent_clickhouse_fails_the_worker_start_within_seconds(
     # progress lines (topics it created), no warnings or tracebacks.
     progress = [line for line in output.splitlines() if " INFO " in line]
     rest = "\n".join(line for line in output.splitlines() if line not in progress)
-    assert rest.lstrip().startswith("error: ") and rest.count("error") == 1, output
+    assert rest.lstrip().startswith("error: "), output
+    assert rest.count("error") == 1, output
     for noise in ("WARNING", "ERROR", "Traceback"):
         assert noise not in output, output
     message = " ".join(rest.split())

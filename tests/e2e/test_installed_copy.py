@@ -72,7 +72,8 @@ def test_the_broker_module_finds_its_pom_and_caches_outside_the_package(
     assert out.returncode == 0, out.stderr
     found = json.loads(out.stdout)
     assert Path(found["package"]).is_relative_to(site)  # the copy, not the checkout
-    assert Path(found["pom"]).is_relative_to(site) and found["pom_is_file"]
+    assert Path(found["pom"]).is_relative_to(site)
+    assert found["pom_is_file"]
     assert Path(found["cache"]) == tmp_path / "xdg" / "creatorpulse" / "kafka"
 
 

@@ -9,7 +9,6 @@ exactly the totals that ``tests.support.oracle`` computes from the same events.
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -186,8 +185,8 @@ def publish_until_mid_burst(
 
 
 @pytest.fixture
-def workdir(tmp_path: Path) -> Iterator[Path]:
-    yield tmp_path
+def workdir(tmp_path: Path) -> Path:
+    return tmp_path
 
 
 def test_worker_is_exact_through_kill9_restart_and_replay(
@@ -253,7 +252,8 @@ def test_worker_is_exact_through_kill9_restart_and_replay(
     assert [w[likes] for w in c_minutes] == [50, 10, 1]
     assert c_minutes[2][shares] == 4
     a_first = creator[(CAMPAIGN, CREATORS[0], 60, T0)]
-    assert a_first[FIELDS.index("views")] == 100 and a_first[FIELDS.index("saves")] == 3  # dup once
+    assert a_first[FIELDS.index("views")] == 100
+    assert a_first[FIELDS.index("saves")] == 3
     assert creator[(CAMPAIGN, CREATORS[0], 60, T0 - 60_000)][FIELDS.index("views")] == 7
     for i, rekeyed_creator in enumerate(CREATORS[3:6]):
         assert creator[(CAMPAIGN, rekeyed_creator, 60, T0)][FIELDS.index("views")] == 11 + i

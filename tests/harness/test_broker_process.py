@@ -152,4 +152,5 @@ def test_a_broker_that_exits_at_start_up_is_reported_with_its_log(tmp_path: Path
         _ = broker.bootstrap
     with pytest.raises(EmbeddedBrokerError, match=r"tansu exited with code 1 during start-up"):
         broker.start()
-    assert not broker.is_running() and broker.port is None
+    assert not broker.is_running()
+    assert broker.port is None

@@ -230,7 +230,8 @@ def test_faust_agent_counts_every_record(
 
     seen, table, committed = asyncio.run(scenario())
 
-    assert len(seen) == N_RECORDS and set(seen) == set(range(N_RECORDS))
+    assert len(seen) == N_RECORDS
+    assert set(seen) == set(range(N_RECORDS))
     assert table == {f"creator-{k}": N_RECORDS // n_keys for k in range(n_keys)}
     # app.stop() flushed the changelog: the latest value per key is the final count.
     changelog = asyncio.run(

@@ -49,12 +49,8 @@ class Expected:
     over_bound: list[tuple[str, str]] = field(default_factory=list)  # (event_id, counter)
     #: Each partition's highest event time at the end (key None: one watermark for all).
     watermarks: dict[int | None, int] = field(default_factory=dict)
-    _counted: int = 0
-
-    @property
-    def counted(self) -> int:
-        """How many events were counted (not late, duplicate, future or over the bound)."""
-        return self._counted
+    #: How many events were counted (not late, duplicate, future or over the bound).
+    counted: int = 0
 
     def campaign(self) -> dict[tuple[str, int, int], list[int]]:
         out: dict[tuple[str, int, int], list[int]] = {}
@@ -135,5 +131,5 @@ def expected_totals(
                 acc[i] += value
     result.creator = {k: v for k, v in totals.items() if any(v)}
     result.watermarks = highest
-    result._counted = counted
+    result.counted = counted
     return result

@@ -148,13 +148,13 @@ class WorkerProcess:
         self.stop_quietly()
         self.runs += 1
         self.workdir.mkdir(parents=True, exist_ok=True)
-        log = open(self.log_path, "wb")  # noqa: SIM115 - closed by the child's exit
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "creatorpulse", self.command],
-            env=self.env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
+        with open(self.log_path, "wb") as log:  # the child keeps its own descriptor
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "creatorpulse", self.command],
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
 
     @property
     def pid(self) -> int:

@@ -85,6 +85,7 @@ def test_the_roi_view_matches_the_cost_functions(written: ClickHouseSink) -> Non
 
 def test_rates_without_a_denominator_are_none_like_the_views_nulls() -> None:
     zero = dict.fromkeys(metrics.METRICS, 0)
-    assert metrics.engagement_rate(zero) is None and metrics.conversion_rate(zero) is None
+    assert metrics.engagement_rate(zero) is None
+    assert metrics.conversion_rate(zero) is None
     assert metrics.cost_per_acquisition(None, COUNTS) is None
     assert datetime.fromtimestamp(T0 / 1000, UTC).second == 0  # a window boundary

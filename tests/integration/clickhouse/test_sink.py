@@ -249,7 +249,7 @@ def test_a_cut_dead_letter_keeps_the_size_and_hash_of_its_whole_payload(
 
 def test_dead_letter_time_is_stored_as_utc_millis(clickhouse_sink: ClickHouseSink) -> None:
     aware = datetime(2024, 3, 1, 14, 0, 0, 123_000, tzinfo=UTC)
-    naive_means_utc = datetime(2024, 3, 1, 14, 0, 0, 456_000)
+    naive_means_utc = datetime(2024, 3, 1, 14, 0, 0, 456_000)  # noqa: DTZ001 - on purpose
     clickhouse_sink.write_dead_letters(
         [
             DeadLetter(aware, "t", 1, 1, 0, "r", b"x"),

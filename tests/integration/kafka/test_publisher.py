@@ -93,7 +93,8 @@ def test_every_event_arrives_keyed_by_creator_at_event_time(
     records = simulated_records()
     sent_events = [DecodedEvent.from_model(r.event) for r in records if r.event is not None]
     sent_invalid = [r.value for r in records if r.event is None]
-    assert len(sent_events) > 500 and sent_invalid
+    assert len(sent_events) > 500
+    assert sent_invalid
 
     # A wide span lets this sparse stream (one poll per post every 10 s) fill batches.
     with Publisher(
@@ -147,7 +148,8 @@ def test_publish_event_uses_the_events_key_and_time(
     with Publisher(kafka_bootstrap, topic) as publisher:
         publisher.publish_event(event)
     (message,) = consume_all(kafka_bootstrap, topic, 1)
-    assert message.key == b"alice" and message.timestamp == T0
+    assert message.key == b"alice"
+    assert message.timestamp == T0
     assert decode_record(message.value).events == [DecodedEvent.from_model(event)]
 
 
@@ -230,7 +232,9 @@ def test_replay_file_publishes_every_line(
     path.write_bytes(b"\n".join([*lines[:100], b"{broken", *lines[100:]]) + b"\n")
     with Publisher(kafka_bootstrap, topic, events_per_record=10) as publisher:
         stats = replay_file(publisher, path, progress=False)
-    assert stats.records == 201 and stats.valid_events == 200 and stats.rejected == 1
+    assert stats.records == 201
+    assert stats.valid_events == 200
+    assert stats.rejected == 1
     consumed = consume_all(kafka_bootstrap, topic, publisher.stats.records_sent)
     events = [e for m in consumed for e in decode_record(m.value).events]
     assert sorted(e.views for e in events) == list(range(200))

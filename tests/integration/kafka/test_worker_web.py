@@ -120,7 +120,8 @@ def test_another_address_is_an_explicit_setting_with_a_warning(
     with caplog.at_level(logging.WARNING, logger="creatorpulse"):
         assert asyncio.run(scenario()) == {"0.0.0.0"}
     warnings = [r.getMessage() for r in caplog.records if r.name == "creatorpulse"]
-    assert len(warnings) == 1 and "CREATORPULSE_WEB_HOST" in warnings[0]
+    assert len(warnings) == 1
+    assert "CREATORPULSE_WEB_HOST" in warnings[0]
 
 
 @pytest.mark.parametrize(

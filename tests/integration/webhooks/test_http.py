@@ -214,7 +214,8 @@ def test_a_receiver_that_is_down_keeps_everything_pending_until_it_is_up() -> No
         ]
     refused = records[0]
     assert refused.error.startswith("ClientConnectorError: Cannot connect"), refused.error
-    assert sorted(receiver.processed) == ["n-1", "n-2"] and receiver.rejected == []
+    assert sorted(receiver.processed) == ["n-1", "n-2"]
+    assert receiver.rejected == []
 
 
 def test_a_slow_receiver_times_out_without_holding_the_caller() -> None:
@@ -281,7 +282,8 @@ def test_410_disables_the_endpoint_and_other_hooks_go_on() -> None:
         ("n-3", 0, "disabled", None),
     ]
     assert gone.seen == ["n-1"]  # nothing more was sent to it
-    assert "gone" in deliverer.disabled and "fine" not in deliverer.disabled
+    assert "gone" in deliverer.disabled
+    assert "fine" not in deliverer.disabled
     assert sorted(fine.processed) == ["n-1", "n-2", "n-3"]
 
 
@@ -322,7 +324,8 @@ def test_429_retry_after_in_seconds_and_as_a_date() -> None:
     assert first.next_attempt_at_ms == first.attempted_at_ms + 7_000  # no jitter added
     assert second.next_attempt_at_ms == second.attempted_at_ms + 20_000
     assert (third.attempt, third.status) == (3, "delivered")
-    assert receiver.processed == ["n-1"] and receiver.seen == ["n-1"] * 3
+    assert receiver.processed == ["n-1"]
+    assert receiver.seen == ["n-1"] * 3
 
 
 def test_every_kind_of_trouble_at_once_loses_nothing() -> None:
@@ -387,7 +390,8 @@ def test_slack_hook_posts_text_and_blocks() -> None:
     assert record.status == "delivered"
     (body,) = receiver.bodies
     message = json.loads(body)
-    assert set(message) == {"text", "blocks"} and "@maya.eats" in message["text"]
+    assert set(message) == {"text", "blocks"}
+    assert "@maya.eats" in message["text"]
 
 
 def test_run_loop_delivers_on_the_wall_clock() -> None:
@@ -413,4 +417,5 @@ def test_run_loop_delivers_on_the_wall_clock() -> None:
 
     records = asyncio.run(scenario())
     assert [(r.status, r.http_status) for r in records] == [("delivered", 200)]
-    assert receiver.processed == ["n-1"] and receiver.rejected == []
+    assert receiver.processed == ["n-1"]
+    assert receiver.rejected == []

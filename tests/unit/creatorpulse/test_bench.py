@@ -51,7 +51,7 @@ def test_percentile_interpolates_between_closest_ranks() -> None:
     assert percentile([3.0, 1.0, 2.0], 0.5) == 2.0  # order of input does not matter
     assert percentile(list(map(float, range(1, 101))), 0.99) == pytest.approx(99.01)
     assert percentile([], 0.5) is None
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="q must be within"):
         percentile(values, 1.5)
 
 
@@ -72,7 +72,7 @@ def test_restamp_replaces_only_the_event_time() -> None:
     out = restamp(value, 1000, 2500)
     assert orjson.loads(out)["ts"] == 2500
     assert orjson.loads(out)["views"] == 1000
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="no ts 999"):
         restamp(value, 999, 2500)
 
 
@@ -131,7 +131,8 @@ def test_done_tracker_waits_for_a_quiet_settled_worker() -> None:
     assert not tracker.update(_stats(cpu_s=1.1), now=3.0)  # quiet for 1 s only
     assert tracker.update(_stats(cpu_s=1.2), now=4.0)
     # The first snapshot of the quiet period: its CPU excludes the waiting.
-    assert tracker.final is not None and tracker.final["cpu_s"] == 1.0
+    assert tracker.final is not None
+    assert tracker.final["cpu_s"] == 1.0
 
 
 def test_done_tracker_restarts_the_quiet_period_on_a_new_write() -> None:
@@ -140,7 +141,8 @@ def test_done_tracker_restarts_the_quiet_period_on_a_new_write() -> None:
     assert not tracker.update(_stats(rows_written=50, last_write_unix=12.0), now=1.5)
     assert not tracker.update(_stats(rows_written=50, last_write_unix=12.0), now=3.0)
     assert tracker.update(_stats(rows_written=50, last_write_unix=12.0), now=3.6)
-    assert tracker.final is not None and tracker.final["rows_written"] == 50
+    assert tracker.final is not None
+    assert tracker.final["rows_written"] == 50
 
 
 def test_done_tracker_counts_duplicates_and_dead_letters_as_seen() -> None:
@@ -170,7 +172,9 @@ def test_events_flag_sizes_the_single_event_shape_too() -> None:
 
 def test_quick_is_small_and_flags_still_win() -> None:
     quick = parse_args(["--quick"])
-    assert quick.quick and quick.events < 50_000 and quick.latency_seconds < 10
+    assert quick.quick
+    assert quick.events < 50_000
+    assert quick.latency_seconds < 10
     assert max(quick.scaling_creators) <= 1_000
     assert parse_args(["--quick", "--events", "7000"]).events == 7_000
 
@@ -181,11 +185,12 @@ def test_skip_broker_and_out_flags() -> None:
     )
     assert options.broker == "embedded"
     assert options.skip == {"latency", "single"}
-    assert not options.runs("latency") and options.runs("memory")
+    assert not options.runs("latency")
+    assert options.runs("memory")
     assert options.out == Path("x.json")
     with pytest.raises(SystemExit):
         parse_args(["--skip", "everything"])
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="events must be >= 1"):
         BenchOptions(events=0)
 
 
@@ -200,7 +205,7 @@ def test_campaigns_split_large_casts() -> None:
     assert campaigns_for(300) == (1, 300)
     assert campaigns_for(1_000) == (1, 1_000)
     assert campaigns_for(100_000) == (100, 1_000)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="not a multiple of 1000"):
         campaigns_for(1_500)
 
 
@@ -347,21 +352,26 @@ def test_rows_carry_ratios_to_ceiling_and_baseline() -> None:
     assert worker.vs_baseline == "20.0x"
     assert "9,000 rows" in worker.note
     baseline = rows[("2 baseline, batch records", "Faust, table write/event/window")]
-    assert baseline.vs_ceiling == "0.00500x" and baseline.vs_baseline == "1.00x"
+    assert baseline.vs_ceiling == "0.00500x"
+    assert baseline.vs_baseline == "1.00x"
     assert "first 20,000 events" in baseline.note
     latency = rows[("5 latency, batch records", "publish -> row written, p50")]
-    assert latency.value == "800 ms" and "30,000 records" in latency.note
+    assert latency.value == "800 ms"
+    assert "30,000 records" in latency.note
     single = rows[("5 latency, single-event records", "publish -> row written, p50")]
-    assert single.value == "2,500 ms" and "4,000 ev/s" in single.note
+    assert single.value == "2,500 ms"
+    assert "4,000 ev/s" in single.note
     p99s = [r.value for r in build_rows(_results()) if r.figure == "p99"]
     assert p99s == ["9,000 ms", "1,600 ms"]  # in SHAPES order: single-event, then batch
     memory = rows[
         ("6 memory, 10,000 creators x 3 campaigns", "worker peak RSS, chDB in the worker")
     ]
-    assert memory.value == "700 MB" and "60,000 open windows" in memory.note
+    assert memory.value == "700 MB"
+    assert "60,000 open windows" in memory.note
     topic_mode = rows[("", "worker peak RSS, --sink topic")]
     assert topic_mode.value == "250 MB"
-    assert "sink process: 380 MB" in topic_mode.note and "1.71 KB per window" in topic_mode.note
+    assert "sink process: 380 MB" in topic_mode.note
+    assert "1.71 KB per window" in topic_mode.note
     scaled = rows[("", "CPU/event, 100,000 creators x 1")]
     assert "3.00x the first" in scaled.note
 
@@ -382,7 +392,8 @@ def test_missing_sections_leave_no_rows_and_the_table_renders() -> None:
     Console(file=out, width=200).print(render_table(_results()))
     text = out.getvalue()
     assert "creatorpulse bench" in text
-    assert "2 CPU(s) AMD EPYC" in text and "apache-kafka 3.9.1" in text
+    assert "2 CPU(s) AMD EPYC" in text
+    assert "apache-kafka 3.9.1" in text
     assert "20,000 ev/s" in text
 
 
@@ -415,7 +426,8 @@ def test_a_bare_loop_over_batch_records_is_rated_per_event() -> None:
     # The loop counts records; 500 records of the topic held 40,000 events.
     loop = {"events": 500, "records": 500, "seconds": 2.0, "cpu_s": 1.6, "events_per_s": 250.0}
     rated = whole_topic_rates(loop, 40_000)
-    assert rated["events"] == 40_000 and rated["records"] == 500
+    assert rated["events"] == 40_000
+    assert rated["records"] == 500
     assert rated["events_per_s"] == 20_000.0
     assert rated["cpu_s_per_event"] == 1.6 / 40_000
     assert loop["events_per_s"] == 250.0  # the run's own figures stay as they were
@@ -430,6 +442,7 @@ def test_kb_per_window_is_the_growth_over_the_start() -> None:
 def test_best_of_keeps_the_fastest_run_and_every_pass() -> None:
     runs = [{"events_per_s": 900.4, "cpu_s": 2.0}, {"events_per_s": 1_100.0, "cpu_s": 1.5}]
     best = best_of(runs)
-    assert best["cpu_s"] == 1.5 and best["passes"] == [900, 1_100]
+    assert best["cpu_s"] == 1.5
+    assert best["passes"] == [900, 1_100]
     assert "passes" not in runs[1]  # the inputs are left alone
     assert best_of([{"events_per_s": None}])["passes"] == [0]

@@ -53,10 +53,14 @@ def test_jsonl_lines_become_records_keyed_by_creator_at_event_time(tmp_path: Pat
         orjson.dumps(event(event_id="e-2", ts="2026-11-22T10:00:05+01:00", creator_id="bob")),
     )
     first, second = iter_records(path)
-    assert first.key == b"alice" and first.timestamp_ms == T0
+    assert first.key == b"alice"
+    assert first.timestamp_ms == T0
     assert first.value == orjson.dumps(event())  # published byte for byte
-    assert first.event is not None and first.event.views == 100 and first.label == "ok"
-    assert second.key == b"bob" and second.timestamp_ms == T0 + 5000
+    assert first.event is not None
+    assert first.event.views == 100
+    assert first.label == "ok"
+    assert second.key == b"bob"
+    assert second.timestamp_ms == T0 + 5000
 
 
 def test_a_broken_line_is_still_published_for_the_pipeline_to_dead_letter(
@@ -75,11 +79,15 @@ def test_a_broken_line_is_still_published_for_the_pipeline_to_dead_letter(
     records = list(reader)
     assert [r.value for r in records][1] == broken
     bad = records[1]
-    assert bad.key is None and bad.event is None and bad.label == "invalid"
+    assert bad.key is None
+    assert bad.event is None
+    assert bad.label == "invalid"
     assert bad.timestamp_ms == T0  # the previous line's time: it lands next to it
     assert decode_record(bad.value).rejected[0].reason.startswith("bad_json")
     assert len(records) == 3  # blank lines are not records
-    assert reader.records == 3 and reader.valid_events == 2 and reader.rejected == 1
+    assert reader.records == 3
+    assert reader.valid_events == 2
+    assert reader.rejected == 1
 
 
 def test_a_valid_json_line_that_breaks_the_contract_keeps_its_key(tmp_path: Path) -> None:
@@ -89,9 +97,12 @@ def test_a_valid_json_line_that_breaks_the_contract_keeps_its_key(tmp_path: Path
         orjson.dumps(event(event_id="e-2", views=-3)),
     )
     naive, negative = iter_records(path)
-    assert naive.key == b"alice" and naive.event is None and naive.label == "invalid"
+    assert naive.key == b"alice"
+    assert naive.event is None
+    assert naive.label == "invalid"
     assert naive.timestamp_ms == T0  # held until a line with a usable ts came
-    assert negative.key == b"alice" and negative.event is None
+    assert negative.key == b"alice"
+    assert negative.event is None
     assert negative.timestamp_ms == T0
 
 
@@ -126,8 +137,11 @@ def test_an_array_line_is_one_batch_record_keyed_by_its_creator(tmp_path: Path) 
     path = write_jsonl(tmp_path / "batches.jsonl", batch, mixed)
     reader = ReplayReader(path)
     one, two = reader
-    assert one.value == batch and one.key == b"alice" and one.timestamp_ms == T0 + 9
-    assert one.event is None and one.label == "ok"  # sent as is, not re-batched
+    assert one.value == batch
+    assert one.key == b"alice"
+    assert one.timestamp_ms == T0 + 9
+    assert one.event is None
+    assert one.label == "ok"
     assert two.key is None  # creators disagree: no single key
     assert reader.valid_events == 4
 
@@ -254,7 +268,9 @@ def test_a_valid_event_orjson_cannot_parse_is_keyed_and_timed_by_the_event(
     path = write_jsonl(tmp_path / "nan.jsonl", orjson.dumps(event()), line)
     _, record = iter_records(path)
     assert decode_record(line).events == [decoded(record.event)]
-    assert record.key == b"alice" and record.timestamp_ms == T0 + 3 and record.label == "ok"
+    assert record.key == b"alice"
+    assert record.timestamp_ms == T0 + 3
+    assert record.label == "ok"
 
 
 # -- CSV -------------------------------------------------------------------------------
@@ -281,13 +297,18 @@ def test_csv_rows_convert_counts_to_ints_and_omit_empty_cells(tmp_path: Path) ->
         "revenue_cents": 250,
         "note": "first",
     }
-    assert first.key == b"alice" and first.timestamp_ms == T0
-    assert first.event is not None and first.event.saves == 0  # omitted: the default
+    assert first.key == b"alice"
+    assert first.timestamp_ms == T0
+    assert first.event is not None
+    assert first.event.saves == 0
     data = orjson.loads(second.value)
     assert data["ts"] == "2026-11-22T10:00:01+01:00"  # ISO text stays text
-    assert "likes" not in data and data["saves"] == 3
-    assert second.key == b"bob" and second.timestamp_ms == T0 + 1000
-    assert second.event is not None and second.event.kind == "snapshot"
+    assert "likes" not in data
+    assert data["saves"] == 3
+    assert second.key == b"bob"
+    assert second.timestamp_ms == T0 + 1000
+    assert second.event is not None
+    assert second.event.kind == "snapshot"
 
 
 @pytest.mark.parametrize(
@@ -310,7 +331,8 @@ def test_csv_counts_that_are_not_plain_integers_stay_text_and_are_rejected(
     )
     (record,) = iter_records(path)
     assert orjson.loads(record.value)["views"] == expected
-    assert record.event is None and record.key == b"alice"
+    assert record.event is None
+    assert record.key == b"alice"
     assert reason in decode_record(record.value).rejected[0].reason
 
 
@@ -325,9 +347,11 @@ def test_csv_missing_fields_short_rows_and_quoted_cells(tmp_path: Path) -> None:
     )
     reader = ReplayReader(path)
     quoted, short = reader
-    assert quoted.event is not None and quoted.event.campaign_id == "spring, the big one"
+    assert quoted.event is not None
+    assert quoted.event.campaign_id == "spring, the big one"
     assert "extra" not in quoted.value.decode()  # cells past the header are ignored
-    assert short.key is None and short.event is None  # no creator_id, no key
+    assert short.key is None
+    assert short.event is None
     assert "Field required" in decode_record(short.value).rejected[0].reason
     assert reader.records == 2
 
@@ -336,7 +360,7 @@ def test_format_comes_from_the_suffix_or_is_given(tmp_path: Path) -> None:
     assert detect_format("a.jsonl") == "jsonl"
     assert detect_format("a.NDJSON") == "jsonl"
     assert detect_format(Path("dir/a.csv")) == "csv"
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="cannot tell the format"):
         detect_format("a.txt")
     path = write_jsonl(tmp_path / "events.txt", orjson.dumps(event()))
     (record,) = iter_records(path, "jsonl")
@@ -397,7 +421,9 @@ def test_replay_as_fast_as_possible_publishes_everything_without_waiting(
     )
     assert clock.now == 1000.0
     assert [r.value for _, r in publisher.records] == [*lines, b"garbage"]
-    assert stats.records == 51 and stats.valid_events == 50 and stats.rejected == 1
+    assert stats.records == 51
+    assert stats.valid_events == 50
+    assert stats.rejected == 1
     assert stats.bytes_read == path.stat().st_size
     assert stats.publisher.records_sent == 51
     assert publisher.flushes >= 1
@@ -424,5 +450,5 @@ def test_replay_paced_by_event_time_times_speed(tmp_path: Path) -> None:
 
 def test_replay_refuses_a_non_positive_speed(tmp_path: Path) -> None:
     path = write_jsonl(tmp_path / "e.jsonl", orjson.dumps(event()))
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="speed must be > 0"):
         replay_file(FakePublisher(), path, speed=0, progress=False)  # type: ignore[arg-type]

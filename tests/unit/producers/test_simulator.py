@@ -91,15 +91,15 @@ def event_dicts(records: list[SimRecord]) -> list[dict[str, Any]]:
     ],
 )
 def test_invalid_configurations_are_refused(kwargs: dict[str, Any]) -> None:
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError):  # noqa: PT011 - each case refuses another field
         SimulationConfig(**kwargs)
 
 
 def test_tick_refuses_negative_durations_and_rates() -> None:
     sim = sim_for()
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="dt_s must be >= 0"):
         sim.tick(T0, -1.0)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="rate_scale must be > 0"):
         sim.tick(T0, 1.0, rate_scale=0)
 
 
@@ -119,7 +119,9 @@ def test_another_seed_gives_other_creators_and_ids() -> None:
     assert [p.follower_count for p in a.profiles()] != [p.follower_count for p in b.profiles()]
     ids_a = {r.event.event_id for r in run(a, 600) if r.event}
     ids_b = {r.event.event_id for r in run(b, 600) if r.event}
-    assert ids_a and ids_b and not ids_a & ids_b  # two runs never collide in dedup
+    assert ids_a
+    assert ids_b
+    assert not ids_a & ids_b
 
 
 @pytest.mark.parametrize("mode", ["poller", "clickstream"])
@@ -217,7 +219,9 @@ def test_engagement_rates_fall_in_their_tier_band(
         # 10% slack for sampling noise around a true rate drawn inside the band.
         assert low * 0.9 <= er <= high * 1.1, (traits.tier, er)
         checked[traits.tier] += 1
-    assert checked["micro"] >= 20 and checked["nano"] >= 3 and checked["macro"] >= 3
+    assert checked["micro"] >= 20
+    assert checked["nano"] >= 3
+    assert checked["macro"] >= 3
 
 
 def test_other_rates_are_in_realistic_ranges(
@@ -237,7 +241,8 @@ def test_other_rates_are_in_realistic_ranges(
     assert 0.02 <= rate(overall, "conversions", per="clicks") <= 0.06
     assert 1500 <= rate(overall, "revenue_cents", per="conversions") <= 6000
     saves, shares, likes = (overall[METRICS.index(n)] for n in ("saves", "shares", "likes"))
-    assert saves < likes and shares < likes
+    assert saves < likes
+    assert shares < likes
 
 
 def test_outperformers_clearly_beat_their_cohort(
@@ -400,8 +405,11 @@ def test_invalid_records_are_rejected_and_valid_ones_accepted(
         else:
             assert decoded.rejected == []
             assert decoded.events == [DecodedEvent.from_model(record.event)]
-    assert reasons["bad_json"] > 0 and reasons["invalid"] > 0
-    assert reasons["negative"] and reasons["missing"] and reasons["naive"]
+    assert reasons["bad_json"] > 0
+    assert reasons["invalid"] > 0
+    assert reasons["negative"]
+    assert reasons["missing"]
+    assert reasons["naive"]
 
 
 def test_anomalies_change_nothing_in_the_truth() -> None:
@@ -450,8 +458,10 @@ def test_events_at_rate_spreads_valid_deltas_over_creators_at_the_rate() -> None
     creators: Counter[str] = Counter()
     for record in records[:2000]:
         decoded = decode_record(record.value)
+        assert record.event is not None
         assert decoded.events == [DecodedEvent.from_model(record.event)]
-        assert record.event is not None and record.event.kind == "delta"
+        assert record.event is not None
+        assert record.event.kind == "delta"
         assert record.key == record.event.creator_id.encode()
         creators[record.event.creator_id] += 1
     ids = {r.event.event_id for r in records if r.event}
@@ -476,6 +486,7 @@ def test_a_record_known_to_be_valid_decodes_its_event_on_first_use() -> None:
     lazy = SimRecord.known_valid(key, value, T0)
     assert lazy.has_event
     assert lazy.event == eager.event
+    assert lazy.event is not None
     assert DecodedEvent.from_model(lazy.event) == decode_record(value).events[0]
     assert lazy.event is lazy.event  # decoded once
     decoded = SimRecord(key, value, T0, eager.event)
@@ -483,7 +494,8 @@ def test_a_record_known_to_be_valid_decodes_its_event_on_first_use() -> None:
     assert hash(SimRecord.known_valid(key, value, T0)) == hash(decoded)
     assert SimRecord.known_valid(key, value, T0, "duplicate") != decoded
     invalid = SimRecord(key, b"{", T0, None, "invalid")
-    assert not invalid.has_event and invalid.event is None
+    assert not invalid.has_event
+    assert invalid.event is None
     assert pickle.loads(pickle.dumps(lazy)) == lazy
     assert "event=PostStatEvent(" in repr(lazy)
     with pytest.raises(FrozenInstanceError):
@@ -563,7 +575,8 @@ def test_simulate_fast_publishes_reference_data_then_a_backfill_ending_now() -> 
     topics = Counter(topic for topic, _, _ in publisher.raw)
     assert topics == {"creator-profiles": 36, "campaign-contracts": 36}
     assert stats.reference_records == 72
-    assert stats.sim_start_ms == T0 - 1_800_000 and stats.sim_end_ms == T0
+    assert stats.sim_start_ms == T0 - 1_800_000
+    assert stats.sim_end_ms == T0
     assert stats.records == len(publisher.records) > 0
     assert all(T0 - 1_800_000 < r.timestamp_ms <= T0 for r in publisher.records)
     assert stats.labels == {"ok": len(publisher.records)}
@@ -626,9 +639,9 @@ def test_simulate_realtime_stops_when_asked() -> None:
 
 
 def test_simulate_refuses_an_endless_fast_run_and_a_used_simulator() -> None:
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="needs duration_s or a stop event"):
         simulate(FakePublisher(), sim_for(), duration_s=None, realtime=False, progress=False)  # type: ignore[arg-type]
     used = sim_for()
     used.tick(T0, 0.0)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="already run"):
         simulate(FakePublisher(), used, duration_s=10, realtime=False, progress=False)  # type: ignore[arg-type]

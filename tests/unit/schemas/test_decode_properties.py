@@ -87,7 +87,8 @@ def check_accounting(value: bytes | None, decoded: Decoded) -> None:
     except orjson.JSONDecodeError:
         parsed = None
     if not isinstance(parsed, list):
-        assert len(decoded.events) == 1 and not decoded.rejected
+        assert len(decoded.events) == 1
+        assert not decoded.rejected
         return
     unlisted = 0
     if decoded.rejected:
@@ -99,7 +100,8 @@ def check_accounting(value: bytes | None, decoded: Decoded) -> None:
     positions = decoded.positions()
     assert len(positions) == len(decoded.events)
     places = positions + [r.index for r in decoded.rejected]
-    assert len(set(places)) == len(places) and all(0 <= p < len(parsed) for p in places)
+    assert len(set(places)) == len(places)
+    assert all(0 <= p < len(parsed) for p in places)
 
 
 @EXAMPLES

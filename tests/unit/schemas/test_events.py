@@ -60,7 +60,8 @@ def test_epoch_millis_and_z_suffix_are_accepted() -> None:
 
 def test_unknown_fields_are_ignored() -> None:
     decoded = decode_record(encode(event(source="api-poller", extra={"x": 1})))
-    assert len(decoded.events) == 1 and not decoded.rejected
+    assert len(decoded.events) == 1
+    assert not decoded.rejected
 
 
 @pytest.mark.parametrize(
@@ -104,7 +105,8 @@ def test_bad_events_are_rejected_with_a_reason(value: bytes, reason_start: str) 
 @pytest.mark.parametrize("name", METRICS)
 def test_every_counter_rejects_negatives(name: str) -> None:
     decoded = decode_record(encode(event(**{name: -5})))
-    assert decoded.rejected and decoded.rejected[0].reason.startswith(f"invalid: {name}")
+    assert decoded.rejected
+    assert decoded.rejected[0].reason.startswith(f"invalid: {name}")
 
 
 def test_a_payload_over_64_kib_is_rejected() -> None:

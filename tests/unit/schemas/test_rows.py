@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 
 import orjson
 import pytest
+from pydantic import ValidationError
 
 from schemas.metrics import METRICS
 from schemas.rows import (
@@ -34,7 +35,8 @@ def row(creator: str = "cr-1", views: int = 10, start: int = 60_000) -> CreatorW
 def test_window_row_round_trips_with_named_counters() -> None:
     original = row()
     message = orjson.loads(window_row_to_json(original))
-    assert message["views"] == 10 and message["revenue_cents"] == 499
+    assert message["views"] == 10
+    assert message["revenue_cents"] == 499
     assert set(METRICS) <= set(message)
     assert window_row_from_json(window_row_to_json(original)) == original
 
@@ -53,7 +55,7 @@ def test_window_row_from_json_refuses_what_the_worker_never_writes(
     change: dict[str, object],
 ) -> None:
     message = {**orjson.loads(window_row_to_json(row())), **change}
-    with pytest.raises(ValueError):
+    with pytest.raises(ValidationError):
         window_row_from_json(orjson.dumps(message))
 
 
@@ -62,7 +64,7 @@ def test_dead_letter_round_trips_through_the_contract_topic_format() -> None:
     message = orjson.loads(dead_letter_to_json(dead))
     assert message["received_at"] == "2026-11-22T09:00:00+00:00"
     assert dead_letter_from_json(dead_letter_to_json(dead)) == dead
-    with pytest.raises(ValueError):
+    with pytest.raises(ValidationError, match="timezone"):
         dead_letter_from_json(orjson.dumps({**message, "received_at": "2026-11-22T09:00:00"}))
 
 
@@ -72,7 +74,8 @@ def test_a_huge_dead_letter_keeps_its_head_size_and_hash_and_fits_a_kafka_record
     payload = b"[" + b"\x01" * 900_000
     dead = DeadLetter(datetime.now(UTC), "in", 0, 7, 0, "bad_json: " + "x" * 5000, payload)
     assert dead.payload == payload[:MAX_DEAD_LETTER_PAYLOAD]
-    assert dead.payload_size == len(payload) and dead.truncated
+    assert dead.payload_size == len(payload)
+    assert dead.truncated
     assert dead.payload_sha256 == hashlib.sha256(payload).hexdigest()
     assert len(dead.reason) == MAX_REASON_CHARS
     encoded = dead_letter_to_json(dead)
@@ -116,7 +119,8 @@ def test_collect_keeps_the_newest_row_per_window_and_sorts_by_topic() -> None:
     assert batch.dead_letters == [dead]
     assert [p.creator_id for p in batch.profiles] == ["cr-1"]
     assert [c.fee for c in batch.contracts] == [500.0]
-    assert batch.invalid == 0 and not batch.empty()
+    assert batch.invalid == 0
+    assert not batch.empty()
 
 
 def test_collect_counts_bad_records_instead_of_raising() -> None:
@@ -146,7 +150,8 @@ def test_window_rows_records_are_arrays_keyed_by_campaign_and_read_back() -> Non
     records = window_row_records(rows, "app-window-rows")
     keys = {key for _, key, _, _ in records}
     assert keys == {b"camp", b"other"}
-    assert len(records) > 2 and all(len(v or b"") <= MAX_CHANGELOG_VALUE for *_, v, _ in records)
+    assert len(records) > 2
+    assert all(len(v or b"") <= MAX_CHANGELOG_VALUE for *_, v, _ in records)
     read = [r for _, _, value, _ in records for r in window_rows_from_json(value or b"")]
     assert read == rows
 

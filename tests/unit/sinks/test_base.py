@@ -70,7 +70,8 @@ def refuse_huge_profiles(p: CreatorProfile) -> str | None:
 
 def test_a_batch_keeps_the_newest_row_of_each_window_and_every_dead_letter() -> None:
     batch = RowBatch()
-    assert batch.empty() and batch.size == 0
+    assert batch.empty()
+    assert batch.size == 0
     older, newer, other = row("c-0", views=3), row("c-0", views=8), row("c-1", views=1)
     batch.add([older, other])
     batch.add([newer])
@@ -81,15 +82,19 @@ def test_a_batch_keeps_the_newest_row_of_each_window_and_every_dead_letter() -> 
     batch.add_dead_letters([dead, dead])
     assert batch.rows() == [newer, tie]  # in the order the windows first came
     assert batch.dead_letters == [dead, dead]  # the store collapses them, not the batch
-    assert batch.size == 2 and not batch.empty()
+    assert batch.size == 2
+    assert not batch.empty()
     batch.clear()
-    assert batch.empty() and batch.rows() == [] and batch.dead_letters == []
+    assert batch.empty()
+    assert batch.rows() == []
+    assert batch.dead_letters == []
 
 
 def test_a_batch_of_dead_letters_alone_is_not_empty() -> None:
     batch = RowBatch()
     batch.add_dead_letters([DeadLetter(NOW, "post-stats", 0, 5, 0, "bad_json", b"{")])
-    assert not batch.empty() and batch.size == 0
+    assert not batch.empty()
+    assert batch.size == 0
 
 
 def test_the_writer_writes_the_flushes_it_is_behind_on_as_one_batch() -> None:
@@ -181,7 +186,8 @@ def test_refused_rows_become_dead_letters_that_collapse_when_refused_again() -> 
     assert (dead.received_at, dead.topic, dead.partition) == (NOW, "creator_metrics", 0)
     assert dead.offset == FAR_FUTURE_MS
     assert dead.idx == stable_idx("camp", "c-1", 60) < 2**31
-    assert b'"window_start_ms":7258118400000' in dead.payload and b'"views":7' in dead.payload
+    assert b'"window_start_ms":7258118400000' in dead.payload
+    assert b'"views":7' in dead.payload
 
     # A newer version of the same window, refused again: the same identity.
     again = window_dead_letter(row("c-1", FAR_FUTURE_MS, views=9), Refused("t", "x"), NOW)
@@ -212,7 +218,8 @@ def test_a_dead_letter_the_store_refuses_is_counted_and_not_retried(
             refusals_log=RateLimitedLog(logging.getLogger("creatorpulse.sink"), 0),
         )  # fmt: skip
     assert (outcome.rows_refused, outcome.dead_letters_refused) == (1, 1)
-    assert outcome.dead_letters_written == 1 and sink.dead_letters == [given]
+    assert outcome.dead_letters_written == 1
+    assert sink.dead_letters == [given]
     assert "refused 1 dead letters, which are dropped" in caplog.text
 
 
@@ -237,10 +244,14 @@ def test_an_outage_is_retried_after_each_backoff_delay_until_it_ends() -> None:
             raise error
         return "written"
 
+    def wait(seconds: float) -> bool:
+        waited.append(seconds)
+        return False
+
     result = write_until_done(
         attempt,
         backoff=Backoff(0.5, 15.0),
-        wait=lambda s: waited.append(s) or False,
+        wait=wait,
         on_outage=lambda exc, delay: reported.append(f"{exc} {delay}"),
     )
     assert result == "written"

@@ -24,7 +24,8 @@ def test_a_leader_row_carries_the_counters_in_metrics_order() -> None:
 def test_a_leader_rows_rates_are_those_of_schemas_metrics() -> None:
     leader = leader_row(("camp", "maya", "@maya", "micro", 3, *(COUNTS[m] for m in METRICS)))
     assert (leader.campaign_id, leader.creator_id, leader.windows) == ("camp", "maya", 3)
-    assert leader.views == 9_000 and leader.revenue == pytest.approx(919.77)
+    assert leader.views == 9_000
+    assert leader.revenue == pytest.approx(919.77)
     assert leader.engagements == metrics.engagements(COUNTS)
     assert leader.engagement_rate == metrics.engagement_rate(COUNTS)
     assert leader.ctr == metrics.ctr(COUNTS)

@@ -95,7 +95,7 @@ def test_password_stays_out_of_repr_and_messages() -> None:
     assert "hunter2" not in repr(target)
     assert "hunter2" not in target.display_url()
     assert target.display_url() == "https://bi:***@ch.example:8443/cp"
-    with pytest.raises(ValueError) as excinfo:
+    with pytest.raises(ValueError, match="is not a number") as excinfo:
         parse_clickhouse_url("http://bi:hunter2@ch.example:port/cp")
     assert "hunter2" not in str(excinfo.value)
     sink = ClickHouseSink("http://bi:hunter2@ch.example/cp")

@@ -67,7 +67,8 @@ def test_an_outage_fails_the_next_calls_then_the_store_is_back() -> None:
         sink.write_creator_windows([row("a", 1)])
     with pytest.raises(ConnectionError):
         sink.write_dead_letters([DeadLetter(NOW, "post-stats", 0, 1, 0, "bad_json", b"{")])
-    assert sink.rows() == [] and sink.dead_letters == []
+    assert sink.rows() == []
+    assert sink.dead_letters == []
     sink.write_creator_windows([row("a", 1)])
     assert [r.creator_id for r in sink.rows()] == ["a"]
     assert (sink.calls["creator_metrics"], sink.calls["dead_letters"]) == (2, 1)

@@ -56,7 +56,8 @@ def test_deltas_add_up_in_their_event_time_windows() -> None:
         TOPIC, 2, [model(ev("c", T0 + 2_000, views=1))], now_ms=NOW
     )  # out of order, on time
     got = totals(s)
-    assert got[T0]["views"] == 11 and got[T0]["likes"] == 2
+    assert got[T0]["views"] == 11
+    assert got[T0]["likes"] == 2
     assert got[T0 + 60_000]["views"] == 5
     assert totals(s, 3600)[T0]["views"] == 16
 
@@ -96,7 +97,8 @@ def test_late_events_are_reported_and_not_counted() -> None:
         [model(ev("on-time", T0 + 5_000, views=2)), model(ev("late", T0 + 4_999, views=3))],
         now_ms=NOW,
     )
-    assert out.late == 1 and out.counted == 1
+    assert out.late == 1
+    assert out.counted == 1
     (dead,) = out.dead_letters
     assert (dead.topic, dead.partition, dead.offset, dead.idx) == (TOPIC, 0, 1, 1)
     assert dead.reason.startswith("late: event time ")
@@ -107,9 +109,11 @@ def test_records_at_or_below_the_applied_offset_are_skipped() -> None:
     s = new_state()
     s.apply_record(TOPIC, 5, [model(ev("a", T0, views=1))], now_ms=NOW)
     out = s.apply_record(TOPIC, 5, [model(ev("b", T0, views=1))], now_ms=NOW)
-    assert out.skipped and totals(s)[T0]["views"] == 1
+    assert out.skipped
+    assert totals(s)[T0]["views"] == 1
     other = s.apply_record("rekeyed", 0, [model(ev("c", T0, views=1))], now_ms=NOW)
-    assert not other.skipped and totals(s)[T0]["views"] == 2
+    assert not other.skipped
+    assert totals(s)[T0]["views"] == 2
 
 
 def test_flush_emits_full_window_totals_and_closes_old_windows() -> None:
@@ -128,7 +132,8 @@ def test_flush_emits_full_window_totals_and_closes_old_windows() -> None:
     rows = {(r.window_size_s, r.window_start_ms): r for r in second.rows}
     s.confirm_durable()
     s.confirm_written(second.seq)
-    assert rows[(60, T0)].counts[0] == 5 and rows[(60, T0)].version == 5
+    assert rows[(60, T0)].counts[0] == 5
+    assert rows[(60, T0)].version == 5
     # Far in the future: both windows are closed and leave memory.
     s.apply_record(
         TOPIC, 2, [model(ev("c", T0 + 2 * 3_600_000 + GRACE_S * 1000, views=1))], now_ms=NOW
@@ -150,7 +155,8 @@ def test_dedup_ids_expire_with_the_grace_period() -> None:
     assert "a" in s.seen  # the checkpoint past the horizon is not durable yet
     s.confirm_durable()
     s.flush()
-    assert "a" not in s.seen and "b" in s.seen
+    assert "a" not in s.seen
+    assert "b" in s.seen
 
 
 def test_baseline_totals_seed_a_window_once() -> None:
@@ -322,8 +328,8 @@ def test_the_crash_harness_notices_a_broken_replay_rule(monkeypatch: pytest.Monk
     original = PartitionState.restore.__func__  # type: ignore[attr-defined]
 
     def forgetful(cls: type[PartitionState], *args: Any, **kwargs: Any) -> PartitionState:
-        state = original(cls, *args, **kwargs)
-        state._ahead_windows.clear()
+        state: PartitionState = original(cls, *args, **kwargs)
+        state._ahead_windows.clear()  # noqa: SLF001 - breaks the rule on purpose
         return state
 
     monkeypatch.setattr(PartitionState, "restore", classmethod(forgetful))
@@ -404,7 +410,8 @@ def test_worst_case_window_and_post_pieces_fit_the_changelog_limit() -> None:
     flushed = s.flush()
     windows = [v for k, v in flushed.changelog if b'"w"' in k and v]
     posts = [v for k, v in flushed.changelog if b'"p"' in k and v]
-    assert len(windows) >= 2 * 1_000 // WINDOWS_PER_PIECE and len(posts) >= 1_000 // POSTS_PER_PIECE
+    assert len(windows) >= 2 * 1_000 // WINDOWS_PER_PIECE
+    assert len(posts) >= 1_000 // POSTS_PER_PIECE
     assert max(len(v) for v in windows + posts) <= MAX_CHANGELOG_VALUE
     assert max(len(k) + len(v or b"") for k, v in flushed.changelog) <= MAX_CHANGELOG_VALUE + 100
 
@@ -492,12 +499,16 @@ def test_an_event_from_the_future_is_refused_and_never_moves_the_watermark() -> 
     s = new_state()
     year_ahead = ev("future", T0 + 365 * 86_400_000, views=1_000)
     out = s.apply_record(TOPIC, 0, [model(year_ahead)], now_ms=T0)
-    assert out.counted == 0 and out.invalid == 1 and s.watermark.value_ms is None
+    assert out.counted == 0
+    assert out.invalid == 1
+    assert s.watermark.value_ms is None
     (dead,) = out.dead_letters
-    assert dead.reason.startswith("invalid: ts: ") and "in the future" in dead.reason
+    assert dead.reason.startswith("invalid: ts: ")
+    assert "in the future" in dead.reason
     for offset in range(1, 205):
         later = s.apply_record(TOPIC, offset, [model(ev(f"e{offset}", T0, views=1))], now_ms=T0)
-        assert later.counted == 1 and not later.dead_letters
+        assert later.counted == 1
+        assert not later.dead_letters
     assert totals(s)[T0]["views"] == 204
     restored = PartitionState.restore(
         0, [(k, v) for k, v in s.flush().changelog if v], window_sizes_s=SIZES, grace_s=GRACE_S
@@ -534,7 +545,8 @@ def test_a_window_total_never_passes_2_to_the_53() -> None:
             TOPIC, offset, [model(ev(f"b{offset}", T0, views=MAX_COUNT))], now_ms=NOW
         ).dead_letters
     ]
-    assert len(reasons) == 2 and all(r.startswith("invalid: views: ") for r in reasons)
+    assert len(reasons) == 2
+    assert all(r.startswith("invalid: views: ") for r in reasons)
 
 
 def test_a_record_that_would_pass_the_bound_refuses_only_the_events_that_do() -> None:
@@ -547,9 +559,11 @@ def test_a_record_that_would_pass_the_bound_refuses_only_the_events_that_do() ->
         model(ev("one-too-many", T0 + 4, views=1, likes=3)),
     ]
     out = s.apply_record(TOPIC, 1, batch, now_ms=NOW)
-    assert out.counted == 2 and out.invalid == 2
+    assert out.counted == 2
+    assert out.invalid == 2
     assert [d.idx for d in out.dead_letters] == [1, 3]
-    assert totals(s)[T0]["views"] == MAX_COUNT and totals(s)[T0]["likes"] == 0
+    assert totals(s)[T0]["views"] == MAX_COUNT
+    assert totals(s)[T0]["likes"] == 0
 
 
 def test_dedup_ids_and_windows_leave_memory_by_event_time_in_a_steady_stream() -> None:

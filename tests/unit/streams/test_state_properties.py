@@ -110,7 +110,8 @@ def test_any_order_within_grace_gives_the_oracles_totals(
         [e for record in records for e in record], grace_s=GRACE_S, window_sizes_s=SIZES
     )
     assert windows == expected.creator
-    assert dead == [] and expected.late_ids == []
+    assert dead == []
+    assert expected.late_ids == []
 
 
 def totals_per_creator(windows: dict[tuple[str, str, int, int], list[int]]) -> dict[Any, list[int]]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from typing import Any
 
 import faust
 import pytest
@@ -45,11 +46,16 @@ def test_the_worker_consumer_asks_the_broker_to_answer_fetches_promptly() -> Non
     async def built_consumer_wait_ms() -> int:
         app = faust.App("prompt-fetch-test", broker="kafka://127.0.0.1:9", web_enabled=False)
         use_prompt_fetches(app)
-        consumer = app.consumer._thread._create_worker_consumer(app.transport)
+        consumer_of_app: Any = app.consumer
+        thread = consumer_of_app._thread
+        consumer = thread._create_worker_consumer(app.transport)
         try:
             return int(consumer._fetch_max_wait_ms)
         finally:
             await consumer.stop()
+            # The consumer thread's own loop, made when the thread object was; never run.
+            thread.loop.close()
+            thread.thread_loop.close()
 
     assert FETCH_MAX_WAIT_MS == 100
     assert asyncio.run(built_consumer_wait_ms()) == FETCH_MAX_WAIT_MS

@@ -26,10 +26,14 @@ def test_setting_string() -> None:
         ("team", "slack", SLACK),
         ("webhook", "webhook", "http://127.0.0.1:8080/in"),
     ]
-    assert hooks[1].secret == parse_secret(SECRET) and hooks[3].secret == parse_secret(SECRET)
-    assert hooks[0].secret is None and hooks[2].secret is None  # only webhooks sign
-    assert {h.timeout_s for h in hooks} == {3} and {h.connect_timeout_s for h in hooks} == {2}
-    assert parse_hooks("") == () and parse_hooks(None) == ()
+    assert hooks[1].secret == parse_secret(SECRET)
+    assert hooks[3].secret == parse_secret(SECRET)
+    assert hooks[0].secret is None
+    assert hooks[2].secret is None
+    assert {h.timeout_s for h in hooks} == {3}
+    assert {h.connect_timeout_s for h in hooks} == {2}
+    assert parse_hooks("") == ()
+    assert parse_hooks(None) == ()
 
 
 def test_toml_table() -> None:
@@ -156,5 +160,6 @@ def test_a_bad_shared_secret_names_its_key() -> None:
 def test_credentials_stay_out_of_repr() -> None:
     (hook,) = parse_hooks(f"team=slack:{SLACK}")
     (signed,) = parse_hooks("webhook:https://x/y", secret=SECRET)
-    assert "XXXX" not in repr(hook) and "MfKQ" not in repr(signed)
+    assert "XXXX" not in repr(hook)
+    assert "MfKQ" not in repr(signed)
     assert "team" in repr(hook)

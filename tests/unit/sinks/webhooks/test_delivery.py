@@ -6,9 +6,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime
 from email.utils import format_datetime
+from typing import Any, TypeVar
 
 import pytest
 
@@ -54,7 +55,10 @@ class ScriptedTransport:
         return self.script(hook.name, nid, self.posts.count((hook.name, nid)))
 
 
-def run(coroutine):  # type: ignore[no-untyped-def]
+T = TypeVar("T")
+
+
+def run(coroutine: Coroutine[Any, Any, T]) -> T:
     return asyncio.run(coroutine)
 
 
@@ -70,7 +74,7 @@ def test_schedule_steps_with_full_jitter() -> None:
 
 
 def test_schedule_rejects_non_positive_numbers() -> None:
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="must be positive"):
         RetrySchedule(steps_s=(5.0, 0.0))
 
 
@@ -142,7 +146,8 @@ def test_410_disables_and_timeouts_retry() -> None:
     gone = outcome(AttemptResult(http_status=410, error="HTTP 410 Gone"))
     assert (gone.status, gone.http_status, gone.next_attempt_at_ms) == ("disabled", 410, None)
     timeout = outcome(AttemptResult(error="timeout after 5 s"), attempt=3, rand=0.25)
-    assert timeout.status == "retry" and timeout.error == "timeout after 5 s"
+    assert timeout.status == "retry"
+    assert timeout.error == "timeout after 5 s"
     assert timeout.next_attempt_at_ms == NOW_MS + 30_000  # 0.25 x 2 min
     assert timeout.attempted_at_ms == NOW_MS - 40
 
@@ -163,7 +168,8 @@ def test_429_honours_retry_after_without_jitter() -> None:
 
 def test_429_past_the_retry_window_fails() -> None:
     record = outcome(AttemptResult(http_status=429, retry_after=str(25 * 3600)))
-    assert record.status == "failed" and "gave up" in record.error
+    assert record.status == "failed"
+    assert "gave up" in record.error
 
 
 # --- the outbox ---------------------------------------------------------------------------
@@ -203,7 +209,8 @@ def test_retries_on_schedule_then_delivers() -> None:
         assert (third.attempt, third.status, third.http_status) == (3, "delivered", 200)
 
     run(scenario())
-    assert deliverer.pending() == [] and deliverer.next_due_ms() is None
+    assert deliverer.pending() == []
+    assert deliverer.next_due_ms() is None
     assert [r.status for r in stored] == ["retry", "retry", "delivered"]
     assert failing_twice.posts == [("ops", "n-1")] * 3  # the same webhook-id every time
 
@@ -393,4 +400,5 @@ def test_log_line_stays_one_line() -> None:
     from tests.support.webhook_samples import alert
 
     line = log_line(notification(alerts=[alert("evil\ncreator=x", handle="a b")]))
-    assert "\n" not in line and 'creator="evil\\ncreator=x" handle="a b"' in line
+    assert "\n" not in line
+    assert 'creator="evil\\ncreator=x" handle="a b"' in line

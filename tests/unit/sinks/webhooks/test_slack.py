@@ -19,12 +19,15 @@ def test_says_who_what_and_why() -> None:
     payload = slack_payload(notification())
     json.dumps(payload)  # a JSON object Slack can take
     text = "\n".join(section_texts(payload))
-    assert "1 creator outperforming its cohort" in text and "spring" in text
+    assert "1 creator outperforming its cohort" in text
+    assert "spring" in text
     assert "@maya.eats (maya)" in text
     assert "ER 15.2% vs cohort median 7.1%" in text
-    assert "z 4.20 (≥ 3.5)" in text and "lift 2.14x (≥ 1.5x)" in text
+    assert "z 4.20 (≥ 3.5)" in text
+    assert "lift 2.14x (≥ 1.5x)" in text
     assert "Status: *firing* since 2026-11-22 09:01 UTC" in text
-    assert "views 12,000" in text and "revenue 598.80" in text
+    assert "views 12,000" in text
+    assert "revenue 598.80" in text
     assert (
         "<https://dash.example/campaigns/spring?creator=maya&amp;window=1h|Open the dashboard>"
         in text
@@ -71,20 +74,23 @@ def test_many_creators_stay_within_fifty_blocks() -> None:
     assert summary.startswith("…and 73 more creators: @c047, @c048")
     assert summary.endswith("and 53 more")
     assert all(len(t) <= SECTION_TEXT_LIMIT for t in texts)
-    assert len(payload["text"]) <= 3000 and "120 creators" in payload["text"]
+    assert len(payload["text"]) <= 3000
+    assert "120 creators" in payload["text"]
 
 
 def test_exactly_as_many_creators_as_fit_need_no_summary() -> None:
     payload = slack_payload(notification(alerts=[alert(f"c{i}") for i in range(48)]))
     texts = section_texts(payload)
-    assert len(texts) == MAX_BLOCKS and not any(t.startswith("…and") for t in texts)
+    assert len(texts) == MAX_BLOCKS
+    assert not any(t.startswith("…and") for t in texts)
 
 
 def test_a_long_text_is_cut_to_the_section_limit_outside_entities() -> None:
     long = alert(explanation="&" * 5000)
     texts = section_texts(slack_payload(notification(alerts=[long])))
     cut = texts[1]
-    assert len(cut) <= SECTION_TEXT_LIMIT and cut.endswith("…")
+    assert len(cut) <= SECTION_TEXT_LIMIT
+    assert cut.endswith("…")
     assert re.fullmatch(r"(?:[^&]|&amp;)*…", cut.replace("\n", " "))
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import msgspec
 import pytest
 
 from schemas.alerts import OUTPERFORMING, episode_id, fingerprint
@@ -124,11 +125,14 @@ def test_a_firing_alert_carries_fresh_numbers_but_keeps_its_identity() -> None:
     fp = fingerprint(OUTPERFORMING, CAMPAIGN, "maya")
     assert (fired.fingerprint, fired.alert_id) == (fp, episode_id(fp, minute(1)))
     assert fired.window_end_ms == minute(1)
-    assert fired.thresholds.z == 3.5 and fired.thresholds.recover_z == 2.0
+    assert fired.thresholds.z == 3.5
+    assert fired.thresholds.recover_z == 2.0
     assert "engagement rate 14.00% vs median 7.00% of 9 micro creators" in fired.explanation
     for m, z in ((2, 5.0), (3, 2.5)):
         (now,) = steps[m].firing
-        assert now.alert_id == fired.alert_id and now.z == z and now.window_end_ms == minute(m)
+        assert now.alert_id == fired.alert_id
+        assert now.z == z
+        assert now.window_end_ms == minute(m)
         assert steps[m].fired == ()
 
 
@@ -151,7 +155,8 @@ def test_late_evaluations_are_ignored() -> None:
     # consecutive evaluation that fires.
     for at in (minute(1), minute(0)):
         step = machine.step(evaluation(at, {"maya": HOT}, RULES))
-        assert step.ignored and step.alerts == ()
+        assert step.ignored
+        assert step.alerts == ()
     assert machine.step(evaluation(minute(2), {"maya": COLD}, RULES)).fired == ()
     assert machine.state_of("maya") == "inactive"
     # Once firing, a revision of an evaluated minute neither re-fires nor resolves.
@@ -177,7 +182,7 @@ def test_state_round_trips_through_bytes_mid_episode() -> None:
     nxt = evaluation(minute(3), {"ana": 1.0, "cai": HOT, "dee": COLD}, RULES)
     assert restored.step(nxt) == machine.step(nxt)
     assert restored.to_bytes() == machine.to_bytes()
-    with pytest.raises(ValueError):
+    with pytest.raises(msgspec.ValidationError):
         CampaignAlerts.from_bytes(b'{"version": 99}', RULES)
 
 

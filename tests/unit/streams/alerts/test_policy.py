@@ -89,7 +89,8 @@ def test_a_reminder_with_fresh_numbers_every_repeat_interval() -> None:
         assert policy.due(W + m * 60_000 + 30_000) == []
     policy.observe([fresh(alert, minute(240), z=5.5)], sent_at + 4 * HOUR_MS - 1)
     (reminder,) = policy.due(sent_at + 4 * HOUR_MS)
-    assert reminder.notification.kind == "repeat" and reminder.delivery == "pending"
+    assert reminder.notification.kind == "repeat"
+    assert reminder.delivery == "pending"
     (a,) = reminder.notification.alerts
     assert (a.alert_id, a.z, a.window_end_ms) == (alert.alert_id, 5.5, minute(240))
     assert reminder.notification.notification_id != first.notification.notification_id
@@ -223,7 +224,8 @@ def test_the_notification_id_hashes_group_kind_and_alerts() -> None:
         notification_id(CAMPAIGN, OUTPERFORMING, "firing", [a]),
         notification_id(CAMPAIGN, OUTPERFORMING, "firing", [a, resolved(b, minute(3))]),
     }
-    assert base not in others and len(others) == 5
+    assert base not in others
+    assert len(others) == 5
     # A reminder's id moves with the event time of its numbers; a firing's does not.
     assert notification_id(CAMPAIGN, OUTPERFORMING, "repeat", [a]) != notification_id(
         CAMPAIGN, OUTPERFORMING, "repeat", [fresh(a, minute(9))]
@@ -253,5 +255,5 @@ def test_the_policy_state_round_trips_mid_wait() -> None:
     policy.observe([fired("ben")], W + 10_000)
     assert restored.due(W + 30_000) == policy.due(W + 30_000)
     assert restored.to_bytes() == policy.to_bytes()
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="policy state version 2"):
         NotificationPolicy.from_bytes(b'{"version": 2, "groups": []}', RULES)

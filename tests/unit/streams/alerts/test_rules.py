@@ -43,7 +43,8 @@ def test_the_defaults_are_the_issues_numbers() -> None:
 
 def test_a_partial_file_keeps_the_other_defaults(tmp_path: Path) -> None:
     rules = load_rules(write(tmp_path, '[alerts]\nz = 4\nmetrics = ["engagement_rate"]\n'))
-    assert rules.z == 4.0 and isinstance(rules.z, float)
+    assert rules.z == 4.0
+    assert isinstance(rules.z, float)
     assert rules.metrics == ("engagement_rate",)
     assert rules.min_views == 1000
     assert load_rules(write(tmp_path, "")) == Rules()

@@ -97,14 +97,19 @@ def simulate(rules: Rules) -> Outcome:
 def test_exactly_one_alert_fires_for_the_planted_creator_and_resolves_when_it_cools() -> None:
     out = simulate(Rules())
     (alert,) = out.fired
-    assert alert.creator_id == "planted" and alert.metric == "engagement_rate"
-    assert alert.z >= 3.5 and alert.lift >= 1.5 and alert.probability is not None
+    assert alert.creator_id == "planted"
+    assert alert.metric == "engagement_rate"
+    assert alert.z >= 3.5
+    assert alert.lift >= 1.5
+    assert alert.probability is not None
     assert alert.probability >= 0.95
-    assert alert.cohort.tier == "micro" and 5 <= alert.cohort.size <= 9  # never the tiny one
+    assert alert.cohort.tier == "micro"
+    assert 5 <= alert.cohort.size <= 9
     assert alert.starts_at_ms < T0 + COOLS_AT * 60_000
     (end,) = out.resolved
     assert (end.alert_id, end.resolved_reason) == (alert.alert_id, "cooled")
-    assert end.ends_at_ms is not None and end.ends_at_ms > T0 + COOLS_AT * 60_000
+    assert end.ends_at_ms is not None
+    assert end.ends_at_ms > T0 + COOLS_AT * 60_000
     assert end.z < 2.0
     assert [(d.notification.kind, d.delivery) for d in out.dispatches] == [
         ("firing", "pending"),
@@ -117,7 +122,8 @@ def test_exactly_one_alert_fires_for_the_planted_creator_and_resolves_when_it_co
 
 def test_the_simulation_is_deterministic() -> None:
     first, second = simulate(Rules()), simulate(Rules())
-    assert first.fired == second.fired and first.resolved == second.resolved
+    assert first.fired == second.fired
+    assert first.resolved == second.resolved
     assert [d.notification.notification_id for d in first.dispatches] == [
         d.notification.notification_id for d in second.dispatches
     ]

@@ -101,7 +101,9 @@ def test_the_modified_z_score() -> None:
 
 def test_mad_zero_falls_back_to_the_mean_absolute_deviation() -> None:
     s = spread([1, 1, 1, 1, 2])  # over half identical: MAD is 0
-    assert s.mad == 0 and s.mean_ad == pytest.approx(0.2) and s.uses_mean_ad
+    assert s.mad == 0
+    assert s.mean_ad == pytest.approx(0.2)
+    assert s.uses_mean_ad
     assert s.z(2) == pytest.approx(1 / (1.2533 * 0.2))
 
 
@@ -111,4 +113,5 @@ def test_no_spread_at_all_gives_no_score() -> None:
 
 def test_logit_and_expit_are_inverse_and_bounded() -> None:
     assert expit(logit(0.0714)) == pytest.approx(0.0714)
-    assert math.isfinite(logit(0.0)) and math.isfinite(logit(1.0))
+    assert math.isfinite(logit(0.0))
+    assert math.isfinite(logit(1.0))
