@@ -3,19 +3,28 @@ PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
+# uv installs the exact versions of uv.lock; where uv cannot be had, pip installs from
+# pyproject.toml's ranges instead (and says so).
+UV_VERSION := 0.13.9
+UV     := $(VENV)/bin/uv
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test test-unit test-integration drills lint format bench kafka clean
+.PHONY: help install run test test-unit test-integration drills lock lint format bench kafka clean
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-17s %s\n", $$1, $$2}'
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml uv.lock
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "creatorpulse needs Python 3.11+ (set PYTHON=python3.11)")'
-	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	@# setuptools' build warnings are noise for a first run; pip errors still show.
-	PYTHONWARNINGS=ignore $(PY) -m pip install --quiet -e '.[dev]'
+	@echo "creatorpulse: creating $(VENV)"
+	@$(PYTHON) -m venv $(VENV)
+	@if $(PY) -m pip install --quiet --disable-pip-version-check "uv==$(UV_VERSION)"; then \
+		echo "creatorpulse: installing the locked dependencies of uv.lock"; \
+		UV_PROJECT_ENVIRONMENT=$(VENV) $(UV) sync --frozen --inexact --extra dev --python $(PY); \
+	else \
+		echo "creatorpulse: uv is not available; installing with pip (versions not locked)"; \
+		$(PY) -m pip install --disable-pip-version-check -e '.[dev]'; \
+	fi
 	@touch $@
 
 install: $(STAMP) ## Create .venv with creatorpulse and the dev tools
@@ -42,7 +51,11 @@ drills: $(STAMP) ## Fault and poison drills at 10x scale plus a 10-min soak, one
 	CREATORPULSE_DRILL_SCALE=$(DRILL_SCALE) CREATORPULSE_DRILL_SOAK_S=$(DRILL_SOAK_S) \
 		$(PY) -m pytest tests/drills -m drills
 
-lint: $(STAMP) ## ruff (lint + format check), mypy and the import rules (lint-imports)
+lock: $(STAMP) ## Update uv.lock after a change of dependencies in pyproject.toml
+	$(UV) lock
+
+lint: $(STAMP) ## ruff (lint + format check), mypy, the import rules, and uv.lock current
+	@if [ -x $(UV) ]; then $(UV) lock --check; fi
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
