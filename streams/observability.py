@@ -20,6 +20,7 @@ class WorkerStats:
     rekeyed: int = 0
     replayed_records: int = 0
     send_failures: int = 0  # records Kafka refused at a flush (each sent again)
+    unrestored_records: int = 0  # came before their partition was restored: not applied
     delivery_gaps: int = 0  # a record delivered after a skipped offset
     rows_published: int = 0  # window rows Kafka took on the window-rows topic
     flushes: int = 0

@@ -154,16 +154,6 @@ class StreamProcessor:
             )
         return state
 
-    def _state(self, partition: int) -> PartitionState:
-        state = self.states.get(partition)
-        if state is None:
-            # Not expected: Faust delivers records only after recovery, which restores
-            # every assigned partition. Restoring here keeps the record from being lost.
-            log.warning("partition %d was not restored on assignment; restoring now", partition)
-            self.restore([partition])
-            state = self.states[partition]
-        return state
-
     # -- per record -------------------------------------------------------------------
 
     def apply_batch(self, events: Sequence[StreamEvent]) -> None:
@@ -171,6 +161,7 @@ class StreamProcessor:
         input_topic = self.config.input_topic
         rekey_topic = self.topics.rekey
         stats = self.stats
+        states = self.states
         wall = self.clock()
         now_ms = int(wall * 1000)
         if stats.first_record_unix is None:
@@ -181,9 +172,14 @@ class StreamProcessor:
             topic = message.topic
             partition = message.partition
             offset = message.offset
+            state = states.get(partition)
+            if state is None:
+                # Not expected: Faust delivers a partition's records only after recovery,
+                # which restores it. Unacknowledged, the record is read again later.
+                self._unrestored(partition)
+                continue
             self._unacked.append(event)
             stats.records += 1
-            state = self._state(partition)
             last = state.offsets.get(topic, -1)
             if offset <= last:
                 stats.replayed_records += 1
@@ -214,6 +210,11 @@ class StreamProcessor:
             stats.invalid += outcome.invalid
             if outcome.dead_letters:
                 self._outbox += dead_letter_records(outcome.dead_letters, self.topics.dead_letters)
+
+    def _unrestored(self, partition: int) -> None:
+        self.stats.unrestored_records += 1
+        if self.stats.unrestored_records == 1:  # once: a flood of these says no more
+            log.error("records of partition %d came before its state was restored", partition)
 
     def _in_sequence(self, topic: str, partition: int, offset: int, last: int) -> bool:
         """Whether this record follows the last one applied to its partition.

@@ -22,6 +22,7 @@ __test__ = False  # pytest: these are not tests
 
 @dataclass(frozen=True)
 class TestMessage:
+    __test__ = False
     topic: str
     partition: int
     offset: int
@@ -31,6 +32,8 @@ class TestMessage:
 @dataclass
 class TestRecord:
     """A delivered record; ``acked`` says whether the processor acknowledged it."""
+
+    __test__ = False
 
     message: TestMessage
     acked: bool = False

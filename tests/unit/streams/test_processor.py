@@ -15,7 +15,13 @@ from streams.changelog import MAX_CHANGELOG_VALUE, partition_of
 from streams.config import WorkerConfig
 from streams.outputs.writer import SinkWriter
 from streams.processor import StreamProcessor, partition_for
-from streams.testing import InMemoryChangelog, RecordingCommitter, RecordingProducer, record
+from streams.testing import (
+    InMemoryChangelog,
+    RecordingCommitter,
+    RecordingProducer,
+    TestRecord,
+    record,
+)
 
 T0 = 1_795_338_000_000
 
@@ -313,3 +319,20 @@ def test_a_hole_in_the_log_is_passed_once_kafka_confirms_it() -> None:
     assert h.committer.seeks == [(TP("post-stats", 0), 7)]
     assert h.processor.states[0].offsets["post-stats"] == 7
     assert not h.processor.rewinds
+
+
+def test_a_record_of_a_partition_not_restored_is_neither_applied_nor_acknowledged() -> None:
+    async def scenario() -> tuple[Harness, list[TestRecord]]:
+        h = harness()
+        events = [record(0, event_json("e1", T0, 5))]
+        async with h.processor.lock:
+            h.processor.apply_batch(events)  # no restore([0]) before: it comes again later
+        await h.processor.flush()
+        await h.writer.stop()
+        return h, events
+
+    h, events = asyncio.run(scenario())
+    assert not events[0].acked
+    assert h.processor.stats.unrestored_records == 1
+    assert h.processor.states == {}
+    assert h.committer.commits == []
