@@ -32,6 +32,7 @@ from streams.faust_compat import (
     FaustChangelog,
     FaustCommitter,
     assigned_partitions,
+    deliver_in_batches,
     use_prompt_fetches,
 )
 from streams.outputs.writer import SinkWriter
@@ -91,7 +92,7 @@ def build_worker(
         key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw"
     )
     topics = config.topics
-    records = app.topic(topics.input, topics.rekey, **raw)
+    records = app.topic(topics.input, topics.rekey, acks=False, **raw)
     profiles = app.topic(topics.profiles, **raw)
     contracts = app.topic(topics.contracts, **raw)
     table = app.Table(
@@ -120,19 +121,22 @@ def build_worker(
         async with processor.lock:
             processor.restore(assigned)
 
-    @app.agent(records, concurrency=1)
-    async def post_stats(stream: Any) -> None:
-        async for events in stream.noack_take(config.max_batch, within=0.05):
-            async with processor.lock:
-                started = time.perf_counter()
-                processor.apply_batch(events)
-                processor.stats.apply_s += time.perf_counter() - started
-                processor.stats.batches += 1
-            if processor.rewinds:
-                processor.rewind()
-            # Backpressure: while ClickHouse lags too far behind, stop taking records.
-            if writer is not None:
-                await writer.wait_for_room()
+    async def on_batch(tp: Any, batch: list[Any]) -> None:
+        # Inside the consumer's fetch task: pure CPU under the lock, then backpressure.
+        async with processor.lock:
+            started = time.perf_counter()
+            processor.apply_records(batch)
+            processor.stats.apply_s += time.perf_counter() - started
+            processor.stats.batches += 1
+        if processor.rewinds:
+            processor.rewind()
+        # While ClickHouse lags too far behind, stop fetching (reference topics included).
+        if writer is not None:
+            await writer.wait_for_room()
+
+    # The worker's own topics: no agent, no Faust acks; their records come in batches.
+    app.topics.add(records)
+    deliver_in_batches(app, (topics.input, topics.rekey), on_batch)
 
     @app.task
     async def flush_every_interval() -> None:
@@ -222,7 +226,6 @@ def build_worker(
     # Faust registered these on the app; naming them keeps linters from calling them unused.
     _ = (
         restore_assigned,
-        post_stats,
         flush_every_interval,
         report,
         start_writer,

@@ -29,7 +29,7 @@ from streams.config import WorkerConfig
 from streams.observability import LatencyTracker, WorkerStats, process_usage
 from streams.outputs.topic import dead_letter_records, forwarded_records, window_row_records
 from streams.outputs.writer import SinkWriter
-from streams.ports import Changelog, OffsetCommitter, OutRecord, Producer, StreamEvent
+from streams.ports import Changelog, Message, OffsetCommitter, OutRecord, Producer, StreamEvent
 from streams.state import PartitionState
 
 log = logging.getLogger("creatorpulse.worker")
@@ -157,7 +157,18 @@ class StreamProcessor:
     # -- per record -------------------------------------------------------------------
 
     def apply_batch(self, events: Sequence[StreamEvent]) -> None:
-        """Apply a batch of Faust events (records); pure CPU, no awaits."""
+        """Apply records delivered as events that need acknowledging; pure CPU."""
+        self.apply_records([event.message for event in events], events)
+
+    def apply_records(
+        self, messages: Sequence[Message], events: Sequence[StreamEvent] | None = None
+    ) -> None:
+        """Apply records in delivery order; pure CPU, no awaits.
+
+        ``events`` (one per message) are acknowledged once the state that includes them
+        is durable; records delivered in batches need no acknowledgement (the processor
+        commits the offsets its checkpoints cover).
+        """
         input_topic = self.config.input_topic
         rekey_topic = self.topics.rekey
         stats = self.stats
@@ -167,8 +178,8 @@ class StreamProcessor:
         if stats.first_record_unix is None:
             stats.first_record_unix = wall
         stats.last_record_unix = wall
-        for event in events:
-            message = event.message
+        unacked = self._unacked
+        for index, message in enumerate(messages):
             topic = message.topic
             partition = message.partition
             offset = message.offset
@@ -178,7 +189,8 @@ class StreamProcessor:
                 # which restores it. Unacknowledged, the record is read again later.
                 self._unrestored(partition)
                 continue
-            self._unacked.append(event)
+            if events is not None:
+                unacked.append(events[index])
             stats.records += 1
             last = state.offsets.get(topic, -1)
             if offset <= last:

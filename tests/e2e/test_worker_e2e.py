@@ -26,6 +26,7 @@ from tests.support.processes import (
     committed_total,
     progress,
     publish,
+    publishing_in_background,
     read_clickhouse,
     real_kafka,
     wait_until,
@@ -169,19 +170,23 @@ def late_tail(start_ms: int) -> Dataset:
 # -- harness ---------------------------------------------------------------------------
 
 
-def publish_until_mid_burst(
-    bootstrap: str, topic: str, burst: Dataset, group: str, worker: WorkerProcess
+def kill_mid_burst(
+    bootstrap: str, topic: str, burst: Dataset, group: str, *processes: WorkerProcess
 ) -> None:
-    """Publish a burst and return once the worker is in the middle of it."""
-    publish(bootstrap, topic, burst.records)
+    """SIGKILL ``processes`` while the worker is in the middle of ``burst``: it has
+    committed part of it and more is still arriving."""
+    worker = processes[-1]
     before = committed_total(bootstrap, group, topic)
-    wait_until(
-        lambda: committed_total(bootstrap, group, topic) > before + 500,
-        120,
-        worker,
-        "burst progress",
-    )
-    assert not committed_everything(bootstrap, group, [topic]), "kill must land mid-stream"
+    with publishing_in_background(bootstrap, topic, burst.records) as published:
+        wait_until(
+            lambda: committed_total(bootstrap, group, topic) > before + 500,
+            120,
+            worker,
+            "burst progress",
+        )
+        assert not published.is_set(), "kill must land mid-stream: the burst was all sent"
+        for process in processes:
+            process.kill9()
 
 
 @pytest.fixture
@@ -220,8 +225,7 @@ def test_worker_is_exact_through_kill9_restart_and_replay(
     )
 
     # A burst, and SIGKILL while the worker is in the middle of it.
-    publish_until_mid_burst(bootstrap, topic, two, app_id, worker)
-    worker.kill9()
+    kill_mid_burst(bootstrap, topic, two, app_id, worker)
 
     worker.start()
     publish(bootstrap, topic, tail.records)
@@ -301,9 +305,7 @@ def test_separate_sink_process_is_exact_through_kill9_of_both(
         "phase one",
     )
 
-    publish_until_mid_burst(bootstrap, topic, two, app_id, worker)
-    sink.kill9()
-    worker.kill9()
+    kill_mid_burst(bootstrap, topic, two, app_id, sink, worker)
     sink.start()
     worker.start()
     publish(bootstrap, topic, tail.records)

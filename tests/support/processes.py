@@ -12,8 +12,10 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +55,46 @@ def publish(
         producer.flush(60)
     finally:
         producer.close()
+
+
+@contextmanager
+def publishing_in_background(
+    bootstrap: str,
+    topic: str,
+    records: list[tuple[bytes | None, bytes]],
+    *,
+    chunk: int = 200,
+    pause_s: float = 0.1,
+) -> Iterator[threading.Event]:
+    """Publish ``records`` in paced chunks from a thread while the caller acts on the worker.
+
+    A worker that is fast enough can take a whole pre-published burst between two polls
+    of its commits, so a kill "mid-stream" cannot be timed against it. Publishing at a
+    pace keeps input ahead of the worker for as long as the burst lasts. The event is
+    set once every record is acknowledged; on exit the thread is joined (and its error,
+    if any, raised).
+    """
+    done = threading.Event()
+    failure: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            for start in range(0, len(records), chunk):
+                publish(bootstrap, topic, records[start : start + chunk])
+                time.sleep(pause_s)
+        except BaseException as exc:
+            failure.append(exc)
+        finally:
+            done.set()
+
+    thread = threading.Thread(target=run, name="paced-publisher", daemon=True)
+    thread.start()
+    try:
+        yield done
+    finally:
+        thread.join(timeout=300)
+        if failure:
+            raise failure[0]
 
 
 def committed_everything(bootstrap: str, group: str, topics: list[str]) -> bool:

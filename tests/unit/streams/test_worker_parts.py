@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
-from typing import Any
 
-import faust
 import pytest
 
-from streams.faust_compat import FETCH_MAX_WAIT_MS, use_prompt_fetches
 from streams.observability import LatencyTracker
 
 
@@ -38,24 +34,3 @@ def test_latency_keeps_only_the_newest_samples() -> None:
     tracker.written([now_ms - 50_000, now_ms - 40_000, now_ms, now_ms, now_ms])
     assert tracker.summary()["count"] == 3
     assert tracker.summary()["p99"] == pytest.approx(0, abs=500)
-
-
-def test_the_worker_consumer_asks_the_broker_to_answer_fetches_promptly() -> None:
-    # Faust builds its aiokafka consumer with a 1,500 ms fetch wait (streams.app says
-    # why that stalls the worker); this checks the override reaches the real consumer.
-    async def built_consumer_wait_ms() -> int:
-        app = faust.App("prompt-fetch-test", broker="kafka://127.0.0.1:9", web_enabled=False)
-        use_prompt_fetches(app)
-        consumer_of_app: Any = app.consumer
-        thread = consumer_of_app._thread
-        consumer = thread._create_worker_consumer(app.transport)
-        try:
-            return int(consumer._fetch_max_wait_ms)
-        finally:
-            await consumer.stop()
-            # The consumer thread's own loop, made when the thread object was; never run.
-            thread.loop.close()
-            thread.thread_loop.close()
-
-    assert FETCH_MAX_WAIT_MS == 100
-    assert asyncio.run(built_consumer_wait_ms()) == FETCH_MAX_WAIT_MS
