@@ -190,6 +190,7 @@ def ensure_topics(
         topics.contracts: (1, compacted, False),
     }
     wanted[topics.window_rows] = (config.partitions, {}, False)
+    wanted[topics.alerts] = (config.partitions, {}, False)  # keyed by campaign, like rows
     admin = connect_admin(bootstrap, timeout_s)
     try:
         described = admin.describe_topics(list(wanted))
@@ -232,6 +233,9 @@ def load_baseline(
 
 
 def worker_config(settings: Settings, bootstrap: str) -> WorkerConfig:
+    from creatorpulse.alerting import alert_settings
+
+    alerting = alert_settings()
     return WorkerConfig(
         kafka_bootstrap=bootstrap,
         app_id=settings.app_id,
@@ -246,6 +250,8 @@ def worker_config(settings: Settings, bootstrap: str) -> WorkerConfig:
         web_host=settings.web_host,
         writes_reference_data=settings.sink == "clickhouse",
         shutdown_timeout_s=settings.shutdown_timeout_s,
+        alert_rules=alerting.rules() if alerting.alerts else None,
+        alerts_topic=alerting.alerts_topic,
     )
 
 

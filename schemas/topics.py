@@ -14,6 +14,8 @@ DEAD_LETTERS = "post-stats-dead-letters"
 #: Reference data, compacted: latest value per key.
 CREATOR_PROFILES = "creator-profiles"
 CAMPAIGN_CONTRACTS = "campaign-contracts"
+#: Alert records of the alerting stage, keyed by campaign (contract section 3).
+ALERTS = "alerts"
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,6 +27,7 @@ class Topics:
     dead_letters: str = DEAD_LETTERS
     profiles: str = CREATOR_PROFILES
     contracts: str = CAMPAIGN_CONTRACTS
+    alerts: str = ALERTS
 
     @property
     def rekey(self) -> str:
@@ -35,6 +38,11 @@ class Topics:
     def window_rows(self) -> str:
         """Whole window totals at each flush: the stage boundary to sinks and alerts."""
         return f"{self.app_id}-window-rows"
+
+    @property
+    def alerts_sink_group(self) -> str:
+        """The consumer group that writes alerts to ClickHouse and delivers them."""
+        return f"{self.app_id}-alerts-sink"
 
     @property
     def sink_group(self) -> str:

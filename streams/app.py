@@ -27,6 +27,7 @@ import faust
 
 from schemas.reference import CampaignContract, CreatorProfile
 from schemas.rows import WindowKey
+from streams.alerts.stage import add_alert_stage
 from streams.config import WorkerConfig
 from streams.faust_compat import (
     FaustChangelog,
@@ -221,6 +222,9 @@ def build_worker(
             await writer.stop(config.shutdown_timeout_s)
         log.info("worker stopped: %s", processor.stats.as_dict())
 
+    if config.alert_rules is not None:
+        # Its own agent on the window-rows topic: it never holds up counting.
+        add_alert_stage(app, config.kafka_bootstrap, topics, config.partitions, config.alert_rules)
     if extra_pages is not None:
         extra_pages(app, processor)
     # Faust registered these on the app; naming them keeps linters from calling them unused.

@@ -5,7 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from schemas.topics import INPUT, Topics
+from schemas.topics import ALERTS, INPUT, Topics
+from streams.alerts.rules import Rules
 from streams.windows import DEFAULT_FUTURE_SKEW_S, DEFAULT_GRACE_S, DEFAULT_WINDOW_SIZES_S
 
 
@@ -35,6 +36,10 @@ class WorkerConfig:
     # On shutdown, how long the last flush and the sink writer may take before the
     # worker gives up on them (what is unwritten stays durable in the changelog).
     shutdown_timeout_s: float = 10.0
+    # The alerting stage (streams.alerts.stage) runs in the worker with these rules;
+    # None: off.
+    alert_rules: Rules | None = None
+    alerts_topic: str = ALERTS
 
     def __post_init__(self) -> None:
         if self.partitions < 1:
@@ -50,7 +55,7 @@ class WorkerConfig:
 
     @property
     def topics(self) -> Topics:
-        return Topics(app_id=self.app_id, input=self.input_topic)
+        return Topics(app_id=self.app_id, input=self.input_topic, alerts=self.alerts_topic)
 
     def owns(self, topic: str) -> bool:
         """Whether records of ``topic`` are counted by this worker's partition states."""

@@ -26,6 +26,9 @@ MAX_VIEWS = 2**53 - 1  # the upstream bound per creator window and metric
 migrate_module = importlib.import_module("sinks.clickhouse.migrate")
 
 TABLES = {
+    "alert_deliveries",
+    "alert_notifications",
+    "alert_silences",
     "alerts",
     "campaign_contracts",
     "campaign_metrics",
@@ -79,7 +82,7 @@ def test_split_statements_on_line_ending_semicolons() -> None:
 
 def test_packaged_migrations_are_ordered_and_idempotent_statements() -> None:
     migrations = load_migrations()
-    assert [m.version for m in migrations] == ["0001", "0002", "0003", "0004"]
+    assert [m.version for m in migrations] == ["0001", "0002", "0003", "0004", "0005"]
     assert [m.name for m in migrations] == [
         "core_tables",
         "bi_views",
@@ -142,7 +145,7 @@ def test_every_metrics_column_list_in_the_table_ddl_is_metrics_in_order() -> Non
 @pytest.mark.clickhouse
 def test_migrate_is_idempotent(clickhouse_url: str) -> None:
     with ClickHouseSink(clickhouse_url) as sink:
-        assert migrate(sink) == ["0001", "0002", "0003", "0004"]
+        assert migrate(sink) == ["0001", "0002", "0003", "0004", "0005"]
         assert migrate(sink) == []
         assert sink.query_rows(
             "SELECT version, name FROM {database}.schema_migrations FINAL ORDER BY version"
@@ -151,6 +154,7 @@ def test_migrate_is_idempotent(clickhouse_url: str) -> None:
             ("0002", "bi_views"),
             ("0003", "dead_letter_payload_cut"),
             ("0004", "campaign_sums_uint128"),
+            ("0005", "alert_outbox"),
         ]
         objects = sink.query_rows(
             "SELECT name, engine FROM system.tables WHERE database = {db:String}",
@@ -166,7 +170,7 @@ def test_migrate_with_a_bare_client_and_another_database(clickhouse_url: str) ->
         other = f"{sink.database}_other"
         try:
             with sink.locked_client() as client:
-                assert migrate(client, other) == ["0001", "0002", "0003", "0004"]
+                assert migrate(client, other) == ["0001", "0002", "0003", "0004", "0005"]
                 assert migrate(client, other) == []
             assert sink.query_rows(
                 "SELECT count() FROM system.tables WHERE database = {db:String}", {"db": other}
@@ -401,7 +405,7 @@ def test_migration_0004_keeps_existing_campaign_rows(
             [window("a", T0_MS, views=5, likes=1), window("b", T0_MS, views=7)]
         )
         monkeypatch.undo()
-        assert migrate(sink) == ["0004"]
+        assert migrate(sink) == ["0004", "0005"]
         assert sink.query_rows(
             "SELECT views, likes, version, toTypeName(version) "
             "FROM {database}.campaign_metrics FINAL"
