@@ -20,7 +20,10 @@ class AlertSettings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="CREATORPULSE_", frozen=True, extra="ignore")
 
-    alerts: bool = Field(default=True, description="Run the alerting stage in the worker.")
+    alerts: bool = Field(
+        default=False,
+        description="Run the alerting stage in the worker (off until its sink and e2e land).",
+    )
     alert_rules: Path | None = Field(
         default=None, description="TOML rules file; unset: the shipped defaults."
     )

@@ -138,7 +138,8 @@ def test_every_metrics_column_list_in_the_table_ddl_is_metrics_in_order() -> Non
                 continue
             table, columns = table_columns(code)
             listed = [column for column in columns if column in METRICS]
-            if listed:
+            # Window-aggregate tables; others (alerts) may carry a metric as a figure.
+            if listed and table.endswith("_metrics"):
                 assert listed == list(METRICS), f"{migration.version}_{migration.name}: {table}"
                 checked.append(table)
     assert checked == ["db.creator_metrics", "db.campaign_metrics", "db.campaign_metrics"]
