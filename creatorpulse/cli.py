@@ -100,6 +100,9 @@ def main_options(
     sink: Annotated[str | None, _setting("sink")] = None,
     web_port: Annotated[int | None, _setting("web_port")] = None,
     web_host: Annotated[str | None, _setting("web_host")] = None,
+    web_token_file: Annotated[Path | None, _setting("web_token_file")] = None,
+    sink_metrics_port: Annotated[int | None, _setting("sink_metrics_port")] = None,
+    log_format: Annotated[str | None, _setting("log_format")] = None,
 ) -> None:
     """Settings shared by every command (flags win over environment variables)."""
     _State.overrides = {k: v for k, v in locals().items() if v is not None}
@@ -285,6 +288,17 @@ def sink_command() -> None:
             contracts=config.topics.contracts,
         )
         service = RowSinkService(sink, bootstrap, topics, f"{settings.app_id}-sink")
+        if settings.sink_metrics_port:
+            from creatorpulse.web.metrics import serve_metrics, sink_registry
+
+            port, stop_metrics = serve_metrics(
+                sink_registry(service.stats),
+                settings.web_host,
+                settings.sink_metrics_port,
+                token=runtime.web_token(settings),
+            )
+            stack.callback(stop_metrics)
+            runtime.log.info("sink metrics on http://%s:%d/metrics", settings.web_host, port)
         stop = threading.Event()
         for signum in (signal.SIGINT, signal.SIGTERM):
             signal.signal(signum, lambda *_: stop.set())

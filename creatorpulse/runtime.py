@@ -301,18 +301,28 @@ def build(
     """The worker, writing ``sink`` (ClickHouse), or with ``None`` only the window-rows
     topic, which a separate ``creatorpulse sink`` writes to ClickHouse."""
     config = worker_config(settings, bootstrap)
+    token = web_token(settings) if config.web_port is not None else None
     config.data_dir.mkdir(parents=True, exist_ok=True)
-    if config.web_port is not None and not is_loopback(config.web_host):
-        log.warning(
-            "the worker's HTTP port listens on %s:%d, beyond this machine: its pages "
-            "(/leaderboard, /stats, Faust's /table and /router) need no authentication; "
-            "set --web-host / CREATORPULSE_WEB_HOST=127.0.0.1 unless a firewall guards it",
-            config.web_host,
-            config.web_port,
-        )
     return build_worker(
         config,
         sink,
         baseline=baseline,
-        extra_pages=add_query_pages(sink if isinstance(sink, ClickHouseSink) else None),
+        extra_pages=add_query_pages(
+            sink if isinstance(sink, ClickHouseSink) else None, token=token
+        ),
     )
+
+
+def web_token(settings: Settings) -> str | None:
+    """The bearer token of the HTTP port; a SettingsError when it listens beyond this
+    machine without one (its pages show the campaigns and Faust's tables)."""
+    token = settings.resolved_web_token()
+    if token is None and not is_loopback(settings.web_host):
+        raise SettingsError(
+            f"--web-host / CREATORPULSE_WEB_HOST={settings.web_host} listens beyond this "
+            "machine and needs a bearer token: set CREATORPULSE_WEB_TOKEN or "
+            "--web-token-file / CREATORPULSE_WEB_TOKEN_FILE (or bind 127.0.0.1)"
+        )
+    if token is not None and not is_loopback(settings.web_host):
+        log.info("HTTP port on %s:%d requires a bearer token", settings.web_host, settings.web_port)
+    return token

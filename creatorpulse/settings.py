@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from streams.windows import DEFAULT_FUTURE_SKEW_S, DEFAULT_GRACE_S
@@ -102,9 +102,29 @@ class Settings(BaseSettings):
     web_host: str = Field(
         default="127.0.0.1",
         description=(
-            "Address the worker's HTTP port binds to and advertises. Its pages have no "
-            "authentication: anything but loopback exposes them to the network."
+            "Address the worker's HTTP port binds to and advertises. Any address but "
+            "loopback needs a bearer token (WEB_TOKEN or --web-token-file)."
         ),
+    )
+    web_token: SecretStr | None = Field(
+        default=None,
+        description=(
+            "Bearer token every request to the HTTP port must carry (Authorization: Bearer "
+            "...); required when WEB_HOST is not loopback. Environment only: a flag would "
+            "show in the process list."
+        ),
+    )
+    web_token_file: Path | None = Field(
+        default=None, description="File whose first line is the bearer token (see WEB_TOKEN)."
+    )
+    sink_metrics_port: int = Field(
+        default=6067,
+        ge=0,
+        le=65535,
+        description="Port of `creatorpulse sink`'s /metrics on WEB_HOST (0: off).",
+    )
+    log_format: Literal["text", "json"] = Field(
+        default="text", description="Log lines as text, or as one JSON object per line."
     )
 
     @field_validator("kafka_bootstrap")
@@ -148,6 +168,27 @@ class Settings(BaseSettings):
     @property
     def embedded_broker(self) -> bool:
         return self.kafka_bootstrap is None
+
+    def resolved_web_token(self) -> str | None:
+        """The bearer token from WEB_TOKEN or the first line of WEB_TOKEN_FILE, if any."""
+        if self.web_token is not None and self.web_token.get_secret_value().strip():
+            return self.web_token.get_secret_value().strip()
+        if self.web_token_file is not None:
+            try:
+                lines = self.web_token_file.read_text().splitlines()
+            except OSError as exc:
+                raise SettingsError(
+                    f"--web-token-file / CREATORPULSE_WEB_TOKEN_FILE: cannot read "
+                    f"{self.web_token_file}: {exc.strerror or exc}"
+                ) from None
+            token = lines[0].strip() if lines else ""
+            if not token:
+                raise SettingsError(
+                    "--web-token-file / CREATORPULSE_WEB_TOKEN_FILE: "
+                    f"{self.web_token_file} is empty"
+                )
+            return token
+        return None
 
     def resolved_clickhouse_url(self) -> str:
         if self.clickhouse_url:

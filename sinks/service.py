@@ -132,6 +132,8 @@ class SinkStats:
     invalid: int = 0
     failures: int = 0
     last_write_unix: float | None = None
+    inserts: int = 0  # batches written
+    write_s: float = 0.0  # wall time of the batches written
 
 
 class RowSinkService:
@@ -250,6 +252,7 @@ class RowSinkService:
         if batch.empty():
             return outcome
         sink = self.sink
+        started = time.perf_counter()
         parts: list[Part[Any]] = [
             Part(
                 CREATOR_METRICS_TABLE,
@@ -276,4 +279,6 @@ class RowSinkService:
         stats.rows_refused += outcome.rows_refused
         stats.dead_letters_refused += outcome.dead_letters_refused
         stats.last_write_unix = time.time()
+        stats.inserts += 1
+        stats.write_s += time.perf_counter() - started
         return outcome

@@ -26,7 +26,7 @@ from schemas.events import DecodedEvent, decode_record
 from schemas.rows import WindowKey
 from streams.changelog import ChangelogRecord, partition_of
 from streams.config import WorkerConfig
-from streams.observability import LatencyTracker, WorkerStats, process_usage
+from streams.observability import LatencyTracker, WorkerStats, process_usage, reason_class
 from streams.outputs.topic import dead_letter_records, forwarded_records, window_row_records
 from streams.outputs.writer import SinkWriter
 from streams.ports import Changelog, Message, OffsetCommitter, OutRecord, Producer, StreamEvent
@@ -201,6 +201,8 @@ class StreamProcessor:
             ):
                 continue
             decoded = decode_record(message.value)
+            by_topic = stats.events_by_topic
+            by_topic[topic] = by_topic.get(topic, 0) + len(decoded.events) + len(decoded.rejected)
             positions = decoded.positions()
             local: list[DecodedEvent] = decoded.events
             if topic == input_topic:
@@ -215,13 +217,19 @@ class StreamProcessor:
                 forwarded=topic == rekey_topic,
             )
             if outcome.counted:
-                self.latency.observe(local[0].ts)
+                first_ts = local[0].ts
+                self.latency.observe(first_ts)
+                stats.lateness.observe(max(now_ms - first_ts, 0) / 1000)
             stats.events_counted += outcome.counted
             stats.duplicates += outcome.duplicates
             stats.late += outcome.late
             stats.invalid += outcome.invalid
             if outcome.dead_letters:
                 self._outbox += dead_letter_records(outcome.dead_letters, self.topics.dead_letters)
+                by_reason = stats.dead_letters_by_reason
+                for dead in outcome.dead_letters:
+                    kind = reason_class(dead.reason)
+                    by_reason[kind] = by_reason.get(kind, 0) + 1
 
     def _unrestored(self, partition: int) -> None:
         self.stats.unrestored_records += 1
@@ -329,13 +337,21 @@ class StreamProcessor:
             try:
                 await self._flush()
             finally:
-                self.stats.flush_s += time.monotonic() - started
+                took = time.monotonic() - started
+                self.stats.flush_s += took
+                self.stats.flush_durations.observe(took)
 
     async def _flush(self) -> None:
         async with self.lock:
             if self.writer is not None:
                 self._take_written(self.writer)
-            flushes = [(p, s, s.flush()) for p, s in self.states.items() if s.has_changes()]
+            flushes = []
+            for p, s in self.states.items():
+                if s.has_changes():
+                    # A flush only removes windows (the closed ones): what it removed closed.
+                    before = len(s.windows)
+                    flushes.append((p, s, s.flush()))
+                    self.stats.windows_closed += before - len(s.windows)
             unacked, self._unacked = self._unacked, []
             outbox, self._outbox = self._outbox, []
             sampled = self.latency.take()

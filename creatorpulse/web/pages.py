@@ -3,7 +3,11 @@
 - ``/leaderboard``: the creator board from ClickHouse (only when the worker writes
   ClickHouse: other processes cannot open a chDB store it owns), parameters checked;
 - ``/stats``: the worker's counters (``StreamProcessor.snapshot``);
+- ``/metrics``: the same counters and more for Prometheus (creatorpulse/web/metrics.py);
 - ``/healthz``: liveness.
+
+With a bearer token (required off loopback) every page, Faust's own included, answers
+401 to a request without it (creatorpulse/web/access.py).
 """
 
 from __future__ import annotations
@@ -47,13 +51,31 @@ def leaderboard_query(query: Mapping[str, str]) -> tuple[str | None, int, int]:
     )
 
 
-def add_query_pages(sink: ClickHouseSink | None) -> Callable[[Any, Any], None]:
+def add_query_pages(
+    sink: ClickHouseSink | None, *, token: str | None = None
+) -> Callable[[Any, Any], None]:
     """HTTP pages served by the worker: the leaderboard (other processes cannot open a
-    chDB store it owns; only when the worker writes ClickHouse), its counters and a
-    health check."""
+    chDB store it owns; only when the worker writes ClickHouse), its counters, its
+    Prometheus metrics and a health check. ``token``: the bearer token every request
+    must carry (None: none needed, loopback only)."""
 
     def install(app: Any, processor: Any) -> None:
+        from aiohttp import web
         from faust.web import Request, Response, View
+
+        from creatorpulse.web.access import require_token
+        from creatorpulse.web.metrics import CONTENT_TYPE_LATEST, render, worker_registry
+
+        if token is not None:
+            app.web.web_app.middlewares.append(require_token(token))
+        registry = worker_registry(processor, highwater=faust_highwater(app))
+
+        @app.page("/metrics")
+        class Metrics(View):
+            async def get(self, request: Request) -> Any:
+                # aiohttp's own Response: Faust's refuses a content type with a charset.
+                body = render(registry)
+                return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
         if sink is not None:
             store = sink
@@ -83,3 +105,18 @@ def add_query_pages(sink: ClickHouseSink | None) -> Callable[[Any, Any], None]:
 
 def row_to_json(row: Any) -> dict[str, Any]:
     return asdict(row)
+
+
+def faust_highwater(app: Any) -> Callable[[str, int], int | None]:
+    """A partition's high watermark as the Faust consumer last fetched it (None while
+    it has not fetched the partition, or before the consumer runs)."""
+    from faust.types import TP
+
+    def highwater(topic: str, partition: int) -> int | None:
+        try:
+            end = app.consumer.highwater(TP(topic, partition))
+        except Exception:  # no consumer yet, or the partition is not assigned here
+            return None
+        return int(end) if end is not None else None
+
+    return highwater

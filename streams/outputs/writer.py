@@ -59,6 +59,7 @@ class WriterStats:
     last_error: str = ""
     rows_pending: int = 0
     last_write_unix: float | None = None
+    write_s: float = 0.0  # wall time of the inserts that finished, retries included
 
 
 @dataclass(slots=True)
@@ -196,6 +197,7 @@ class SinkWriter:
                 stopped=self._stopping.is_set,
             )
 
+        started = time.perf_counter()
         outcome = await asyncio.to_thread(
             write_until_done,
             attempt,
@@ -207,6 +209,7 @@ class SinkWriter:
             return False
         stats = self.stats
         stats.inserts += 1
+        stats.write_s += time.perf_counter() - started
         stats.last_write_unix = written_at = self._clock()
         stats.rows_written += outcome.written[CREATOR_METRICS_TABLE]
         stats.rows_refused += outcome.rows_refused

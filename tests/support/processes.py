@@ -177,6 +177,7 @@ class WorkerProcess:
             "CREATORPULSE_PARTITIONS": str(PARTITIONS),
             "CREATORPULSE_DATA_DIR": str(workdir / "data"),
             "CREATORPULSE_WEB_PORT": "0",
+            "CREATORPULSE_SINK_METRICS_PORT": "0",
             "CREATORPULSE_FLUSH_INTERVAL_S": "0.5",
             **{f"CREATORPULSE_{name.upper()}": value for name, value in settings.items()},
             **(extra_env or {}),

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
 import socket
 import urllib.error
 import urllib.request
@@ -23,7 +22,7 @@ import pytest
 
 from creatorpulse import runtime
 from creatorpulse.brokers.process import free_port
-from creatorpulse.settings import Settings, load_settings
+from creatorpulse.settings import Settings, SettingsError, load_settings
 from schemas.metrics import METRICS
 from schemas.rows import CreatorWindowRow
 from sinks.clickhouse import ClickHouseSink
@@ -107,21 +106,52 @@ def test_the_http_port_listens_on_loopback_only_by_default(
     assert not on_other
 
 
-@pytest.mark.skipif(not Path("/proc/net/tcp").exists(), reason="reads Linux's /proc/net/tcp")
-def test_another_address_is_an_explicit_setting_with_a_warning(
-    tmp_path: Path, clickhouse_sink: ClickHouseSink, caplog: pytest.LogCaptureFixture
+def test_another_address_without_a_token_refuses_to_start(
+    tmp_path: Path, clickhouse_sink: ClickHouseSink
 ) -> None:
     settings = settings_for(tmp_path, web_host="0.0.0.0")
+    with pytest.raises(SettingsError) as refused:
+        runtime.build(settings, clickhouse_sink, UNUSED_BOOTSTRAP)
+    assert "CREATORPULSE_WEB_TOKEN" in str(refused.value)
+    assert "CREATORPULSE_WEB_HOST=0.0.0.0" in str(refused.value)
 
-    async def scenario() -> set[str]:
+
+def fetch(port: int, path: str, headers: dict[str, str] | None = None) -> tuple[int, bytes]:
+    request = urllib.request.Request(f"http://127.0.0.1:{port}{path}", headers=headers or {})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as err:
+        return err.code, err.read()
+
+
+@pytest.mark.skipif(not Path("/proc/net/tcp").exists(), reason="reads Linux's /proc/net/tcp")
+@pytest.mark.parametrize("source", ["env", "file"])
+def test_another_address_with_a_token_answers_401_without_it(
+    tmp_path: Path, clickhouse_sink: ClickHouseSink, source: str
+) -> None:
+    token = "s3cret-token-for-tests"
+    if source == "env":
+        settings = settings_for(tmp_path, web_host="0.0.0.0", web_token=token)
+    else:
+        (tmp_path / "token").write_text(token + "\n")
+        settings = settings_for(tmp_path, web_host="0.0.0.0", web_token_file=tmp_path / "token")
+    paths = ["/stats", "/metrics", "/leaderboard", "/healthz"]
+
+    async def scenario() -> tuple[set[str], dict[str, int], dict[str, int], dict[str, int]]:
         async with web_server(settings, clickhouse_sink) as port:
-            return listening_addresses(port)
+            bearer = {"Authorization": f"Bearer {token}"}
+            wrong = {"Authorization": "Bearer not-the-token"}
+            without = {p: (await asyncio.to_thread(fetch, port, p))[0] for p in paths}
+            bad = {p: (await asyncio.to_thread(fetch, port, p, wrong))[0] for p in paths}
+            good = {p: (await asyncio.to_thread(fetch, port, p, bearer))[0] for p in paths}
+            return listening_addresses(port), without, bad, good
 
-    with caplog.at_level(logging.WARNING, logger="creatorpulse"):
-        assert asyncio.run(scenario()) == {"0.0.0.0"}
-    warnings = [r.getMessage() for r in caplog.records if r.name == "creatorpulse"]
-    assert len(warnings) == 1
-    assert "CREATORPULSE_WEB_HOST" in warnings[0]
+    listening, without, bad, good = asyncio.run(scenario())
+    assert listening == {"0.0.0.0"}
+    assert without == dict.fromkeys(paths, 401)
+    assert bad == dict.fromkeys(paths, 401)
+    assert good == dict.fromkeys(paths, 200)
 
 
 @pytest.mark.parametrize(
