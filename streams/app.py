@@ -58,7 +58,8 @@ def build_worker(
     baseline: Mapping[WindowKey, Sequence[int]] | None = None,
     extra_pages: Callable[[faust.App, StreamProcessor], None] | None = None,
 ) -> Worker:
-    """Build the Faust app: the stream agent, reference-data agents and the flush timer.
+    """Build the Faust app: batched delivery of its own topics, the reference-data agents
+    and the flush timer.
 
     ``sink`` is a started ``sinks.clickhouse.ClickHouseSink`` (anything with its write
     methods), or ``None`` when a separate ``creatorpulse sink`` process writes what the

@@ -329,7 +329,7 @@ class StreamProcessor:
         """Make everything applied so far durable, acknowledge it, hand rows to the sink.
 
         One flush at a time. The snapshot is taken under :attr:`lock` (no batch is
-        half-applied); the waits for Kafka happen without it, so the agent keeps
+        half-applied); the waits for Kafka happen without it, so fetches keep
         applying batches meanwhile. Only records in the snapshot are acknowledged.
         """
         async with self._flush_lock:

@@ -135,7 +135,9 @@ class WorkerCollector(Collector):
         for topic, n in sorted(stats.events_by_topic.items()):
             consumed.add_metric([topic], n)
         yield consumed
-        yield _counter("records_consumed", "Kafka records read by the stream agent", stats.records)
+        yield _counter(
+            "records_consumed", "Kafka records read from the input and rekey topics", stats.records
+        )
         yield _counter("events_counted", "Events counted into windows", stats.events_counted)
         yield _counter("events_duplicate", "Events dropped as duplicates", stats.duplicates)
         yield _counter("events_late", "Events refused as late (dead-lettered)", stats.late)
