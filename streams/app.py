@@ -5,7 +5,7 @@ recovery, and the web server. Everything that decides a number lives in pure cod
 (``streams.state``, ``streams.windows``, ``schemas.events``), and the flush cycle in
 ``streams.processor``; this module only connects them:
 
-    records (input + rekey topics) -> processor.apply_batch, in batches
+    records (input + rekey topics) -> processor.apply_records, a fetch's batch at a time
     every flush interval           -> processor.flush
     changelog recovered            -> processor.restore (the assigned partitions)
     partitions revoked / shutdown  -> a last flush, then the partitions are handed over
@@ -123,13 +123,14 @@ def build_worker(
         async with processor.lock:
             processor.restore(assigned)
 
-    async def on_batch(tp: Any, batch: list[Any]) -> None:
-        # Inside the consumer's fetch task: pure CPU under the lock, then backpressure.
-        async with processor.lock:
-            started = time.perf_counter()
-            processor.apply_records(batch)
-            processor.stats.apply_s += time.perf_counter() - started
-            processor.stats.batches += 1
+    def on_batch(tp: Any, batch: list[Any]) -> None:
+        # Inside the consumer's fetch task, under processor.lock: pure CPU.
+        started = time.perf_counter()
+        processor.apply_records(batch)
+        processor.stats.apply_s += time.perf_counter() - started
+        processor.stats.batches += 1
+
+    async def after_batch() -> None:
         if processor.rewinds:
             processor.rewind()
         # While ClickHouse lags too far behind, stop fetching (reference topics included).
@@ -138,7 +139,9 @@ def build_worker(
 
     # The worker's own topics: no agent, no Faust acks; their records come in batches.
     app.topics.add(records)
-    deliver_in_batches(app, (topics.input, topics.rekey), on_batch)
+    deliver_in_batches(
+        app, (topics.input, topics.rekey), on_batch, lock=processor.lock, after_batch=after_batch
+    )
 
     @app.task
     async def flush_every_interval() -> None:

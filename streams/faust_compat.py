@@ -44,8 +44,11 @@ class _PromptFetchConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
         return consumer
 
 
-#: Takes one partition's records of one fetch (aiokafka ``ConsumerRecord`` objects).
-BatchHandler = Callable[[TP, list[Any]], Awaitable[None]]
+#: Applies one partition's records of one fetch (aiokafka ``ConsumerRecord`` objects),
+#: under the batch lock; pure CPU, no awaits.
+BatchHandler = Callable[[TP, list[Any]], None]
+#: Awaited after each batch, outside the lock (e.g. backpressure).
+AfterBatch = Callable[[], Awaitable[None]]
 
 
 class _PromptFetchConsumer(faust_aiokafka.Consumer):
@@ -57,7 +60,10 @@ class _PromptFetchConsumer(faust_aiokafka.Consumer):
     the processor then has to read again. Records of the topics in
     :attr:`batched_topics` skip all of that: each partition's records of a fetch go to
     :attr:`on_batch` at once, and the partition's read offset advances only after the
-    handler has taken them. Every other topic (changelogs, reference data) keeps
+    handler has taken them. The handler runs under :attr:`batch_lock`, and a batch
+    whose rebalance began while it waited for the lock is dropped there (a seek to the
+    committed offsets follows): applied after the revocation's last flush, it would be
+    read again from those offsets. Every other topic (changelogs, reference data) keeps
     Faust's own per-record path. The checks Faust makes before delivering stay: flow
     control, a generation change, active partitions, end offsets.
 
@@ -68,6 +74,8 @@ class _PromptFetchConsumer(faust_aiokafka.Consumer):
 
     batched_topics: frozenset[str] = frozenset()
     on_batch: BatchHandler | None = None
+    after_batch: AfterBatch | None = None
+    batch_lock: asyncio.Lock | None = None
 
     def _new_consumer_thread(self) -> faust_aiokafka.AIOKafkaConsumerThread:
         return _PromptFetchConsumerThread(self, loop=self.loop, beacon=self.beacon)
@@ -100,14 +108,18 @@ class _PromptFetchConsumer(faust_aiokafka.Consumer):
                 return
             raise
 
+    def _current(self, generation: int) -> bool:
+        # Faust's own reasons to drop what it fetched; a seek always follows them.
+        return self.flow_active and self.app.consumer_generation_id == generation
+
     async def _deliver(self, records: Mapping[TP, list[Any]], active: Any, generation: int) -> None:
         batched = self.batched_topics
-        on_batch = self.on_batch
+        on_batch, after_batch, lock = self.on_batch, self.after_batch, self.batch_lock
         assert on_batch is not None
+        assert lock is not None
         read_offset = self._read_offset
         for tp, batch in records.items():
-            # Faust's own reasons to drop what it fetched; a seek always follows them.
-            if not self.flow_active or self.app.consumer_generation_id != generation:
+            if not self._current(generation):
                 return
             if not (active is None or tp in active or tp in self._buffered_partitions):
                 continue
@@ -116,14 +128,24 @@ class _PromptFetchConsumer(faust_aiokafka.Consumer):
                 await self._deliver_one_by_one(tp, batch)
                 continue
             start = read_offset[tp]
-            if start is not None and batch[0].offset < start:
-                batch = [record for record in batch if record.offset >= start]
-                if not batch:
-                    continue
-            await on_batch(tp, batch)
-            # A seek during the handler (a rewind, a rebalance) decides where to go on.
-            if read_offset[tp] == start:
-                read_offset[tp] = batch[-1].offset + 1
+            async with lock:
+                # A rebalance may have begun while this waited (the revocation's flush
+                # holds the lock): the partition's last flush is done, so applying now
+                # would have the records read again from the committed offsets.
+                if not self._current(generation):
+                    return
+                # The next offset to take; a seek while waiting moved it (both ways).
+                first = read_offset[tp]
+                if first is not None and batch[0].offset < first:
+                    batch = [record for record in batch if record.offset >= first]
+                if batch:
+                    on_batch(tp, batch)
+                    # Without a seek since the fetch, go on after the batch; after one
+                    # (a rewind), the seek says where to go on. Never backwards.
+                    if first == start:
+                        read_offset[tp] = batch[-1].offset + 1
+            if after_batch is not None:
+                await after_batch()
 
     async def _deliver_one_by_one(self, tp: TP, batch: list[Any]) -> None:
         """Faust's per-record delivery (``Consumer._drain_messages``), for other topics."""
@@ -148,13 +170,26 @@ class _PromptFetchTransport(faust_aiokafka.Transport):
     Consumer = _PromptFetchConsumer
 
 
-def deliver_in_batches(app: faust.App, topics: Iterable[str], on_batch: BatchHandler) -> None:
-    """Hand ``topics``' records to ``on_batch`` per partition and fetch, bypassing Faust's
-    per-record path (see :class:`_PromptFetchConsumer`). Needs :func:`use_prompt_fetches`."""
+def deliver_in_batches(
+    app: faust.App,
+    topics: Iterable[str],
+    on_batch: BatchHandler,
+    *,
+    lock: asyncio.Lock,
+    after_batch: AfterBatch | None = None,
+) -> None:
+    """Hand ``topics``' records to ``on_batch`` per partition and fetch, under ``lock``,
+    bypassing Faust's per-record path (see :class:`_PromptFetchConsumer`); then await
+    ``after_batch``. Needs :func:`use_prompt_fetches`.
+
+    ``lock`` is the one a partition revocation's last flush holds, so that no batch is
+    applied between that flush and the seek to the committed offsets."""
     consumer = app.consumer
     assert isinstance(consumer, _PromptFetchConsumer), "call use_prompt_fetches first"
     consumer.batched_topics = frozenset(topics)
     consumer.on_batch = on_batch
+    consumer.after_batch = after_batch
+    consumer.batch_lock = lock
 
 
 def use_prompt_fetches(app: faust.App) -> None:

@@ -13,6 +13,7 @@ import asyncio
 import hashlib
 import inspect
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import aiokafka
@@ -20,6 +21,7 @@ import faust
 import faust.transport.consumer as faust_consumer
 import pytest
 from faust.transport.drivers import aiokafka as faust_aiokafka
+from faust.types import TP
 
 from streams import faust_compat
 from streams.faust_compat import FETCH_MAX_WAIT_MS, deliver_in_batches, use_prompt_fetches
@@ -125,12 +127,14 @@ def test_the_private_members_used_exist_on_a_built_consumer() -> None:
         assert hasattr(app.monitor, "track_tp_end_offset")
         assert hasattr(app.topics, "acks_enabled_for")
 
-        async def handler(tp: Any, batch: list[Any]) -> None:
+        def handler(tp: Any, batch: list[Any]) -> None:
             raise AssertionError("never called")
 
-        deliver_in_batches(app, ["t"], handler)
+        lock = asyncio.Lock()
+        deliver_in_batches(app, ["t"], handler, lock=lock)
         assert consumer.batched_topics == frozenset({"t"})
         assert consumer.on_batch is handler
+        assert consumer.batch_lock is lock
     finally:
         # The consumer thread's own loops, made with the thread object; never run.
         consumer._thread.loop.close()
@@ -156,3 +160,117 @@ def test_the_worker_consumer_asks_the_broker_to_answer_fetches_promptly() -> Non
 
     assert FETCH_MAX_WAIT_MS == 100
     assert asyncio.run(built_consumer_wait_ms()) == FETCH_MAX_WAIT_MS
+
+
+@dataclass(frozen=True)
+class Record:
+    """The members of aiokafka's ``ConsumerRecord`` the batched path reads."""
+
+    offset: int
+
+
+class Delivery:
+    """A built (never started) worker consumer with batched delivery of topic ``t``.
+
+    The test holds :attr:`lock` as a revocation's flush would; :attr:`waiting` is set
+    once a delivery reached the batch lock (nothing awaits between the end-offset
+    tracking it hooks and the lock).
+    """
+
+    def __init__(self) -> None:
+        self.app = faust.App("compat-deliver", broker="kafka://127.0.0.1:9", web_enabled=False)
+        use_prompt_fetches(self.app)
+        consumer: Any = self.app.consumer
+        consumer.highwater = lambda tp: 0  # no broker to ask
+        self.consumer = consumer
+        self.waiting = asyncio.Event()
+        monitor: Any = self.app.monitor
+        monitor.track_tp_end_offset = lambda tp, offset: self.waiting.set()
+        self.lock = asyncio.Lock()
+        self.applied: list[tuple[Any, list[int]]] = []
+        self.after = 0
+
+        async def after() -> None:
+            self.after += 1
+
+        deliver_in_batches(
+            self.app,
+            ["t"],
+            lambda tp, batch: self.applied.append((tp, [r.offset for r in batch])),
+            lock=self.lock,
+            after_batch=after,
+        )
+        self.consumer.resume_flow()
+
+    def close(self) -> None:
+        self.consumer._thread.loop.close()
+        self.consumer._thread.thread_loop.close()
+
+
+TP0 = TP("t", 0)
+
+
+def test_a_batch_goes_to_the_handler_and_the_read_offset_moves_past_it() -> None:
+    d = Delivery()
+    try:
+        d.consumer._read_offset[TP0] = 5  # what a seek to committed offset 5 stores
+        batch = [Record(o) for o in range(3, 9)]  # fetched from before that seek
+        asyncio.run(d.consumer._deliver({TP0: batch}, None, d.app.consumer_generation_id))
+        assert d.applied == [(TP0, [5, 6, 7, 8])]
+        assert d.consumer._read_offset[TP0] == 9  # the next offset, not the last
+        assert d.after == 1
+    finally:
+        d.close()
+
+
+def test_a_batch_that_waited_for_the_lock_while_a_rebalance_began_is_dropped() -> None:
+    # Found by tests/integration/kafka/test_worker_rebalance.py: the batch waited for
+    # the lock held by the revocation's flush and was applied after it, then read again
+    # from the committed offsets (every offset of it delivered twice).
+    d = Delivery()
+
+    async def scenario() -> None:
+        generation = d.app.consumer_generation_id
+        await d.lock.acquire()  # the revocation's flush
+        delivery = asyncio.ensure_future(
+            d.consumer._deliver({TP0: [Record(0), Record(1)]}, None, generation)
+        )
+        await d.waiting.wait()
+        d.consumer.stop_flow()  # Faust stops the flow before the revoked signal
+        d.lock.release()
+        await delivery
+        d.consumer.resume_flow()
+        d.app.consumer_generation_id = generation + 1  # assigned again
+        await d.consumer._deliver({TP0: [Record(0), Record(1)]}, None, generation)
+
+    try:
+        asyncio.run(scenario())
+        assert d.applied == []
+        assert d.consumer._read_offset[TP0] is None
+    finally:
+        d.close()
+
+
+def test_a_seek_while_a_batch_waited_decides_where_delivery_goes_on() -> None:
+    # A rewind (same generation) seeks back while a fetched batch waits: the batch may
+    # be applied (the processor skips what is out of sequence), but the read offset
+    # stays where the seek put it, or the records read again would be skipped here.
+    d = Delivery()
+
+    async def scenario() -> None:
+        d.consumer._read_offset[TP0] = 10
+        await d.lock.acquire()
+        delivery = asyncio.ensure_future(
+            d.consumer._deliver({TP0: [Record(10), Record(11)]}, None, d.app.consumer_generation_id)
+        )
+        await d.waiting.wait()
+        d.consumer._read_offset[TP0] = 7  # what Consumer.seek stores
+        d.lock.release()
+        await delivery
+
+    try:
+        asyncio.run(scenario())
+        assert d.applied == [(TP0, [10, 11])]
+        assert d.consumer._read_offset[TP0] == 7
+    finally:
+        d.close()
