@@ -29,7 +29,7 @@ from streams.config import WorkerConfig
 from streams.observability import LatencyTracker, WorkerStats, process_usage, reason_class
 from streams.outputs.topic import dead_letter_records, forwarded_records, window_row_records
 from streams.outputs.writer import SinkWriter
-from streams.ports import Changelog, Message, OffsetCommitter, OutRecord, Producer, StreamEvent
+from streams.ports import Changelog, Message, OffsetCommitter, OutRecord, Producer
 from streams.state import PartitionState
 
 log = logging.getLogger("creatorpulse.worker")
@@ -74,15 +74,13 @@ class StreamProcessor:
         self.latency = LatencyTracker(clock=clock)
         self.lock = asyncio.Lock()  # guards the states: a batch applies whole
         self._flush_lock = asyncio.Lock()
-        self._unacked: list[StreamEvent] = []
-        # False once the consumer has stopped: acknowledging could commit nothing.
+        # False once the consumer has stopped: there is no group to commit to.
         self.consumer_running = True
         self._outbox: list[OutRecord] = []  # forwarded events and dead letters
         self._retry: list[OutRecord] = []  # refused at the last flush: sent first
-        # Checkpoints (and the records they acknowledge) that wait for a flush at which
+        # Checkpoints (and the offsets they let commit) that wait for a flush at which
         # Kafka took everything before them.
         self._held: dict[int, tuple[PartitionState, ChangelogRecord]] = {}
-        self._held_unacked: list[StreamEvent] = []
         self._written_dead: list[tuple[int, bytes]] = []  # segments to delete
         # Without a sink writer (sink=topic), rows and dead letters are written once Kafka
         # took them: what to confirm after the next flush that Kafka took whole.
@@ -156,18 +154,11 @@ class StreamProcessor:
 
     # -- per record -------------------------------------------------------------------
 
-    def apply_batch(self, events: Sequence[StreamEvent]) -> None:
-        """Apply records delivered as events that need acknowledging; pure CPU."""
-        self.apply_records([event.message for event in events], events)
-
-    def apply_records(
-        self, messages: Sequence[Message], events: Sequence[StreamEvent] | None = None
-    ) -> None:
+    def apply_records(self, messages: Sequence[Message]) -> None:
         """Apply records in delivery order; pure CPU, no awaits.
 
-        ``events`` (one per message) are acknowledged once the state that includes them
-        is durable; records delivered in batches need no acknowledgement (the processor
-        commits the offsets its checkpoints cover).
+        Nothing is acknowledged per record: a flush commits the offsets its durable
+        checkpoints cover (:meth:`_commit_durable`).
         """
         input_topic = self.config.input_topic
         rekey_topic = self.topics.rekey
@@ -178,19 +169,16 @@ class StreamProcessor:
         if stats.first_record_unix is None:
             stats.first_record_unix = wall
         stats.last_record_unix = wall
-        unacked = self._unacked
-        for index, message in enumerate(messages):
+        for message in messages:
             topic = message.topic
             partition = message.partition
             offset = message.offset
             state = states.get(partition)
             if state is None:
                 # Not expected: Faust delivers a partition's records only after recovery,
-                # which restores it. Unacknowledged, the record is read again later.
+                # which restores it. Its offset is not committed: it is read again later.
                 self._unrestored(partition)
                 continue
-            if events is not None:
-                unacked.append(events[index])
             stats.records += 1
             last = state.offsets.get(topic, -1)
             if offset <= last:
@@ -326,11 +314,11 @@ class StreamProcessor:
         return max(0.0, self._last_flush + self.config.flush_interval_s - time.monotonic())
 
     async def flush(self) -> None:
-        """Make everything applied so far durable, acknowledge it, hand rows to the sink.
+        """Make everything applied so far durable, commit its offsets, hand rows to the sink.
 
         One flush at a time. The snapshot is taken under :attr:`lock` (no batch is
         half-applied); the waits for Kafka happen without it, so fetches keep
-        applying batches meanwhile. Only records in the snapshot are acknowledged.
+        applying batches meanwhile. Only offsets the snapshot covers are committed.
         """
         async with self._flush_lock:
             self._last_flush = started = time.monotonic()
@@ -352,11 +340,10 @@ class StreamProcessor:
                     before = len(s.windows)
                     flushes.append((p, s, s.flush()))
                     self.stats.windows_closed += before - len(s.windows)
-            unacked, self._unacked = self._unacked, []
             outbox, self._outbox = self._outbox, []
             sampled = self.latency.take()
         deletes, self._written_dead = self._written_dead, []
-        if not (flushes or unacked or outbox or deletes or self._retry or self._held):
+        if not (flushes or outbox or deletes or self._retry or self._held):
             return
         writer = self.writer
         # Rows first: if this task is cancelled at an await below, they are not lost.
@@ -392,7 +379,6 @@ class StreamProcessor:
                 writer.submit((), result.dead_letters, token)
             else:
                 self._delete_on_send += [(partition, k) for k in result.dead_letter_keys]
-        self._held_unacked += unacked
         self._retry = await self._send(records, "forwarded events, rows, dead letters, state")
         if self._retry:
             return  # no checkpoint over what Kafka has not taken; the next flush retries
@@ -403,15 +389,10 @@ class StreamProcessor:
         if await self._send(last, "checkpoints"):
             return  # held: the next flush sends them again (or newer ones)
         self._held = {}
-        unacked, self._held_unacked = self._held_unacked, []
         for _, (state, (key, value)) in held.items():
             self._keep_in_table(key, value)
             state.confirm_durable()
         if self.consumer_running:
-            # Event.ack() does the consumer's commit bookkeeping; Stream.ack() would
-            # add two sensor callbacks per record, a third of the single-record cost.
-            for event in unacked:
-                event.ack()
             await self._commit_durable([(p, state) for p, (state, _) in held.items()])
         self.stats.flushes += 1
         self.stats.last_flush_unix = self.clock()
@@ -506,10 +487,6 @@ class StreamProcessor:
         for partition in partitions:
             self.states.pop(partition, None)
             self._held.pop(partition, None)
-        self._unacked = [e for e in self._unacked if e.message.partition not in partitions]
-        self._held_unacked = [
-            e for e in self._held_unacked if e.message.partition not in partitions
-        ]
 
     def snapshot(self) -> dict[str, Any]:
         """Counters for the /stats page and benchmarks."""
