@@ -6,7 +6,7 @@ recovery, and the web server. Everything that decides a number lives in pure cod
 ``streams.processor``; this module only connects them:
 
     records (input + rekey topics) -> processor.apply_records, a fetch's batch at a time
-    every flush interval           -> processor.flush
+    when a flush is due            -> processor.flush (by age, size or interval)
     changelog recovered            -> processor.restore (the assigned partitions)
     partitions revoked / shutdown  -> a last flush, then the partitions are handed over
 
@@ -144,11 +144,11 @@ def build_worker(
     )
 
     @app.task
-    async def flush_every_interval() -> None:
-        # A loop rather than app.timer: a flush can outlast the interval while Kafka
-        # acknowledges, and mode warns on every timer tick that overlaps the last.
+    async def flush_when_due() -> None:
+        # A loop rather than app.timer: a flush is due by the age or number of records
+        # as well as by time, and it can outlast the interval while Kafka acknowledges.
         while True:
-            await asyncio.sleep(processor.seconds_until_flush())
+            await processor.wait_until_flush_due()
             await processor.flush()
 
     if sink is not None and config.writes_reference_data:
@@ -234,7 +234,7 @@ def build_worker(
     # Faust registered these on the app; naming them keeps linters from calling them unused.
     _ = (
         restore_assigned,
-        flush_every_interval,
+        flush_when_due,
         report,
         start_writer,
     )

@@ -5,13 +5,15 @@ talks to the outside only through ``streams.ports``: a producer, the changelog, 
 committer, and the sink writer. The way of one record::
 
     decode (schemas.events) -> forward misplaced events -> PartitionState.apply_record
-    -> its counts and dead letters; every flush interval: rows to the writer, changelog
-    and forwarded records to Kafka, then checkpoints, then the offsets they cover.
+    -> its counts and dead letters; at each flush (due by age, size or interval): rows to
+    the writer, changelog and forwarded records to Kafka, then checkpoints, then the
+    offsets they cover.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections import defaultdict
@@ -60,6 +62,7 @@ class StreamProcessor:
         *,
         baseline: Mapping[WindowKey, Sequence[int]] | None = None,
         clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.config = config
         self.topics = config.topics
@@ -89,7 +92,13 @@ class StreamProcessor:
         self._partition_cache: dict[str, int] = {}
         # Partitions whose delivery skipped records, until they are read again.
         self.rewinds: dict[TP, Rewind] = {}
-        self._last_flush = time.monotonic()
+        # When the next flush is due (seconds_until_flush): the last flush's start, the
+        # time the oldest record applied since then was applied, and how many there are.
+        self._monotonic = monotonic
+        self._last_flush = monotonic()
+        self._first_unflushed: float | None = None
+        self._unflushed_records = 0
+        self._flush_wakeup = asyncio.Event()
 
     # -- partitions -------------------------------------------------------------------
 
@@ -169,6 +178,8 @@ class StreamProcessor:
         if stats.first_record_unix is None:
             stats.first_record_unix = wall
         stats.last_record_unix = wall
+        if messages:
+            self._note_unflushed(len(messages))
         for message in messages:
             topic = message.topic
             partition = message.partition
@@ -310,8 +321,44 @@ class StreamProcessor:
 
     # -- flush cycle ------------------------------------------------------------------
 
+    def _note_unflushed(self, records: int) -> None:
+        if self._first_unflushed is None:
+            self._first_unflushed = self._monotonic()
+            self._flush_wakeup.set()  # the flush loop may be waiting for the long interval
+        self._unflushed_records += records
+        if self._unflushed_records >= self.config.flush_max_records:
+            self._flush_wakeup.set()
+
     def seconds_until_flush(self) -> float:
-        return max(0.0, self._last_flush + self.config.flush_interval_s - time.monotonic())
+        """How long until the next flush is due; 0 when it is due now.
+
+        Whichever comes first: the oldest record applied since the last flush has
+        waited ``flush_max_age_s`` (what bounds freshness), ``flush_max_records`` are
+        applied (what bounds a flush's work while catching up), or ``flush_interval_s``
+        has passed since the last flush (retries, held checkpoints, restored windows and
+        deleted segments go out without new records).
+        """
+        config = self.config
+        due = self._last_flush + config.flush_interval_s
+        if self._first_unflushed is not None:
+            if self._unflushed_records >= config.flush_max_records:
+                return 0.0
+            due = min(due, self._first_unflushed + config.flush_max_age_s)
+        return max(0.0, due - self._monotonic())
+
+    async def wait_until_flush_due(self) -> None:
+        """Return once a flush is due (:meth:`seconds_until_flush`).
+
+        Records applied meanwhile wake the wait, so a flush due by their age or number
+        is not held back by a wait computed before they came.
+        """
+        while True:
+            self._flush_wakeup.clear()
+            delay = self.seconds_until_flush()
+            if delay <= 0:
+                return
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._flush_wakeup.wait(), delay)
 
     async def flush(self) -> None:
         """Make everything applied so far durable, commit its offsets, hand rows to the sink.
@@ -321,11 +368,11 @@ class StreamProcessor:
         applying batches meanwhile. Only offsets the snapshot covers are committed.
         """
         async with self._flush_lock:
-            self._last_flush = started = time.monotonic()
+            self._last_flush = started = self._monotonic()
             try:
                 await self._flush()
             finally:
-                took = time.monotonic() - started
+                took = self._monotonic() - started
                 self.stats.flush_s += took
                 self.stats.flush_durations.observe(took)
 
@@ -342,6 +389,9 @@ class StreamProcessor:
                     self.stats.windows_closed += before - len(s.windows)
             outbox, self._outbox = self._outbox, []
             sampled = self.latency.take()
+            # Everything applied so far is in this flush: the next one's age starts anew.
+            self._first_unflushed = None
+            self._unflushed_records = 0
         deletes, self._written_dead = self._written_dead, []
         if not (flushes or outbox or deletes or self._retry or self._held):
             return

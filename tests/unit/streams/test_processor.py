@@ -337,3 +337,103 @@ def test_a_record_of_a_partition_not_restored_is_neither_applied_nor_committed()
     assert h.processor.stats.unrestored_records == 1
     assert h.processor.states == {}
     assert h.committer.commits == []
+
+
+@dataclass
+class FakeClock:
+    """A monotonic clock the test moves by hand."""
+
+    now: float = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def timed(clock: FakeClock, **config: float) -> StreamProcessor:
+    settings = WorkerConfig(kafka_bootstrap="x:1", partitions=1, **config)  # type: ignore[arg-type]
+    return StreamProcessor(
+        settings,
+        None,
+        RecordingProducer(),
+        InMemoryChangelog(),
+        RecordingCommitter(),
+        monotonic=clock,
+    )
+
+
+def test_the_flush_defaults_bound_freshness_below_the_interval() -> None:
+    config = WorkerConfig(kafka_bootstrap="x:1")
+    assert config.flush_max_age_s == 0.25
+    assert config.flush_interval_s == 1.0
+    assert config.flush_max_records == 50_000
+
+
+def test_without_new_records_a_flush_is_due_once_the_interval_has_passed() -> None:
+    clock = FakeClock()
+    p = timed(clock, flush_interval_s=1.0, flush_max_age_s=0.25)
+    assert p.seconds_until_flush() == 1.0
+    clock.now += 0.6
+    assert p.seconds_until_flush() == pytest.approx(0.4)
+    clock.now += 0.4
+    assert p.seconds_until_flush() == 0.0
+
+
+def test_a_flush_is_due_once_the_oldest_unflushed_record_has_waited_the_max_age() -> None:
+    clock = FakeClock()
+    p = timed(clock, flush_interval_s=1.0, flush_max_age_s=0.25)
+    p.restore([0])
+    clock.now += 0.5  # idle for a while: the age counts from the first record, not the flush
+    p.apply_records([record(0, event_json("e1", T0, 5))])
+    assert p.seconds_until_flush() == pytest.approx(0.25)
+    clock.now += 0.1
+    p.apply_records([record(1, event_json("e2", T0, 5))])  # a newer one changes nothing
+    assert p.seconds_until_flush() == pytest.approx(0.15)
+    clock.now += 0.15
+    assert p.seconds_until_flush() == 0.0
+
+
+def test_a_flush_is_due_at_once_when_enough_records_wait() -> None:
+    clock = FakeClock()
+    p = timed(clock, flush_interval_s=1.0, flush_max_age_s=0.25, flush_max_records=3)
+    p.restore([0])
+    p.apply_records([record(o, event_json(f"e{o}", T0, 1)) for o in range(2)])
+    assert p.seconds_until_flush() == pytest.approx(0.25)
+    p.apply_records([record(2, event_json("e2", T0, 1))])
+    assert p.seconds_until_flush() == 0.0
+
+
+def test_a_flush_starts_the_age_and_the_count_anew() -> None:
+    async def scenario() -> StreamProcessor:
+        p = timed(clock, flush_interval_s=1.0, flush_max_age_s=0.25, flush_max_records=3)
+        p.restore([0])
+        p.apply_records([record(o, event_json(f"e{o}", T0, 1)) for o in range(3)])
+        clock.now += 0.3
+        await p.flush()
+        return p
+
+    clock = FakeClock()
+    p = asyncio.run(scenario())
+    assert p.stats.flushes == 1
+    assert p.seconds_until_flush() == 1.0  # nothing waits: the interval, from this flush
+    clock.now += 0.5
+    p.apply_records([record(3, event_json("e3", T0, 1))])
+    assert p.seconds_until_flush() == pytest.approx(0.25)
+
+
+def test_the_flush_wait_wakes_when_records_make_a_flush_due() -> None:
+    # The wait began with nothing to flush (the whole interval ahead, and the fake clock
+    # never moves): enough records must end it, not a timer.
+    async def scenario() -> bool:
+        p = timed(FakeClock(), flush_interval_s=60.0, flush_max_age_s=30.0, flush_max_records=2)
+        p.restore([0])
+        waiting = asyncio.ensure_future(p.wait_until_flush_due())
+        await asyncio.sleep(0)
+        assert not waiting.done()
+        p.apply_records([record(0, event_json("e0", T0, 1))])  # wakes: age now 30 s away
+        await asyncio.sleep(0)
+        assert not waiting.done()
+        p.apply_records([record(1, event_json("e1", T0, 1))])
+        await asyncio.wait_for(waiting, 5.0)
+        return waiting.done()
+
+    assert asyncio.run(scenario())
