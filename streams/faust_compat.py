@@ -67,6 +67,11 @@ class _PromptFetchConsumer(faust_aiokafka.Consumer):
     Faust's own per-record path. The checks Faust makes before delivering stay: flow
     control, a generation change, active partitions, end offsets.
 
+    A batched topic is delivered only once Faust's seek to the committed offsets has
+    completed in the current generation (:meth:`perform_seek`, at the end of recovery).
+    Records arrive between the end of table recovery and that seek; applied then, the
+    seek would set the read offset back and hand them over a second time.
+
     A batched topic has no acks and no agent: the processor commits what its durable
     checkpoints cover. ``_read_offset`` means the *next* offset to take for these
     partitions, which is what Faust's own seeks store (``perform_seek``, ``seek``).
@@ -76,9 +81,16 @@ class _PromptFetchConsumer(faust_aiokafka.Consumer):
     on_batch: BatchHandler | None = None
     after_batch: AfterBatch | None = None
     batch_lock: asyncio.Lock | None = None
+    #: The generation whose seek to the committed offsets has completed (None: none yet).
+    seeked_generation: int | None = None
 
     def _new_consumer_thread(self) -> faust_aiokafka.AIOKafkaConsumerThread:
         return _PromptFetchConsumerThread(self, loop=self.loop, beacon=self.beacon)
+
+    async def perform_seek(self) -> None:
+        generation = self.app.consumer_generation_id
+        await super().perform_seek()
+        self.seeked_generation = generation
 
     async def _drain_messages(self, fetcher: Any) -> None:
         if self.on_batch is None or not self.batched_topics:
@@ -95,8 +107,9 @@ class _PromptFetchConsumer(faust_aiokafka.Consumer):
                     continue
                 if not self.flow_active:
                     # As Faust does: records fetched while the flow stopped are dropped,
-                    # and the partitions go back to their committed offsets.
-                    await self.perform_seek()
+                    # and the partitions go back to their committed offsets. Faust's own
+                    # seek, so that a generation still recovering keeps its gate shut.
+                    await super().perform_seek()
                     continue
                 await self._deliver(records, active, generation)
         except self.consumer_stopped_errors:
@@ -111,6 +124,10 @@ class _PromptFetchConsumer(faust_aiokafka.Consumer):
     def _current(self, generation: int) -> bool:
         # Faust's own reasons to drop what it fetched; a seek always follows them.
         return self.flow_active and self.app.consumer_generation_id == generation
+
+    def _seeked(self, generation: int) -> bool:
+        # Before the seek that ends recovery, a batch is dropped: that seek follows.
+        return self.seeked_generation == generation
 
     async def _deliver(self, records: Mapping[TP, list[Any]], active: Any, generation: int) -> None:
         batched = self.batched_topics
@@ -134,6 +151,8 @@ class _PromptFetchConsumer(faust_aiokafka.Consumer):
                 # would have the records read again from the committed offsets.
                 if not self._current(generation):
                     return
+                if not self._seeked(generation):
+                    continue
                 # The next offset to take; a seek while waiting moved it (both ways).
                 first = read_offset[tp]
                 if first is not None and batch[0].offset < first:

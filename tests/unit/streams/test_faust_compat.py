@@ -20,6 +20,7 @@ import aiokafka
 import faust
 import faust.transport.consumer as faust_consumer
 import pytest
+from faust.tables.recovery import Recovery
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP
 
@@ -52,6 +53,16 @@ FINGERPRINTS: dict[str, tuple[Callable[..., Any], str, str]] = {
         "stores the *next* offset as read offset",
     ),
     "faust Consumer.seek": (Core.seek, "b86a9fe05f956b30", "rewinds set the read offset"),
+    "faust Recovery.on_recovery_completed": (
+        Recovery.on_recovery_completed,
+        "6ef567acf072e46d",
+        "its perform_seek opens batched delivery for the generation",
+    ),
+    "faust Recovery._resume_streams": (
+        Recovery._resume_streams,
+        "d986a6710c1aca98",
+        "the same without tables",
+    ),
     "faust Consumer._add_gap": (Core._add_gap, "4df2573ded7c1c2c", "per-record path"),
     "faust Consumer._commit_offsets": (
         Core._commit_offsets,
@@ -201,6 +212,8 @@ class Delivery:
             after_batch=after,
         )
         self.consumer.resume_flow()
+        # As after recovery: the seek to the committed offsets is done in this generation.
+        self.consumer.seeked_generation = self.app.consumer_generation_id
 
     def close(self) -> None:
         self.consumer._thread.loop.close()
@@ -272,5 +285,32 @@ def test_a_seek_while_a_batch_waited_decides_where_delivery_goes_on() -> None:
         asyncio.run(scenario())
         assert d.applied == [(TP0, [10, 11])]
         assert d.consumer._read_offset[TP0] == 7
+    finally:
+        d.close()
+
+
+def test_no_batch_is_applied_before_the_seek_that_ends_recovery() -> None:
+    # Found by tests/integration/kafka/test_worker_rebalance.py: records came between
+    # the table's recovery and Faust's seek to the committed offsets, were applied, and
+    # the seek set the read offset back, so they were handed over a second time.
+    d = Delivery()
+
+    async def committed() -> dict[TP, int]:
+        return {TP0: 4}
+
+    async def scenario() -> None:
+        d.app.consumer_generation_id += 1  # a new assignment, recovering
+        generation = d.app.consumer_generation_id
+        d.consumer.seek_to_committed = committed
+        await d.consumer._deliver({TP0: [Record(4), Record(5)]}, None, generation)
+        assert d.applied == []  # dropped: the seek follows and reads them again
+        await d.consumer.perform_seek()
+        await d.consumer._deliver({TP0: [Record(4), Record(5)]}, None, generation)
+
+    try:
+        asyncio.run(scenario())
+        assert d.applied == [(TP0, [4, 5])]
+        assert d.consumer._read_offset[TP0] == 6
+        assert d.consumer.seeked_generation == d.app.consumer_generation_id
     finally:
         d.close()
