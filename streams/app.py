@@ -123,12 +123,14 @@ def build_worker(
         async with processor.lock:
             processor.restore(assigned)
 
-    def on_batch(tp: Any, batch: list[Any]) -> None:
+    def on_batch(tp: Any, batch: list[Any]) -> bool:
         # Inside the consumer's fetch task, under processor.lock: pure CPU.
         started = time.perf_counter()
         processor.apply_records(batch)
         processor.stats.apply_s += time.perf_counter() - started
         processor.stats.batches += 1
+        # Whether the state holds them all (restored, nothing skipped to rewind).
+        return tp.partition in processor.states and tp not in processor.rewinds
 
     async def after_batch() -> None:
         if processor.rewinds:

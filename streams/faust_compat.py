@@ -45,8 +45,9 @@ class _PromptFetchConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
 
 
 #: Applies one partition's records of one fetch (aiokafka ``ConsumerRecord`` objects),
-#: under the batch lock; pure CPU, no awaits.
-BatchHandler = Callable[[TP, list[Any]], None]
+#: under the batch lock; pure CPU, no awaits. True if the partition's state now holds
+#: all of them (it is restored, and they followed what it had in order).
+BatchHandler = Callable[[TP, list[Any]], bool]
 #: Awaited after each batch, outside the lock (e.g. backpressure).
 AfterBatch = Callable[[], Awaitable[None]]
 
@@ -67,10 +68,13 @@ class _PromptFetchConsumer(faust_aiokafka.Consumer):
     Faust's own per-record path. The checks Faust makes before delivering stay: flow
     control, a generation change, active partitions, end offsets.
 
-    A batched topic is delivered only once Faust's seek to the committed offsets has
-    completed in the current generation (:meth:`perform_seek`, at the end of recovery).
-    Records arrive between the end of table recovery and that seek; applied then, the
-    seek would set the read offset back and hand them over a second time.
+    Records arrive between the end of table recovery and Faust's seek to the committed
+    offsets (:meth:`perform_seek`). Dropping them loses them when aiokafka had already
+    seeked before they were fetched; applying them and letting the seek set the read
+    offset back hands them over twice. So they are applied, and the seek does not move a
+    read offset back past what the handler took in the same generation: the state that
+    took them is the one restored for this generation, and its next flush commits them.
+    A rewind (:meth:`seek`) moves it back as asked.
 
     A batched topic has no acks and no agent: the processor commits what its durable
     checkpoints cover. ``_read_offset`` means the *next* offset to take for these
@@ -81,8 +85,12 @@ class _PromptFetchConsumer(faust_aiokafka.Consumer):
     on_batch: BatchHandler | None = None
     after_batch: AfterBatch | None = None
     batch_lock: asyncio.Lock | None = None
-    #: The generation whose seek to the committed offsets has completed (None: none yet).
-    seeked_generation: int | None = None
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        #: Per batched partition: the generation and the next offset after the records
+        #: the handler last took whole.
+        self.taken: dict[TP, tuple[int, int]] = {}
 
     def _new_consumer_thread(self) -> faust_aiokafka.AIOKafkaConsumerThread:
         return _PromptFetchConsumerThread(self, loop=self.loop, beacon=self.beacon)
@@ -90,7 +98,18 @@ class _PromptFetchConsumer(faust_aiokafka.Consumer):
     async def perform_seek(self) -> None:
         generation = self.app.consumer_generation_id
         await super().perform_seek()
-        self.seeked_generation = generation
+        # No await from here on: nothing is delivered between Faust's update and this.
+        read_offset = self._read_offset
+        for tp, (taken_in, next_offset) in self.taken.items():
+            if taken_in == generation and self.app.consumer_generation_id == generation:
+                current = read_offset.get(tp)
+                if current is None or current < next_offset:
+                    read_offset[tp] = next_offset
+
+    async def seek(self, partition: TP, offset: int) -> None:
+        # A rewind asks for records again: the seek decides, not what was taken.
+        self.taken.pop(partition, None)
+        await super().seek(partition, offset)
 
     async def _drain_messages(self, fetcher: Any) -> None:
         if self.on_batch is None or not self.batched_topics:
@@ -107,9 +126,8 @@ class _PromptFetchConsumer(faust_aiokafka.Consumer):
                     continue
                 if not self.flow_active:
                     # As Faust does: records fetched while the flow stopped are dropped,
-                    # and the partitions go back to their committed offsets. Faust's own
-                    # seek, so that a generation still recovering keeps its gate shut.
-                    await super().perform_seek()
+                    # and the partitions go back to their committed offsets.
+                    await self.perform_seek()
                     continue
                 await self._deliver(records, active, generation)
         except self.consumer_stopped_errors:
@@ -124,10 +142,6 @@ class _PromptFetchConsumer(faust_aiokafka.Consumer):
     def _current(self, generation: int) -> bool:
         # Faust's own reasons to drop what it fetched; a seek always follows them.
         return self.flow_active and self.app.consumer_generation_id == generation
-
-    def _seeked(self, generation: int) -> bool:
-        # Before the seek that ends recovery, a batch is dropped: that seek follows.
-        return self.seeked_generation == generation
 
     async def _deliver(self, records: Mapping[TP, list[Any]], active: Any, generation: int) -> None:
         batched = self.batched_topics
@@ -151,18 +165,20 @@ class _PromptFetchConsumer(faust_aiokafka.Consumer):
                 # would have the records read again from the committed offsets.
                 if not self._current(generation):
                     return
-                if not self._seeked(generation):
-                    continue
                 # The next offset to take; a seek while waiting moved it (both ways).
                 first = read_offset[tp]
                 if first is not None and batch[0].offset < first:
                     batch = [record for record in batch if record.offset >= first]
                 if batch:
-                    on_batch(tp, batch)
+                    took = on_batch(tp, batch)
                     # Without a seek since the fetch, go on after the batch; after one
                     # (a rewind), the seek says where to go on. Never backwards.
                     if first == start:
-                        read_offset[tp] = batch[-1].offset + 1
+                        read_offset[tp] = next_offset = batch[-1].offset + 1
+                        if took:
+                            self.taken[tp] = (generation, next_offset)
+                        else:
+                            self.taken.pop(tp, None)
             if after_batch is not None:
                 await after_batch()
 
