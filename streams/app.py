@@ -142,7 +142,12 @@ def build_worker(
     # The worker's own topics: no agent, no Faust acks; their records come in batches.
     app.topics.add(records)
     deliver_in_batches(
-        app, (topics.input, topics.rekey), on_batch, lock=processor.lock, after_batch=after_batch
+        app,
+        (topics.input, topics.rekey),
+        on_batch,
+        lock=processor.lock,
+        next_offset=processor.next_offset,
+        after_batch=after_batch,
     )
 
     @app.task

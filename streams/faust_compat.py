@@ -50,6 +50,9 @@ class _PromptFetchConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
 BatchHandler = Callable[[TP, list[Any]], bool]
 #: Awaited after each batch, outside the lock (e.g. backpressure).
 AfterBatch = Callable[[], Awaitable[None]]
+#: The next offset of a partition that the application's state expects, or None when
+#: it holds no state of it (not restored yet).
+NextOffset = Callable[[TP], int | None]
 
 
 class _PromptFetchConsumer(faust_aiokafka.Consumer):
@@ -68,13 +71,18 @@ class _PromptFetchConsumer(faust_aiokafka.Consumer):
     Faust's own per-record path. The checks Faust makes before delivering stay: flow
     control, a generation change, active partitions, end offsets.
 
-    Records arrive between the end of table recovery and Faust's seek to the committed
-    offsets (:meth:`perform_seek`). Dropping them loses them when aiokafka had already
-    seeked before they were fetched; applying them and letting the seek set the read
-    offset back hands them over twice. So they are applied, and the seek does not move a
-    read offset back past what the handler took in the same generation: the state that
-    took them is the one restored for this generation, and its next flush commits them.
-    A rewind (:meth:`seek`) moves it back as asked.
+    After an assignment, records arrive before Faust's seek to the committed offsets at
+    the end of recovery (:meth:`perform_seek`): some from where aiokafka stood before the
+    rebalance (ahead of what the state holds: a fetch the revocation dropped), some
+    fetched after aiokafka's part of the seek (exactly where the state goes on). Until
+    that seek has completed in the generation, a batch is checked against
+    :attr:`next_offset`: with no state, or starting ahead of it, it is dropped (the seek
+    follows and reads it again); otherwise what the state already holds is cut off and
+    the rest applied. Dropping everything would lose the second kind (aiokafka has moved
+    past them); applying everything would apply the first kind out of order. And the
+    seek does not move a read offset back past what the handler took in the same
+    generation: the state that took them is the one restored for this generation, and
+    its next flush commits them. A rewind (:meth:`seek`) moves it back as asked.
 
     A batched topic has no acks and no agent: the processor commits what its durable
     checkpoints cover. ``_read_offset`` means the *next* offset to take for these
@@ -91,6 +99,9 @@ class _PromptFetchConsumer(faust_aiokafka.Consumer):
         #: Per batched partition: the generation and the next offset after the records
         #: the handler last took whole.
         self.taken: dict[TP, tuple[int, int]] = {}
+        #: The generation whose seek to the committed offsets has completed.
+        self.settled_generation: int | None = None
+        self.next_offset: NextOffset | None = None
 
     def _new_consumer_thread(self) -> faust_aiokafka.AIOKafkaConsumerThread:
         return _PromptFetchConsumerThread(self, loop=self.loop, beacon=self.beacon)
@@ -105,6 +116,7 @@ class _PromptFetchConsumer(faust_aiokafka.Consumer):
                 current = read_offset.get(tp)
                 if current is None or current < next_offset:
                     read_offset[tp] = next_offset
+        self.settled_generation = generation
 
     async def seek(self, partition: TP, offset: int) -> None:
         # A rewind asks for records again: the seek decides, not what was taken.
@@ -165,9 +177,11 @@ class _PromptFetchConsumer(faust_aiokafka.Consumer):
                 # would have the records read again from the committed offsets.
                 if not self._current(generation):
                     return
+                if self.settled_generation != generation:
+                    batch = self._before_the_seek(tp, batch)
                 # The next offset to take; a seek while waiting moved it (both ways).
                 first = read_offset[tp]
-                if first is not None and batch[0].offset < first:
+                if batch and first is not None and batch[0].offset < first:
                     batch = [record for record in batch if record.offset >= first]
                 if batch:
                     took = on_batch(tp, batch)
@@ -181,6 +195,13 @@ class _PromptFetchConsumer(faust_aiokafka.Consumer):
                             self.taken.pop(tp, None)
             if after_batch is not None:
                 await after_batch()
+
+    def _before_the_seek(self, tp: TP, batch: list[Any]) -> list[Any]:
+        """What of a batch delivered before recovery's seek the state can take in order."""
+        expected = self.next_offset(tp) if self.next_offset is not None else None
+        if expected is None or batch[0].offset > expected:
+            return []  # not restored yet, or from a stale position: the seek reads it again
+        return [record for record in batch if record.offset >= expected]
 
     async def _deliver_one_by_one(self, tp: TP, batch: list[Any]) -> None:
         """Faust's per-record delivery (``Consumer._drain_messages``), for other topics."""
@@ -211,6 +232,7 @@ def deliver_in_batches(
     on_batch: BatchHandler,
     *,
     lock: asyncio.Lock,
+    next_offset: NextOffset,
     after_batch: AfterBatch | None = None,
 ) -> None:
     """Hand ``topics``' records to ``on_batch`` per partition and fetch, under ``lock``,
@@ -218,13 +240,16 @@ def deliver_in_batches(
     ``after_batch``. Needs :func:`use_prompt_fetches`.
 
     ``lock`` is the one a partition revocation's last flush holds, so that no batch is
-    applied between that flush and the seek to the committed offsets."""
+    applied between that flush and the seek to the committed offsets. ``next_offset``
+    says where the state of a partition goes on, for batches delivered before that
+    seek."""
     consumer = app.consumer
     assert isinstance(consumer, _PromptFetchConsumer), "call use_prompt_fetches first"
     consumer.batched_topics = frozenset(topics)
     consumer.on_batch = on_batch
     consumer.after_batch = after_batch
     consumer.batch_lock = lock
+    consumer.next_offset = next_offset
 
 
 def use_prompt_fetches(app: faust.App) -> None:

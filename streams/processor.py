@@ -161,6 +161,14 @@ class StreamProcessor:
             )
         return state
 
+    def next_offset(self, tp: TP) -> int | None:
+        """The offset of ``tp`` this worker's state takes next (0 when it holds none of
+        that topic); None when it holds no state of the partition."""
+        state = self.states.get(tp.partition)
+        if state is None:
+            return None
+        return state.offsets.get(tp.topic, -1) + 1
+
     # -- per record -------------------------------------------------------------------
 
     def apply_records(self, messages: Sequence[Message]) -> None:

@@ -142,7 +142,7 @@ def test_the_private_members_used_exist_on_a_built_consumer() -> None:
             raise AssertionError("never called")
 
         lock = asyncio.Lock()
-        deliver_in_batches(app, ["t"], handler, lock=lock)
+        deliver_in_batches(app, ["t"], handler, lock=lock, next_offset=lambda tp: None)
         assert consumer.batched_topics == frozenset({"t"})
         assert consumer.on_batch is handler
         assert consumer.batch_lock is lock
@@ -201,6 +201,8 @@ class Delivery:
         self.applied: list[tuple[Any, list[int]]] = []
         self.after = 0
         self.takes = True  # what the handler answers: the state holds the batch
+        # Where the state of each partition goes on (absent: not restored).
+        self.state_next: dict[TP, int] = {}
 
         def handler(tp: Any, batch: list[Any]) -> bool:
             self.applied.append((tp, [r.offset for r in batch]))
@@ -214,6 +216,7 @@ class Delivery:
             ["t"],
             handler,
             lock=self.lock,
+            next_offset=lambda tp: self.state_next.get(tp),
             after_batch=after,
         )
         self.consumer.resume_flow()
@@ -228,6 +231,8 @@ class Delivery:
         self.seeks: list[tuple[TP, int]] = []
         self.consumer.seek_to_committed = committed
         self.consumer._seek = no_broker_seek
+        # As after recovery's seek; tests of what comes before it set this back.
+        self.consumer.settled_generation = self.app.consumer_generation_id
 
     def close(self) -> None:
         self.consumer._thread.loop.close()
@@ -363,5 +368,38 @@ def test_a_rewind_moves_the_read_offset_back_past_what_was_taken() -> None:
         asyncio.run(scenario())
         assert d.seeks == [(TP0, 2)]
         assert d.consumer._read_offset[TP0] == 2
+    finally:
+        d.close()
+
+
+def test_before_recovery_s_seek_only_what_the_state_can_take_in_order_is_applied() -> None:
+    # Found by tests/integration/kafka/test_worker_rebalance.py: before the seek, aiokafka
+    # delivered records from where it stood before the rebalance (ahead of the restored
+    # state: they were applied out of order, rewound, and handed over twice), and records
+    # fetched after its part of the seek (dropping those lost them: it had moved past).
+    d = Delivery()
+    tp1, tp2 = TP("t", 1), TP("t", 2)
+
+    async def scenario() -> None:
+        d.app.consumer_generation_id += 1  # assigned again, recovering
+        generation = d.app.consumer_generation_id
+        d.state_next.update({TP0: 10, tp1: 20})  # restored; tp2 not yet
+        records = {
+            TP0: [Record(8), Record(9), Record(10), Record(11)],  # overlaps the state
+            tp1: [Record(25), Record(26)],  # stale position, ahead of the state
+            tp2: [Record(0)],
+        }
+        await d.consumer._deliver(records, None, generation)
+        d.committed.update({TP0: 10, tp1: 20, tp2: 0})
+        await d.consumer.perform_seek()
+        # After the seek: what aiokafka reads again from the committed offsets.
+        again = {TP0: [Record(10), Record(11), Record(12)], tp1: [Record(20)], tp2: [Record(0)]}
+        await d.consumer._deliver(again, None, generation)
+
+    try:
+        asyncio.run(scenario())
+        assert d.applied == [(TP0, [10, 11]), (TP0, [12]), (tp1, [20]), (TP("t", 2), [0])]
+        assert d.consumer._read_offset[TP0] == 13
+        assert d.consumer.settled_generation == d.app.consumer_generation_id
     finally:
         d.close()

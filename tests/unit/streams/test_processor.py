@@ -437,3 +437,14 @@ def test_the_flush_wait_wakes_when_records_make_a_flush_due() -> None:
         return waiting.done()
 
     assert asyncio.run(scenario())
+
+
+def test_next_offset_says_where_a_restored_partition_goes_on() -> None:
+    p = timed(FakeClock())
+    tp = TP("post-stats", 0)
+    assert p.next_offset(tp) is None  # not restored: no state to take anything
+    p.restore([0])
+    assert p.next_offset(tp) == 0  # restored, nothing of this topic yet
+    p.apply_records([record(6, event_json("e1", T0, 5)), record(7, event_json("e2", T0, 1))])
+    assert p.next_offset(tp) == 8
+    assert p.next_offset(TP(p.topics.rekey, 0)) == 0
