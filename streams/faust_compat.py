@@ -16,12 +16,15 @@ either version changes, reread each piece here against the new source; the unit 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable, Callable, Iterable, Mapping, MutableMapping
 from typing import Any
 
 import faust
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP
+
+log = logging.getLogger("creatorpulse.worker")
 
 FAUST_VERSION = "0.15.3"
 AIOKAFKA_VERSION = "0.14.0"
@@ -138,8 +141,14 @@ class _PromptFetchConsumer(faust_aiokafka.Consumer):
                     continue
                 if not self.flow_active:
                     # As Faust does: records fetched while the flow stopped are dropped,
-                    # and the partitions go back to their committed offsets.
-                    await self.perform_seek()
+                    # and the partitions go back to their committed offsets. The seek
+                    # fails when a rebalance took a partition meanwhile, and the
+                    # assignment's own seek follows: as Faust does, log and go on (left
+                    # to raise, it crashed the fetcher and the worker).
+                    try:
+                        await self.perform_seek()
+                    except Exception as exc:
+                        log.warning("seek to committed offsets with the flow stopped: %r", exc)
                     continue
                 await self._deliver(records, active, generation)
         except self.consumer_stopped_errors:

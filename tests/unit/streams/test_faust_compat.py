@@ -14,9 +14,11 @@ import hashlib
 import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
+from types import SimpleNamespace
 from typing import Any
 
 import aiokafka
+import aiokafka.errors
 import faust
 import faust.transport.consumer as faust_consumer
 import pytest
@@ -401,5 +403,37 @@ def test_before_recovery_s_seek_only_what_the_state_can_take_in_order_is_applied
         assert d.applied == [(TP0, [10, 11]), (TP0, [12]), (tp1, [20]), (TP("t", 2), [0])]
         assert d.consumer._read_offset[TP0] == 13
         assert d.consumer.settled_generation == d.app.consumer_generation_id
+    finally:
+        d.close()
+
+
+def test_a_failed_seek_with_the_flow_stopped_does_not_end_the_fetch_loop() -> None:
+    # Found by tests/integration/kafka/test_worker_rebalance.py: a fetch returned while a
+    # rebalance had stopped the flow, the seek to committed offsets raised for a
+    # partition no longer assigned, and the fetcher (and with it the worker) crashed.
+    d = Delivery()
+    fetches = 0
+
+    async def next_records(timeout: float) -> tuple[dict[TP, list[Record]], None]:
+        nonlocal fetches
+        fetches += 1
+        if fetches == 2:
+            d.consumer._stopped.set()  # the second fetch ends the loop
+        return {TP0: [Record(0)]}, None
+
+    async def not_assigned() -> dict[TP, int]:
+        raise aiokafka.errors.IllegalStateError("No current assignment for partition")
+
+    async def scenario() -> None:
+        d.consumer._wait_next_records = next_records
+        d.consumer.seek_to_committed = not_assigned
+        d.consumer.stop_flow()
+        fetcher = SimpleNamespace(_stopped=asyncio.Event())
+        await d.consumer._drain_messages(fetcher)
+
+    try:
+        asyncio.run(scenario())
+        assert fetches == 2  # went on after the failed seek
+        assert d.applied == []
     finally:
         d.close()
