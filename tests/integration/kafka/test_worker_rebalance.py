@@ -24,6 +24,8 @@ from __future__ import annotations
 
 import random
 import re
+import threading
+import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -41,7 +43,6 @@ from tests.support.processes import (
     committed_total,
     progress,
     publish,
-    publishing_in_background,
     read_clickhouse,
     real_kafka,
     wait_until,
@@ -114,6 +115,57 @@ def as_records(events: list[dict[str, Any]]) -> list[tuple[bytes | None, bytes]]
     ]
 
 
+class PacedPublisher:
+    """Publishes ``records`` in paced chunks from a thread until told to stop.
+
+    However long B takes to start on a busy machine, records keep arriving while it
+    joins: the test stops the publisher a few chunks after B's first assignment, and
+    the oracle gets exactly the events sent (:attr:`sent`).
+    """
+
+    def __init__(self, bootstrap: str, topic: str, records: list[tuple[bytes | None, bytes]]):
+        self._args = (bootstrap, topic)
+        self._records = records
+        self._chunks_left: int | None = None  # None: until told
+        self._lock = threading.Lock()
+        self.sent = 0
+        self.failure: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="paced-publisher", daemon=True)
+
+    def __enter__(self) -> PacedPublisher:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop_after(0)
+        self._thread.join(timeout=120)
+        if self.failure is not None:
+            raise self.failure
+
+    def stop_after(self, chunks: int) -> None:
+        with self._lock:
+            self._chunks_left = chunks
+
+    @property
+    def running(self) -> bool:
+        return self._thread.is_alive()
+
+    def _run(self) -> None:
+        try:
+            while self.sent < len(self._records):
+                with self._lock:
+                    if self._chunks_left is not None:
+                        if self._chunks_left <= 0:
+                            return
+                        self._chunks_left -= 1
+                chunk = self._records[self.sent : self.sent + 200]
+                publish(*self._args, chunk)
+                self.sent += len(chunk)
+                time.sleep(0.1)  # pacing, not ordering: the worker reads whatever is there
+        except BaseException as exc:
+            self.failure = exc
+
+
 def end_offsets(bootstrap: str, topics: list[str]) -> dict[tuple[str, int], int]:
     consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=None)
     try:
@@ -171,7 +223,7 @@ def test_every_offset_reaches_the_processor_once_through_a_rebalance_and_a_resta
         return w
 
     a, b = worker("a"), worker("b")
-    first, second = make_events(1, 24_000, T0), make_events(2, 2_000, T0 + 150_000)
+    first, second = make_events(1, 60_000, T0), make_events(2, 2_000, T0 + 350_000)
     # Profiles share the reference topic of the broker: ids of this test only.
     profiles = [
         (c.encode(), orjson.dumps({"creator_id": c, "follower_count": 1_000 + i}))
@@ -182,7 +234,7 @@ def test_every_offset_reaches_the_processor_once_through_a_rebalance_and_a_resta
         return progress(bootstrap, app_id, [topic, rekeyed])
 
     a.start()
-    with publishing_in_background(bootstrap, topic, as_records(first)) as published:
+    with PacedPublisher(bootstrap, topic, as_records(first)) as publisher:
         wait_until(lambda: committed_total(bootstrap, app_id, topic) > 500, 60, a, "A alone")
         b.start()
         wait_until(
@@ -192,8 +244,10 @@ def test_every_offset_reaches_the_processor_once_through_a_rebalance_and_a_resta
             "B's first partitions",
             also_alive=[a],
         )
-        assert not published.is_set(), "B must join mid-stream: the records were all sent"
+        assert publisher.running, "B must join mid-stream: every record was sent before"
+        publisher.stop_after(10)  # records go on arriving through the rebalance
         publish(bootstrap, "creator-profiles", profiles)
+    first = first[: publisher.sent]
     wait_until(
         lambda: committed_everything(bootstrap, app_id, [topic, rekeyed]),
         60,
