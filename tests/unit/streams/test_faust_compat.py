@@ -148,6 +148,10 @@ def test_the_private_members_used_exist_on_a_built_consumer() -> None:
         assert consumer.batched_topics == frozenset({"t"})
         assert consumer.on_batch is handler
         assert consumer.batch_lock is lock
+        # Ours, made per consumer: what batches took, and whether recovery's seek is done.
+        assert consumer.taken == {}
+        assert consumer.settled_generation is None
+        assert consumer.next_offset(TP("t", 0)) is None
     finally:
         # The consumer thread's own loops, made with the thread object; never run.
         consumer._thread.loop.close()
