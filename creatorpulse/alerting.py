@@ -11,8 +11,10 @@ from pathlib import Path
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from creatorpulse.settings import SettingsError
 from schemas.topics import ALERTS
-from streams.alerts.rules import Rules, load_rules
+from sinks.webhooks import HookConfig, HookConfigError, parse_hooks, parse_secret
+from streams.alerts.rules import Rules, RulesError, load_rules
 
 
 class AlertSettings(BaseSettings):
@@ -33,7 +35,28 @@ class AlertSettings(BaseSettings):
     hook_timeout_s: float = Field(default=5.0, gt=0, le=60)
 
     def rules(self) -> Rules:
-        return load_rules(self.alert_rules)
+        """The rules; a SettingsError naming the key of a bad file (exit 2)."""
+        try:
+            return load_rules(self.alert_rules)
+        except (RulesError, OSError) as exc:
+            where = self.alert_rules or "the shipped rules"
+            raise SettingsError(f"CREATORPULSE_ALERT_RULES ({where}): {exc}") from None
+
+    def hook_configs(self) -> tuple[HookConfig, ...]:
+        """The hooks; a SettingsError naming the setting of a bad one (exit 2)."""
+        try:
+            secret = parse_secret(self.hook_secret) if self.hook_secret else None
+        except ValueError as exc:
+            raise SettingsError(f"CREATORPULSE_HOOK_SECRET: {exc}") from None
+        try:
+            return parse_hooks(
+                self.hooks,
+                secret=secret,
+                timeout_s=self.hook_timeout_s,
+                prefix="CREATORPULSE_HOOKS",
+            )
+        except HookConfigError as exc:
+            raise SettingsError(str(exc)) from None
 
 
 def alert_settings() -> AlertSettings:

@@ -246,7 +246,11 @@ def _start_pipeline(
     # The embedded broker kept nothing from an earlier run: open windows start from
     # the totals already in the store instead of from zero.
     baseline = runtime.load_baseline(sink, settings) if settings.embedded_broker else None
-    return bootstrap, sink, runtime.build(settings, sink, bootstrap, baseline=baseline)
+    built = runtime.build(settings, sink, bootstrap, baseline=baseline)
+    stop_alert_sink = runtime.start_alert_sink(settings, sink, bootstrap)
+    if stop_alert_sink is not None:
+        stack.callback(stop_alert_sink)
+    return bootstrap, sink, built
 
 
 def _rows_topic(settings: Settings) -> str:
@@ -288,6 +292,9 @@ def sink_command() -> None:
             contracts=config.topics.contracts,
         )
         service = RowSinkService(sink, bootstrap, topics, f"{settings.app_id}-sink")
+        stop_alert_sink = runtime.start_alert_sink(settings, sink, bootstrap)
+        if stop_alert_sink is not None:
+            stack.callback(stop_alert_sink)
         if settings.sink_metrics_port:
             from creatorpulse.web.metrics import serve_metrics, sink_registry
 

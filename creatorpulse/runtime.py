@@ -11,6 +11,7 @@ import logging
 import socket
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
@@ -253,6 +254,29 @@ def worker_config(settings: Settings, bootstrap: str) -> WorkerConfig:
         alert_rules=alerting.rules() if alerting.alerts else None,
         alerts_topic=alerting.alerts_topic,
     )
+
+
+def start_alert_sink(
+    settings: Settings, sink: ClickHouseSink, bootstrap: str
+) -> Callable[[], None] | None:
+    """With alerts on, the alert sink in a thread of this process (the one that holds the
+    store): returns the function that stops it; ``None`` with alerts off."""
+    from creatorpulse.alert_sink import AlertOutbox, AlertSinkService
+    from creatorpulse.alerting import alert_settings
+    from sinks.clickhouse.alerts import ClickHouseAlertStore
+
+    alerting = alert_settings()
+    if not alerting.alerts:
+        return None
+    outbox = AlertOutbox(alerting.rules(), ClickHouseAlertStore(sink), alerting.hook_configs())
+    topics = worker_config(settings, bootstrap).topics
+    service = AlertSinkService(outbox, bootstrap, topics.alerts, topics.alerts_sink_group)
+    log.info(
+        "alert sink: %s -> alerts table and hooks %s",
+        topics.alerts,
+        ", ".join(outbox.hook_names) or "(none)",
+    )
+    return service.start_thread()
 
 
 def is_loopback(host: str) -> bool:
