@@ -21,9 +21,14 @@ from typing import Any
 
 from standardwebhooks import Webhook, WebhookVerificationError
 
-#: What to answer the n-th request (1-based) for one webhook-id: a status, or
-#: (status, headers).
-Answer = Callable[[int], "int | tuple[int, dict[str, str]]"]
+#: What to answer the n-th request (1-based) for one webhook-id: a status, (status,
+#: headers), or a float: process it, then answer 200 that many seconds later (slow).
+Answer = Callable[[int], "int | float | tuple[int, dict[str, str]]"]
+
+
+class _Slow(Exception):
+    def __init__(self, delay_s: float) -> None:
+        self.delay_s = delay_s
 
 
 @dataclass
@@ -55,6 +60,17 @@ class Receiver:
         return hmac.compare_digest(headers.get("x-creatorpulse-signature", ""), expected)
 
     def handle(self, body: bytes, headers: dict[str, str]) -> tuple[int, dict[str, str]]:
+        import time
+
+        delay_s = 0.0
+        try:
+            return self._handle(body, headers)
+        except _Slow as slow:
+            delay_s = slow.delay_s
+        time.sleep(delay_s)
+        return 200, {}
+
+    def _handle(self, body: bytes, headers: dict[str, str]) -> tuple[int, dict[str, str]]:
         webhook_id = headers.get("webhook-id", "")
         with self.lock:
             if not self.verified(body, headers):
@@ -62,6 +78,11 @@ class Receiver:
                 return 400, {}
             n = 1 + sum(r.webhook_id == webhook_id for r in self.requests)
             what = self.answer(n)
+            if isinstance(what, float):
+                self.requests.append(Received(webhook_id, json.loads(body), 200))
+                if webhook_id not in self.processed:
+                    self.processed.append(webhook_id)
+                raise _Slow(what)
             status, extra = (what, {}) if isinstance(what, int) else what
             self.requests.append(Received(webhook_id, json.loads(body), status))
             if 200 <= status < 300 and webhook_id not in self.processed:
