@@ -373,7 +373,7 @@ class ClickHouseAlertStore:
             " toUnixTimestamp64Milli(attempted_at),"
             " if(isNull(next_attempt_at), NULL, toUnixTimestamp64Milli(next_attempt_at))"
             " FROM {database}.alert_deliveries FINAL WHERE notification_id = {id:String}"
-            " ORDER BY attempted_at, hook, attempt",
+            " ORDER BY hook, attempt, attempted_at",
             {"id": notification_id},
         )
         return [
