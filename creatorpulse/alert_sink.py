@@ -178,16 +178,19 @@ class AlertOutbox:
     def next_due_ms(self) -> int | None:
         return self.policy.next_due_ms()
 
-    def tick(self) -> list[NotificationRecord]:
+    def tick(self, *, last: bool = False) -> list[NotificationRecord]:
         """Record and send what is due now; returns what was recorded this time.
 
+        ``last`` (shutting down): also what is still in its group wait, so that it is
+        recorded now rather than only taken back from the alerts table by the next start.
         Raises on a store outage; nothing decided is lost then (it is recorded on the
         next call that reaches the store)."""
         now = self.clock()
         self._flush_rows()
         due = self.policy.next_due_ms()
-        if not self._undecided and due is not None and due <= now:
-            dispatches = self.policy.due(now, self._current_silences(now))
+        decide_at = now + self.rules.group_wait_s * 1000 if last else now
+        if not self._undecided and due is not None and due <= decide_at:
+            dispatches = self.policy.due(decide_at, self._current_silences(now))
             self._undecided = self._new_only(dispatches)
         recorded = self._undecided
         if recorded:
@@ -352,6 +355,10 @@ class AlertSinkService:
             delivering.set()
             await delivery
             try:
+                # What is due goes out once more, within one hook timeout; what is not
+                # delivered stays pending in the tables for the next start.
+                if self.outbox.tick(last=True):
+                    await deliverer.run_due()
                 self.outbox.tick()
             except Exception as exc:
                 log.warning("alert outbox: last records not written (%s)", exc)

@@ -205,3 +205,15 @@ def test_a_restart_does_not_resend_an_alert_already_notified() -> None:
     settle(second, clock)
     assert [r.notification.kind for r in store.notifications] == ["firing", "resolved"]
     assert len(transport.posts) == 1
+
+
+def test_the_last_tick_records_what_is_still_in_its_group_wait() -> None:
+    store, clock = MemoryAlertStore(), live_clock()
+    box = outbox(store, clock)
+    box.take([alert()])
+    assert box.tick() == []
+    (record,) = box.tick(last=True)
+    assert record.delivery == "pending"
+    assert [p.notification_id for p in box.deliverer.pending()] == [
+        record.notification.notification_id
+    ]
