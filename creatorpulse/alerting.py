@@ -7,14 +7,17 @@ as they are; every field is an environment variable ``CREATORPULSE_<NAME>``.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from creatorpulse.settings import SettingsError
 from schemas.topics import ALERTS
-from sinks.webhooks import HookConfig, HookConfigError, parse_hooks, parse_secret
 from streams.alerts.rules import Rules, RulesError, load_rules
+
+if TYPE_CHECKING:  # delivery pulls in aiohttp: only the processes that deliver load it
+    from sinks.webhooks import HookConfig
 
 
 class AlertSettings(BaseSettings):
@@ -23,8 +26,10 @@ class AlertSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="CREATORPULSE_", frozen=True, extra="ignore")
 
     alerts: bool = Field(
-        default=False,
-        description="Run the alerting stage in the worker (off until its sink and e2e land).",
+        default=True,
+        description=(
+            "Run the alerting stage in workers and the alert sink where the store is written."
+        ),
     )
     alert_rules: Path | None = Field(
         default=None, description="TOML rules file; unset: the shipped defaults."
@@ -44,6 +49,8 @@ class AlertSettings(BaseSettings):
 
     def hook_configs(self) -> tuple[HookConfig, ...]:
         """The hooks; a SettingsError naming the setting of a bad one (exit 2)."""
+        from sinks.webhooks import HookConfigError, parse_hooks, parse_secret
+
         try:
             secret = parse_secret(self.hook_secret) if self.hook_secret else None
         except ValueError as exc:
