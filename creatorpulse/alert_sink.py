@@ -52,6 +52,7 @@ from sinks.clickhouse.alerts import (
 from sinks.webhooks import Deliverer, Delivery, HookConfig
 from streams.alerts.policy import Dispatch, NotificationPolicy, notification_id
 from streams.alerts.rules import Rules
+from streams.observability import AlertStats
 
 log = logging.getLogger("creatorpulse.alerts")
 
@@ -118,6 +119,8 @@ class AlertOutbox:
         self._notified: dict[str, str] = {}  # alert key -> delivery, as recorded
         self._silences: list[Silence] = []
         self._silences_at_ms: int | None = None
+        self.stats = AlertStats()  # read by /metrics of the sink process
+        self._firing: dict[str, str] = {}  # alert id -> rule, of the alerts firing now
 
     @property
     def hook_names(self) -> tuple[str, ...]:
@@ -126,6 +129,8 @@ class AlertOutbox:
     def _on_delivery(self, record: Delivery) -> None:
         # Called inside a delivery attempt: buffered, so a store outage never breaks one.
         self._rows.append(delivery_row(record))
+        by = self.stats.webhook_deliveries_by_outcome
+        by[record.status] = by.get(record.status, 0) + 1
 
     # -- input -----------------------------------------------------------------
 
@@ -134,6 +139,15 @@ class AlertOutbox:
         store is down (nothing observed then: the caller retries and commits after)."""
         self.store.write_alerts(alerts)
         self.policy.observe(alerts, self.clock())
+        for a in alerts:
+            if a.status == "firing":
+                self._firing[a.alert_id] = a.rule
+            else:
+                self._firing.pop(a.alert_id, None)
+        firing: dict[str, int] = {}
+        for rule in self._firing.values():
+            firing[rule] = firing.get(rule, 0) + 1
+        self.stats.firing_by_rule = firing
 
     def restore(self, owns: Callable[[str], bool] = lambda campaign: True) -> None:
         """Take back what the tables say is still owed, for the campaigns ``owns``."""
@@ -196,11 +210,18 @@ class AlertOutbox:
         if recorded:
             self.store.write_notifications(recorded)
             self._undecided = []
+            stats = self.stats
             for record in recorded:
                 for key in record.keys:
                     self._notified[key] = record.delivery
                 self._hand_over(record, now)
                 n = record.notification
+                outcome = record.delivery
+                stats.notifications_by_outcome[outcome] = (
+                    stats.notifications_by_outcome.get(outcome, 0) + 1
+                )
+                if n.kind == "firing":
+                    stats.fired_by_rule[n.rule] = stats.fired_by_rule.get(n.rule, 0) + len(n.alerts)
                 log.info(
                     "notification %s: %s %s, %d alerts, %s",
                     n.notification_id,
@@ -210,6 +231,7 @@ class AlertOutbox:
                     record.delivery,
                 )
         self._flush_rows()
+        self.stats.outbox_pending = len(self.deliverer.pending())
         return recorded
 
     def _current_silences(self, now: int) -> list[Silence]:

@@ -247,9 +247,9 @@ def _start_pipeline(
     # the totals already in the store instead of from zero.
     baseline = runtime.load_baseline(sink, settings) if settings.embedded_broker else None
     built = runtime.build(settings, sink, bootstrap, baseline=baseline)
-    stop_alert_sink = runtime.start_alert_sink(settings, sink, bootstrap)
-    if stop_alert_sink is not None:
-        stack.callback(stop_alert_sink)
+    alert_sink = runtime.start_alert_sink(settings, sink, bootstrap)
+    if alert_sink is not None:
+        stack.callback(alert_sink[0])
     return bootstrap, sink, built
 
 
@@ -292,14 +292,14 @@ def sink_command() -> None:
             contracts=config.topics.contracts,
         )
         service = RowSinkService(sink, bootstrap, topics, f"{settings.app_id}-sink")
-        stop_alert_sink = runtime.start_alert_sink(settings, sink, bootstrap)
-        if stop_alert_sink is not None:
-            stack.callback(stop_alert_sink)
+        alert_sink = runtime.start_alert_sink(settings, sink, bootstrap)
+        if alert_sink is not None:
+            stack.callback(alert_sink[0])
         if settings.sink_metrics_port:
             from creatorpulse.web.metrics import serve_metrics, sink_registry
 
             port, stop_metrics = serve_metrics(
-                sink_registry(service.stats),
+                sink_registry(service.stats, alerts=alert_sink[1] if alert_sink else None),
                 settings.web_host,
                 settings.sink_metrics_port,
                 token=runtime.web_token(settings),

@@ -29,6 +29,8 @@ from streams.config import WorkerConfig
 if TYPE_CHECKING:
     from kafka import KafkaAdminClient
 
+    from streams.observability import AlertStats
+
 log = logging.getLogger("creatorpulse")
 
 QUIET_LOGGERS = ("faust", "aiokafka", "mode", "kafka", "chdb", "clickhouse_connect")
@@ -258,9 +260,9 @@ def worker_config(settings: Settings, bootstrap: str) -> WorkerConfig:
 
 def start_alert_sink(
     settings: Settings, sink: ClickHouseSink, bootstrap: str
-) -> Callable[[], None] | None:
+) -> tuple[Callable[[], None], AlertStats] | None:
     """With alerts on, the alert sink in a thread of this process (the one that holds the
-    store): returns the function that stops it; ``None`` with alerts off."""
+    store): returns the function that stops it and its counters; ``None`` with alerts off."""
     from creatorpulse.alert_sink import AlertOutbox, AlertSinkService
     from creatorpulse.alerting import alert_settings
     from sinks.clickhouse.alerts import ClickHouseAlertStore
@@ -276,7 +278,7 @@ def start_alert_sink(
         topics.alerts,
         ", ".join(outbox.hook_names) or "(none)",
     )
-    return service.start_thread()
+    return service.start_thread(), outbox.stats
 
 
 def is_loopback(host: str) -> bool:

@@ -217,3 +217,19 @@ def test_the_last_tick_records_what_is_still_in_its_group_wait() -> None:
     assert [p.notification_id for p in box.deliverer.pending()] == [
         record.notification.notification_id
     ]
+
+
+def test_counters_for_metrics_follow_alerts_notifications_and_attempts() -> None:
+    store, clock = MemoryAlertStore(), live_clock()
+    transport = ScriptedTransport(lambda hook, nid, n: AttemptResult(http_status=503))
+    box = outbox(store, clock, transport)
+    maya, ben = alert("maya"), alert("ben", handle="@ben")
+    box.take([maya, ben])
+    assert box.stats.firing_by_rule == {maya.rule: 2}
+    settle(box, clock)
+    assert box.stats.fired_by_rule == {maya.rule: 2}
+    assert box.stats.notifications_by_outcome == {"pending": 1}
+    assert box.stats.webhook_deliveries_by_outcome == {"retry": 1}
+    assert box.stats.outbox_pending == 1
+    box.take([resolved(maya, T0_MS + 300_000)])
+    assert box.stats.firing_by_rule == {maya.rule: 1}
