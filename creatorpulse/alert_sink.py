@@ -363,12 +363,22 @@ class AlertSinkService:
             while not stop.is_set():
                 if self._assigned is not None:
                     await self._restore(consumer)
-                batch = await consumer.getmany(timeout_ms=250, max_records=5000)
+                try:
+                    batch = await consumer.getmany(timeout_ms=250, max_records=5000)
+                except Exception as exc:  # Kafka trouble: the consumer recovers; keep going
+                    log.warning("alert sink: reading %s failed (%s); retrying", self.topic, exc)
+                    await asyncio.sleep(self.retry_initial_s)
+                    continue
                 alerts = self._decode(batch)
                 if batch:
                     if not await self._take(alerts, stop):
                         break  # stopped while the store was down: not committed
-                    await consumer.commit()
+                    try:
+                        await consumer.commit()
+                    except Exception as exc:
+                        # A rebalance took the partitions: their new owner reads these
+                        # alerts again, and the keys keep them from going out twice.
+                        log.warning("alert sink: offsets not committed (%s)", exc)
                 try:
                     self.outbox.tick()
                 except Exception as exc:
