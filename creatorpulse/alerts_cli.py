@@ -18,6 +18,7 @@ import sys
 import time
 import uuid
 from typing import TYPE_CHECKING, Annotated, Any
+from urllib.parse import quote
 
 import typer
 from rich.console import Console
@@ -70,6 +71,38 @@ def _open_store() -> tuple[ClickHouseSink, Any]:
     return sink, ClickHouseAlertStore(sink)
 
 
+def _held(exc: SettingsError) -> bool:
+    return "held by another" in str(exc)
+
+
+def _through_worker(path: str, body: bytes | None = None) -> Any:
+    """Ask the worker that holds the embedded store (its web port) for ``path``."""
+    import urllib.request
+
+    settings = _settings()
+    if not settings.web_port:
+        raise SettingsError(
+            "the store is held by a running creatorpulse process and --web-port / "
+            "CREATORPULSE_WEB_PORT is 0: set it to that process's port"
+        )
+    host = "127.0.0.1" if settings.web_host in ("0.0.0.0", "::") else settings.web_host
+    host = f"[{host}]" if ":" in host else host
+    url = f"http://{host}:{settings.web_port}{path}"
+    headers = {"Content-Type": "application/json"}
+    token = settings.resolved_web_token()
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    request = urllib.request.Request(url, data=body, headers=headers)
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return json.loads(response.read())
+    except OSError as err:
+        raise SettingsError(
+            f"the store is held by a process that does not answer on {url} ({err}); "
+            "set --web-port to its port"
+        ) from None
+
+
 def alert_json(alert: Alert) -> dict[str, Any]:
     import msgspec
 
@@ -87,11 +120,22 @@ def alerts(
     """The most recent alerts (newest first), from the alerts table."""
     if ctx.invoked_subcommand is not None:
         return
-    sink, store = _open_store()
+    import msgspec
+
+    from schemas.alerts import Alert
+
     try:
-        recent = store.recent_alerts(limit, campaign)
-    finally:
-        sink.close()
+        sink, store = _open_store()
+    except SettingsError as exc:
+        if not _held(exc):
+            raise
+        query = f"?limit={limit}" + (f"&campaign={quote(campaign)}" if campaign else "")
+        recent = msgspec.convert(_through_worker("/alerts" + query), list[Alert])
+    else:
+        try:
+            recent = store.recent_alerts(limit, campaign)
+        finally:
+            sink.close()
     if as_json:
         print(json.dumps([alert_json(a) for a in recent], indent=2))
         return
@@ -331,11 +375,19 @@ def silence(
         created_at_ms=now_ms,
         comment=comment,
     )
-    sink, store = _open_store()
     try:
-        store.write_silence(entry)
-    finally:
-        sink.close()
+        sink, store = _open_store()
+    except SettingsError as exc:
+        if not _held(exc):
+            raise
+        from schemas.alerts import silence_to_json
+
+        _through_worker("/alerts/silences", silence_to_json(entry))
+    else:
+        try:
+            store.write_silence(entry)
+        finally:
+            sink.close()
     until = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(entry.expires_at_ms / 1000))
     _out().print(
         f"silence {entry.silence_id}: campaign={campaign} creator={creator} rule={rule} "

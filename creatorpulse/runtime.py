@@ -329,14 +329,17 @@ def build(
     config = worker_config(settings, bootstrap)
     token = web_token(settings) if config.web_port is not None else None
     config.data_dir.mkdir(parents=True, exist_ok=True)
-    return build_worker(
-        config,
-        sink,
-        baseline=baseline,
-        extra_pages=add_query_pages(
-            sink if isinstance(sink, ClickHouseSink) else None, token=token
-        ),
-    )
+    pages = add_query_pages(sink if isinstance(sink, ClickHouseSink) else None, token=token)
+    if isinstance(sink, ClickHouseSink):
+        from creatorpulse.web.alert_pages import add_alert_pages
+
+        query_pages, alert_pages = pages, add_alert_pages(sink)
+
+        def pages(app: Any, processor: Any) -> None:
+            query_pages(app, processor)
+            alert_pages(app, processor)
+
+    return build_worker(config, sink, baseline=baseline, extra_pages=pages)
 
 
 def web_token(settings: Settings) -> str | None:
