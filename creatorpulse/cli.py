@@ -247,7 +247,11 @@ def _start_pipeline(
     # The embedded broker kept nothing from an earlier run: open windows start from
     # the totals already in the store instead of from zero.
     baseline = runtime.load_baseline(sink, settings) if settings.embedded_broker else None
-    return bootstrap, sink, runtime.build(settings, sink, bootstrap, baseline=baseline)
+    built = runtime.build(settings, sink, bootstrap, baseline=baseline)
+    alert_sink = runtime.start_alert_sink(settings, sink, bootstrap)
+    if alert_sink is not None:
+        stack.callback(alert_sink[0])
+    return bootstrap, sink, built
 
 
 def _rows_topic(settings: Settings) -> str:
@@ -289,11 +293,14 @@ def sink_command() -> None:
             contracts=config.topics.contracts,
         )
         service = RowSinkService(sink, bootstrap, topics, f"{settings.app_id}-sink")
+        alert_sink = runtime.start_alert_sink(settings, sink, bootstrap)
+        if alert_sink is not None:
+            stack.callback(alert_sink[0])
         if settings.sink_metrics_port:
             from creatorpulse.web.metrics import serve_metrics, sink_registry
 
             port, stop_metrics = serve_metrics(
-                sink_registry(service.stats),
+                sink_registry(service.stats, alerts=alert_sink[1] if alert_sink else None),
                 settings.web_host,
                 settings.sink_metrics_port,
                 token=runtime.web_token(settings),
@@ -317,6 +324,11 @@ def _bootstrap(settings: Settings, stack: ExitStack) -> str:
     broker.start()
     stack.callback(broker.stop)
     return broker.bootstrap
+
+
+#: The demo's campaigns started this long ago: their history is published first, so the
+#: board has an hour of data and the alerts a full trailing window within seconds.
+DEMO_HISTORY_S = 3600.0
 
 
 def _simulate_forever(
@@ -345,6 +357,7 @@ def _simulate_forever(
         stale_rate=0.02,
         grace_s=float(settings.grace_s),
         run_id=f"run{int(time.time())}",
+        tiny_hot_per_campaign=1,  # the alerts must stay quiet on it
     )
     try:
         with Publisher(bootstrap, settings.input_topic) as publisher:
@@ -355,6 +368,7 @@ def _simulate_forever(
                 realtime=True,
                 progress=False,
                 stop=stop,
+                history_s=DEMO_HISTORY_S,
             )
     except Exception:
         runtime.log.exception("simulator stopped")
@@ -584,6 +598,13 @@ def bench(ctx: typer.Context) -> None:
     code = bench_main(ctx.args)
     if code:
         raise typer.Exit(code)
+
+
+# -- alerts (a group of its own: creatorpulse/alerts_cli.py) --------------------------
+
+from creatorpulse.alerts_cli import alerts_app  # noqa: E402 - after `app`, kept in one block
+
+app.add_typer(alerts_app, name="alerts")
 
 
 # -- entry points --------------------------------------------------------------------
