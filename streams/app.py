@@ -5,8 +5,8 @@ recovery, and the web server. Everything that decides a number lives in pure cod
 (``streams.state``, ``streams.windows``, ``schemas.events``), and the flush cycle in
 ``streams.processor``; this module only connects them:
 
-    records (input + rekey topics) -> processor.apply_batch, in batches
-    every flush interval           -> processor.flush
+    records (input + rekey topics) -> processor.apply_records, a fetch's batch at a time
+    when a flush is due            -> processor.flush (by age, size or interval)
     changelog recovered            -> processor.restore (the assigned partitions)
     partitions revoked / shutdown  -> a last flush, then the partitions are handed over
 
@@ -123,13 +123,16 @@ def build_worker(
         async with processor.lock:
             processor.restore(assigned)
 
-    async def on_batch(tp: Any, batch: list[Any]) -> None:
-        # Inside the consumer's fetch task: pure CPU under the lock, then backpressure.
-        async with processor.lock:
-            started = time.perf_counter()
-            processor.apply_records(batch)
-            processor.stats.apply_s += time.perf_counter() - started
-            processor.stats.batches += 1
+    def on_batch(tp: Any, batch: list[Any]) -> bool:
+        # Inside the consumer's fetch task, under processor.lock: pure CPU.
+        started = time.perf_counter()
+        processor.apply_records(batch)
+        processor.stats.apply_s += time.perf_counter() - started
+        processor.stats.batches += 1
+        # Whether the state holds them all (restored, nothing skipped to rewind).
+        return tp.partition in processor.states and tp not in processor.rewinds
+
+    async def after_batch() -> None:
         if processor.rewinds:
             processor.rewind()
         # While ClickHouse lags too far behind, stop fetching (reference topics included).
@@ -138,14 +141,21 @@ def build_worker(
 
     # The worker's own topics: no agent, no Faust acks; their records come in batches.
     app.topics.add(records)
-    deliver_in_batches(app, (topics.input, topics.rekey), on_batch)
+    deliver_in_batches(
+        app,
+        (topics.input, topics.rekey),
+        on_batch,
+        lock=processor.lock,
+        next_offset=processor.next_offset,
+        after_batch=after_batch,
+    )
 
     @app.task
-    async def flush_every_interval() -> None:
-        # A loop rather than app.timer: a flush can outlast the interval while Kafka
-        # acknowledges, and mode warns on every timer tick that overlaps the last.
+    async def flush_when_due() -> None:
+        # A loop rather than app.timer: a flush is due by the age or number of records
+        # as well as by time, and it can outlast the interval while Kafka acknowledges.
         while True:
-            await asyncio.sleep(processor.seconds_until_flush())
+            await processor.wait_until_flush_due()
             await processor.flush()
 
     if sink is not None and config.writes_reference_data:
@@ -231,7 +241,7 @@ def build_worker(
     # Faust registered these on the app; naming them keeps linters from calling them unused.
     _ = (
         restore_assigned,
-        flush_every_interval,
+        flush_when_due,
         report,
         start_writer,
     )
