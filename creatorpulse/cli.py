@@ -15,8 +15,10 @@ import signal
 import sys
 import threading
 import time
+import urllib.error
+import urllib.parse
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import ExitStack
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -25,15 +27,18 @@ import typer
 from rich.console import Console
 from rich.live import Live
 
+from creatorpulse.board import DEFAULT_SORT, SORT_KEYS, NoSuchCampaign, SortKey, parse_sort
 from creatorpulse.settings import (
     LEADERBOARD_MAX_LAST_S,
     LEADERBOARD_MAX_LIMIT,
     Settings,
     SettingsError,
+    StoreHeld,
     load_settings,
 )
 
 if TYPE_CHECKING:  # the CLI imports heavy modules only in the commands that need them
+    from creatorpulse.board import Board
     from sinks.clickhouse import ClickHouseSink
     from streams.app import Worker
 
@@ -129,6 +134,7 @@ def run(
     restarts. Ctrl-C stops cleanly; run it again to continue.
     """
     from creatorpulse import runtime
+    from creatorpulse.board import empty_board, read_board
     from creatorpulse.terminal import screen
 
     settings = _State.settings()
@@ -163,14 +169,14 @@ def run(
             with Live(console=Console(), refresh_per_second=4, transient=False) as live:
                 while not stop.is_set():
                     try:
-                        rows = sink.leaderboard(limit=15)
+                        board = read_board(sink, limit=15)
                     except Exception as exc:  # the board must never take the pipeline down
-                        rows = []
+                        board = empty_board()
                         runtime.log.warning("leaderboard query failed: %s", exc)
                     stats = worker.processor.stats
                     live.update(
                         screen(
-                            rows,
+                            board,
                             title="creatorpulse: top creators, last hour of event time",
                             stats={
                                 "records": stats.records,
@@ -493,6 +499,23 @@ def migrate_command() -> None:
     )
 
 
+def _check_sort(value: str) -> str:
+    try:
+        return parse_sort(value)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+
+
+def _sort_option() -> Any:
+    return typer.Option(
+        "--sort",
+        metavar="|".join(SORT_KEYS),
+        callback=_check_sort,
+        help="Rank creators by this (CPA: lowest first; the rest: highest first).",
+        show_default=True,
+    )
+
+
 @app.command()
 def top(
     campaign: Annotated[str | None, typer.Option(help="Only this campaign.")] = None,
@@ -507,10 +530,22 @@ def top(
     limit: Annotated[
         int, typer.Option(help="Creators to show.", min=1, max=LEADERBOARD_MAX_LIMIT)
     ] = 20,
+    sort: Annotated[str, _sort_option()] = DEFAULT_SORT,
     watch: Annotated[bool, typer.Option(help="Refresh every second until Ctrl-C.")] = False,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+    as_json: Annotated[
+        bool,
+        typer.Option("--json", help="Print the ranked creators as a JSON list, not a table."),
+    ] = False,
+    board_json: Annotated[
+        bool,
+        typer.Option(
+            "--board-json",
+            help="Print the whole board as one JSON object: range, sort, campaign summaries, "
+            "creators.",
+        ),
+    ] = False,
 ) -> None:
-    """Show the creator leaderboard from ClickHouse.
+    """Show the creator board from ClickHouse: ranked creators and campaign totals.
 
     With an embedded chDB store held by a running worker, reads through that worker's
     HTTP port (--web-port), since only one process may open the store.
@@ -518,52 +553,71 @@ def top(
     from creatorpulse.terminal import screen
 
     settings = _State.settings()
-    fetch = _leaderboard_source(settings)
+    key = parse_sort(sort)
+    fetch = _board_source(settings)
     scope = f" in {campaign}" if campaign else ""
-    title = f"top creators{scope}, last {last_s // 60} min of event time"
-    if as_json:
-        print(json.dumps(fetch(campaign, last_s, limit), default=str, indent=2))
+    title = f"top creators{scope}, last {_span(last_s)} of event time"
+    if as_json or board_json:
+        board = fetch(campaign, last_s, key, limit)
+        print(json.dumps(board.to_json() if board_json else board.rows_json(), indent=2))
         return
     if not watch:
-        Console().print(screen(fetch(campaign, last_s, limit), title=title))
+        Console().print(screen(fetch(campaign, last_s, key, limit), title=title))
         return
     with Live(console=Console(), refresh_per_second=2) as live:
         while True:
-            live.update(screen(fetch(campaign, last_s, limit), title=title))
+            live.update(screen(fetch(campaign, last_s, key, limit), title=title))
             time.sleep(1.0)
 
 
-def _leaderboard_source(settings: Settings) -> Any:
+def _span(seconds: int) -> str:
+    if seconds % 3600 == 0:
+        hours = seconds // 3600
+        return "hour" if hours == 1 else f"{hours} h"
+    return f"{seconds // 60} min" if seconds >= 60 else f"{seconds} s"
+
+
+BoardFetch = Callable[[str | None, int, SortKey, int], "Board"]
+
+
+def _board_source(settings: Settings) -> BoardFetch:
     """Direct ClickHouse access if the store is free, else through the running worker."""
     from creatorpulse import runtime
-    from creatorpulse.web.pages import row_to_json
+    from creatorpulse.board import NoSuchCampaign, board_from_json, read_board
 
     try:
         sink = runtime.open_sink(settings, migrate_schema=False)
-    except SettingsError as exc:
-        if "held by another" not in str(exc) or not settings.web_port:
+    except StoreHeld:
+        if not settings.web_port:
             raise
         host = "127.0.0.1" if settings.web_host in ("0.0.0.0", "::") else settings.web_host
         host = f"[{host}]" if ":" in host else host  # an IPv6 address in a URL
-        base = f"http://{host}:{settings.web_port}/leaderboard"
+        base = f"http://{host}:{settings.web_port}/board"
 
-        def through_worker(campaign: str | None, last_s: int, limit: int) -> list[dict[str, Any]]:
-            query = f"?last_s={last_s}&limit={limit}" + (
-                f"&campaign={campaign}" if campaign else ""
-            )
+        def through_worker(campaign: str | None, last_s: int, sort: SortKey, limit: int) -> Board:
+            query: dict[str, str | int] = {"last_s": last_s, "limit": limit, "sort": sort}
+            if campaign:
+                query["campaign"] = campaign
             try:
-                with urllib.request.urlopen(base + query, timeout=10) as response:
-                    return list(json.loads(response.read()))
+                url = f"{base}?{urllib.parse.urlencode(query)}"
+                with urllib.request.urlopen(url, timeout=10) as response:
+                    return board_from_json(json.loads(response.read()))
+            except urllib.error.HTTPError as err:
+                if err.code == 404 and campaign:
+                    raise NoSuchCampaign(campaign) from None
+                raise SettingsError(
+                    f"the running worker answered {err.code} on {base}: {err.read()[:200]!r}"
+                ) from None
             except OSError as err:
                 raise SettingsError(
                     f"the store is held by a process that does not answer on {base} ({err}); "
-                    "set --web-port to the worker's port"
+                    "stop that process, or set --web-port to its port"
                 ) from None
 
         return through_worker
 
-    def direct(campaign: str | None, last_s: int, limit: int) -> list[dict[str, Any]]:
-        return [row_to_json(r) for r in sink.leaderboard(campaign, last_s, limit)]
+    def direct(campaign: str | None, last_s: int, sort: SortKey, limit: int) -> Board:
+        return read_board(sink, campaign=campaign, last_s=last_s, sort=sort, limit=limit)
 
     return direct
 
@@ -594,8 +648,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         result = command.main(args=list(argv) if argv is not None else None, standalone_mode=False)
     except SettingsError as exc:
-        console.print(f"[red]error:[/] {exc}", soft_wrap=True)  # one message, unwrapped
+        console.print(f"[red]error:[/] {exc}", soft_wrap=True, markup=True, highlight=False)
         return 2
+    except NoSuchCampaign as exc:
+        console.print(
+            f"[red]error:[/] {exc}; `creatorpulse top` without --campaign lists the campaigns",
+            soft_wrap=True,
+            highlight=False,
+        )
+        return 1
     except typer.Exit as exc:
         return int(exc.exit_code)
     except typer.Abort:

@@ -18,6 +18,7 @@ from creatorpulse.logs import RepeatLimiter, silenced
 from creatorpulse.settings import (
     Settings,
     SettingsError,
+    StoreHeld,
 )
 from creatorpulse.web.pages import add_query_pages
 from schemas.rows import WindowKey
@@ -85,9 +86,10 @@ def open_sink(settings: Settings, *, migrate_schema: bool = True) -> ClickHouseS
         if url.startswith("chdb://") and (
             "lock" in str(exc).lower() or "EmbeddedServer" in str(exc)
         ):
-            raise SettingsError(
-                f"the chDB store {url} is held by another creatorpulse process; stop it, or "
-                "ask it: `creatorpulse top` reads through the running worker"
+            raise StoreHeld(
+                f"the chDB store {url} is in use by another process (a running `creatorpulse "
+                "run` or `worker`: chDB allows one process per store); stop it, or let "
+                "`creatorpulse top` read through it (its --web-port)"
             ) from None
         raise SettingsError(
             f"cannot use ClickHouse at {sink.target.display_url()}: {exc}"

@@ -82,13 +82,14 @@ def test_split_statements_on_line_ending_semicolons() -> None:
 
 def test_packaged_migrations_are_ordered_and_idempotent_statements() -> None:
     migrations = load_migrations()
-    assert [m.version for m in migrations] == ["0001", "0002", "0003", "0004", "0005"]
+    assert [m.version for m in migrations] == ["0001", "0002", "0003", "0004", "0005", "0006"]
     assert [m.name for m in migrations] == [
         "core_tables",
         "bi_views",
         "dead_letter_payload_cut",
         "campaign_sums_uint128",
         "alert_outbox",
+        "contract_flight",
     ]
     for migration in migrations:
         statements = migration.statements("db_x")
@@ -151,7 +152,7 @@ def test_every_metrics_column_list_in_the_table_ddl_is_metrics_in_order() -> Non
 @pytest.mark.clickhouse
 def test_migrate_is_idempotent(clickhouse_url: str) -> None:
     with ClickHouseSink(clickhouse_url) as sink:
-        assert migrate(sink) == ["0001", "0002", "0003", "0004", "0005"]
+        assert migrate(sink) == ["0001", "0002", "0003", "0004", "0005", "0006"]
         assert migrate(sink) == []
         assert sink.query_rows(
             "SELECT version, name FROM {database}.schema_migrations FINAL ORDER BY version"
@@ -161,6 +162,7 @@ def test_migrate_is_idempotent(clickhouse_url: str) -> None:
             ("0003", "dead_letter_payload_cut"),
             ("0004", "campaign_sums_uint128"),
             ("0005", "alert_outbox"),
+            ("0006", "contract_flight"),
         ]
         objects = sink.query_rows(
             "SELECT name, engine FROM system.tables WHERE database = {db:String}",
@@ -176,7 +178,7 @@ def test_migrate_with_a_bare_client_and_another_database(clickhouse_url: str) ->
         other = f"{sink.database}_other"
         try:
             with sink.locked_client() as client:
-                assert migrate(client, other) == ["0001", "0002", "0003", "0004", "0005"]
+                assert migrate(client, other) == ["0001", "0002", "0003", "0004", "0005", "0006"]
                 assert migrate(client, other) == []
             assert sink.query_rows(
                 "SELECT count() FROM system.tables WHERE database = {db:String}", {"db": other}
