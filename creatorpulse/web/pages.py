@@ -75,11 +75,24 @@ def add_query_pages(
         from faust.web import Request, Response, View
 
         from creatorpulse.web.access import require_token
+        from creatorpulse.web.dashboard import Dashboard
         from creatorpulse.web.metrics import CONTENT_TYPE_LATEST, render, worker_registry
+        from creatorpulse.web.routes import add_dashboard
 
         if token is not None:
             app.web.web_app.middlewares.append(require_token(token))
-        registry = worker_registry(processor, highwater=faust_highwater(app))
+        highwater = faust_highwater(app)
+        # Open event streams end when the web server shuts down, not at its timeout.
+        stop_streams = asyncio.Event()
+
+        async def end_streams(_: Any) -> None:
+            stop_streams.set()
+
+        app.web.web_app.on_shutdown.append(end_streams)
+        registry = worker_registry(processor, highwater=highwater)
+        add_dashboard(
+            app.web.web_app, Dashboard(sink, processor, highwater=highwater), stop=stop_streams
+        )
 
         @app.page("/metrics")
         class Metrics(View):
