@@ -166,10 +166,11 @@ def dashboard_routes(
     snapshots: Snapshots | None = None,
     clients: StreamClients | None = None,
     stop: asyncio.Event | None = None,
+    interval_s: float = STREAM_INTERVAL_S,
 ) -> list[web.AbstractRouteDef]:
     """The dashboard's routes, for an aiohttp application (the worker's Faust web app
     or the sink process's own server)."""
-    snaps = snapshots or Snapshots(dashboard)
+    snaps = snapshots or Snapshots(dashboard, interval_s)
     streams = clients or StreamClients()
 
     def guarded(

@@ -49,13 +49,22 @@
     const old = state.charts[id];
     const key = labels.join("|");
     if (!data[0].length) { if (old) { old.u.destroy(); delete state.charts[id]; } host.innerHTML = ""; return; }
-    if (old && old.key === key) { old.u.setData(data); if (old.width !== width) { old.u.setSize({ width, height: old.height }); old.width = width; } return; }
+    // At least ten minutes across, so a first window is not stretched over years.
+    const xs = data[0], span = { min: Math.min(xs[0], xs[xs.length - 1] - 600), max: xs[xs.length - 1] + 60 };
+    if (old && old.key === key) {
+      old.u.setData(data, false);
+      old.u.setScale("x", span);
+      if (old.width !== width) { old.u.setSize({ width, height: old.height }); old.width = width; }
+      return;
+    }
     if (old) old.u.destroy();
     host.innerHTML = "";
     const height = (opts && opts.height) || 220;
     const series = [{}].concat(labels.map((label, i) => ({
       label, stroke: COLORS[i % COLORS.length], width: 2,
       dash: label.includes("median") ? [6, 4] : undefined,
+      // Points as well as lines: a campaign's first minute is one point, no line.
+      points: { show: true, size: 6, fill: COLORS[i % COLORS.length] },
       value: (u, v) => v == null ? "-" : (opts && opts.fmt ? opts.fmt(v) : num(v)),
       spanGaps: true,
     })));
@@ -63,8 +72,10 @@
     const u = new uPlot({
       width, height, series,
       axes: [axis, Object.assign({}, axis, { size: 60, values: (u, vals) => vals.map((v) => opts && opts.fmt ? opts.fmt(v) : num(v)) })],
-      scales: { x: { time: true } }, legend: { live: true },
+      scales: { x: { time: true, auto: false } },
+      legend: { live: true },
     }, data, host);
+    u.setScale("x", span);
     state.charts[id] = { u, key, width, height };
   }
   window.addEventListener("resize", () => {
@@ -226,7 +237,7 @@
     $("#events-rate").textContent = h.events_per_s == null ? "-" : num(h.events_per_s);
     const figs = $("#health-figures");
     figs.replaceChildren();
-    const add = (k, v) => figs.append(el("dt", { text: k }), el("dd", { text: v }));
+    const add = (k, v) => figs.append(el("div", {}, el("dt", { text: k }), el("dd", { text: v })));
     add("freshness", ago(h.freshness_s));
     add("events/s", h.events_per_s == null ? "-" : num(h.events_per_s));
     const c = h.counters || {};
@@ -255,8 +266,8 @@
     const dl = $("#deliveries");
     dl.replaceChildren();
     const outcomes = Object.entries(h.webhook_deliveries || {});
-    if (!outcomes.length) dl.append(el("dt", { text: "none" }), el("dd", { text: "-" }));
-    for (const [k, v] of outcomes) dl.append(el("dt", { text: k }), el("dd", { text: num(v) }));
+    if (!outcomes.length) dl.append(el("div", {}, el("dt", { text: "none yet" }), el("dd", { text: "-" })));
+    for (const [k, v] of outcomes) dl.append(el("div", {}, el("dt", { text: k }), el("dd", { text: num(v) })));
   }
 
   // -- live updates ---------------------------------------------------------------------
