@@ -164,6 +164,10 @@ def run(
             f"{' (embedded)' if settings.embedded_broker else ''}"
             f", store {sink.target.display_url()}, logs {log_path}"
         )
+        url = runtime.dashboard_url(settings)
+        if url is not None:
+            token = "" if runtime.is_loopback(settings.web_host) else " (once with ?token=...)"
+            console.print(f"[bold]dashboard[/] {url}{token}", soft_wrap=True)
 
         def draw() -> None:
             with Live(console=Console(), refresh_per_second=4, transient=False) as live:
@@ -221,6 +225,9 @@ def worker() -> None:
             settings.grace_s,
             sink.target.display_url() if sink is not None else f"topic {_rows_topic(settings)}",
         )
+        url = runtime.dashboard_url(settings)
+        if url is not None:
+            runtime.log.info("dashboard on %s", url)
         code = runtime.run_faust(built)
     raise typer.Exit(code)
 
@@ -295,16 +302,29 @@ def sink_command() -> None:
         )
         service = RowSinkService(sink, bootstrap, topics, f"{settings.app_id}-sink")
         if settings.sink_metrics_port:
-            from creatorpulse.web.metrics import serve_metrics, sink_registry
+            from dataclasses import asdict
 
-            port, stop_metrics = serve_metrics(
-                sink_registry(service.stats),
+            from creatorpulse.web.dashboard import Dashboard
+            from creatorpulse.web.metrics import CONTENT_TYPE_LATEST, render, sink_registry
+            from creatorpulse.web.routes import serve_in_thread
+
+            registry = sink_registry(service.stats)
+            # The sink owns the store here (with chDB, no other process can open it), so
+            # the dashboard is served here too, beside the sink's own metrics.
+            port, stop_web = serve_in_thread(
+                Dashboard(sink, sink_stats=lambda: asdict(service.stats)),
                 settings.web_host,
                 settings.sink_metrics_port,
                 token=runtime.web_token(settings),
+                metrics=lambda: render(registry),
+                metrics_content_type=CONTENT_TYPE_LATEST,
             )
-            stack.callback(stop_metrics)
-            runtime.log.info("sink metrics on http://%s:%d/metrics", settings.web_host, port)
+            stack.callback(stop_web)
+            runtime.log.info(
+                "sink metrics on http://%s:%d/metrics, dashboard on /dashboard",
+                settings.web_host,
+                port,
+            )
         stop = threading.Event()
         for signum in (signal.SIGINT, signal.SIGTERM):
             signal.signal(signum, lambda *_: stop.set())

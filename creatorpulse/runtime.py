@@ -315,6 +315,18 @@ def build(
     )
 
 
+def dashboard_url(settings: Settings) -> str | None:
+    """Where the dashboard of a process with these settings is (None: no web port)."""
+    if not settings.web_port:
+        return None
+    host = settings.web_host
+    if host in ("0.0.0.0", "::", "[::]"):  # every interface: this machine's is one of them
+        host = "127.0.0.1"
+    if ":" in host and not host.startswith("["):
+        host = f"[{host}]"
+    return f"http://{host}:{settings.web_port}/dashboard"
+
+
 def web_token(settings: Settings) -> str | None:
     """The bearer token of the HTTP port; a SettingsError when it listens beyond this
     machine without one (its pages show the campaigns and Faust's tables)."""

@@ -259,3 +259,74 @@ def dashboard_routes(
 def add_dashboard(app: web.Application, dashboard: Dashboard, **options: Any) -> None:
     """Add the dashboard's routes to ``app`` (before it starts)."""
     app.router.add_routes(dashboard_routes(dashboard, **options))
+
+
+def serve_in_thread(
+    dashboard: Dashboard,
+    host: str,
+    port: int,
+    *,
+    token: str | None = None,
+    metrics: Callable[[], bytes] | None = None,
+    metrics_content_type: str = "text/plain",
+) -> tuple[int, Callable[[], None]]:
+    """The dashboard (and ``metrics`` on ``/metrics``) on ``http://host:port`` from an
+    aiohttp server in a daemon thread with its own event loop: for the sink process,
+    which has no Faust web server. Returns the port and a function that stops it."""
+    import threading
+
+    from creatorpulse.web.access import require_token
+
+    loop = asyncio.new_event_loop()
+    stop_streams = asyncio.Event()
+    started: list[Any] = []
+    ready = threading.Event()
+
+    async def start() -> None:
+        app = web.Application(middlewares=[require_token(token)] if token is not None else [])
+        if metrics is not None:
+            scrape = metrics
+
+            async def exposition(request: web.Request) -> web.Response:
+                body = await asyncio.to_thread(scrape)
+                return web.Response(body=body, headers={"Content-Type": metrics_content_type})
+
+            app.router.add_get("/metrics", exposition)
+        add_dashboard(app, dashboard, stop=stop_streams)
+        runner = web.AppRunner(app, shutdown_timeout=2, access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, host, port)
+        await site.start()
+        bound = runner.addresses[0][1]  # the port taken, when asked for 0
+        started.extend([runner, int(bound)])
+
+    def main() -> None:
+        asyncio.set_event_loop(loop)
+        try:
+            loop.run_until_complete(start())
+        except BaseException as exc:
+            started.append(exc)
+            ready.set()
+            return
+        ready.set()
+        loop.run_forever()
+
+    thread = threading.Thread(target=main, name="web", daemon=True)
+    thread.start()
+    ready.wait(30)
+    if started and isinstance(started[-1], BaseException):
+        thread.join(5)
+        loop.close()
+        raise started[-1]
+
+    def stop() -> None:
+        async def shutdown() -> None:
+            stop_streams.set()
+            await started[0].cleanup()
+
+        asyncio.run_coroutine_threadsafe(shutdown(), loop).result(10)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)
+        loop.close()
+
+    return int(started[1]), stop

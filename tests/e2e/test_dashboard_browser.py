@@ -157,6 +157,7 @@ def test_the_dashboard_of_a_running_pipeline(
         lambda: board(),
     )
     expected = {f"{r['campaign_id']}/{r['creator_id']}" for r in board()["creators"]}
+    assert f"dashboard http://127.0.0.1:{port}/dashboard" in run.logs()  # `run` says where
 
     browser.get(f"{base}/")  # redirects to /dashboard
     assert browser.current_url.endswith("/dashboard")
