@@ -145,7 +145,7 @@ def run(
         )
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     log_path = settings.data_dir / "run.log"
-    runtime.configure_logging(path=log_path)
+    runtime.configure_logging(path=log_path, log_format=settings.log_format)
     with ExitStack() as stack:
         bootstrap, sink, worker = _start_pipeline(settings, stack)
         assert sink is not None  # sink=clickhouse, checked above
@@ -212,7 +212,7 @@ def worker() -> None:
     from creatorpulse import runtime
 
     settings = _State.settings()
-    runtime.configure_logging()
+    runtime.configure_logging(log_format=settings.log_format)
     with ExitStack() as stack:
         bootstrap, sink, built = _start_pipeline(settings, stack)
         runtime.log.info(
@@ -287,7 +287,7 @@ def sink_command() -> None:
             "`creatorpulse sink` reads what workers publish to Kafka: set --kafka-bootstrap "
             "/ CREATORPULSE_KAFKA_BOOTSTRAP"
         )
-    runtime.configure_logging()
+    runtime.configure_logging(log_format=settings.log_format)
     bootstrap = settings.kafka_bootstrap or ""
     config = runtime.worker_config(settings, bootstrap)
     with ExitStack() as stack:

@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
-from creatorpulse.logs import RepeatLimiter, silenced
+from creatorpulse.logs import RepeatLimiter, formatter, silenced
 from creatorpulse.settings import (
     Settings,
     SettingsError,
@@ -35,17 +35,22 @@ QUIET_LOGGERS = ("faust", "aiokafka", "mode", "kafka", "chdb", "clickhouse_conne
 
 
 def configure_logging(
-    level: str = "INFO", stream: IO[str] | None = None, path: Path | None = None
+    level: str = "INFO",
+    stream: IO[str] | None = None,
+    path: Path | None = None,
+    log_format: str = "text",
 ) -> None:
     """Our logs at ``level``; the libraries' chatter only from WARNING up, and each of
-    their repeated lines once per interval (:class:`~creatorpulse.logs.RepeatLimiter`)."""
+    their repeated lines once per interval (:class:`~creatorpulse.logs.RepeatLimiter`).
+    ``log_format`` ``json``: one JSON object per line
+    (:class:`~creatorpulse.logs.JsonFormatter`)."""
     handler: logging.Handler
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
         handler = logging.FileHandler(path)
     else:
         handler = logging.StreamHandler(stream or sys.stderr)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
+    handler.setFormatter(formatter(log_format))
     handler.addFilter(RepeatLimiter())
     root = logging.getLogger()
     root.handlers[:] = [handler]

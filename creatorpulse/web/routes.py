@@ -217,6 +217,11 @@ def dashboard_routes(
 
     async def stream(request: web.Request) -> web.StreamResponse:
         if not streams.try_enter():
+            log.warning(
+                "dashboard stream refused: %d open, the limit",
+                streams.open,
+                extra={"streams_open": streams.open},
+            )
             return _json(
                 {"error": f"too many open streams (at most {streams.limit}); retry later"},
                 status=503,
@@ -230,6 +235,15 @@ def dashboard_routes(
                 }
             )
             await response.prepare(request)
+            log.info(
+                "dashboard stream opened (%d of %d)",
+                streams.open,
+                streams.limit,
+                extra={
+                    "streams_open": streams.open,
+                    "last_event_id": request.headers.get("Last-Event-ID"),
+                },
+            )
             last = -1
             while stop is None or not stop.is_set():
                 seq, data = await snaps.get()
