@@ -413,7 +413,7 @@ def test_migration_0004_keeps_existing_campaign_rows(
             [window("a", T0_MS, views=5, likes=1), window("b", T0_MS, views=7)]
         )
         monkeypatch.undo()
-        assert migrate(sink) == ["0004", "0005"]
+        assert migrate(sink) == ["0004", "0005", "0006"]
         assert sink.query_rows(
             "SELECT views, likes, version, toTypeName(version) "
             "FROM {database}.campaign_metrics FINAL"
@@ -422,3 +422,50 @@ def test_migration_0004_keeps_existing_campaign_rows(
         assert sink.query_rows("SELECT views FROM {database}.campaign_metrics FINAL") == [
             (12 + 3000 * MAX_VIEWS,)
         ]
+
+
+@pytest.mark.clickhouse
+def test_migration_0006_adds_contract_flights_and_keeps_old_contracts(
+    clickhouse_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with ClickHouseSink(clickhouse_url) as sink:
+        packaged = migrate_module.load_migrations()
+        monkeypatch.setattr(migrate_module, "load_migrations", lambda: packaged[:5])
+        assert migrate(sink) == ["0001", "0002", "0003", "0004", "0005"]
+        # A contract written before flights existed (the columns of 0001).
+        sink.query_rows(
+            "INSERT INTO {database}.campaign_contracts (campaign_id, creator_id, fee, currency, "
+            "updated_at) VALUES ('camp1', 'old', 1200, 'EUR', now())"
+        )
+        monkeypatch.undo()
+        assert migrate(sink) == ["0006"]
+        start = datetime(2023, 6, 1, tzinfo=UTC)
+        end = datetime(2023, 6, 11, tzinfo=UTC)
+        sink.write_contracts(
+            [
+                CampaignContract(
+                    campaign_id="camp1",
+                    creator_id="new",
+                    fee=2400,
+                    currency="USD",
+                    flight_start=start,
+                    flight_end=end,
+                )
+            ]
+        )
+        by_creator = {c.creator_id: c for c in sink.contracts("camp1")}
+        old, new = by_creator["old"], by_creator["new"]
+        assert (old.fee, old.currency, old.flight_start_s, old.flight_end_s) == (
+            1200.0,
+            "EUR",
+            None,
+            None,
+        )
+        assert (new.fee, new.currency) == (2400.0, "USD")
+        assert (new.flight_start_s, new.flight_end_s) == (
+            int(start.timestamp()),
+            int(end.timestamp()),
+        )
+        assert sink.contracts("other") == []
+        assert sink.campaign_known("camp1")
+        assert not sink.campaign_known("other")

@@ -212,3 +212,55 @@ def test_bad_leaderboard_parameters_answer_400_naming_the_parameter(
     assert [row["creator_id"] for row in answers[""][1]] == ["bob", "carol", "alice"]
     assert [row["creator_id"] for row in answers["?limit=2"][1]] == ["bob", "carol"]
     assert answers["?limit=500"][0] == 200
+
+
+def get_path(port: int, path: str) -> tuple[int, Any]:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=10) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as err:
+        return err.code, json.loads(err.read())
+
+
+def test_leaderboard_stays_a_list_and_board_adds_the_campaign_summary(
+    tmp_path: Path, clickhouse_sink: ClickHouseSink
+) -> None:
+    # 600 and 900 views rank (>= 500), 20 views does not.
+    clickhouse_sink.write_creator_windows(
+        [window("alice", T0_MS, 600), window("bob", T0_MS, 900), window("carol", T0_MS, 20)]
+    )
+    settings = settings_for(tmp_path)
+    paths = [
+        "/leaderboard?sort=views",
+        "/board?sort=views&limit=1",
+        "/leaderboard?sort=likes",
+        "/leaderboard?campaign=nope",
+        "/board?campaign=nope",
+    ]
+
+    async def scenario() -> dict[str, tuple[int, Any]]:
+        async with web_server(settings, clickhouse_sink) as port:
+            return {p: await asyncio.to_thread(get_path, port, p) for p in paths}
+
+    answers = asyncio.run(scenario())
+    status, items = answers["/leaderboard?sort=views"]
+    assert status == 200
+    assert isinstance(items, list)
+    assert [(i["creator_id"], i["rank"], i["below_min_sample"]) for i in items] == [
+        ("bob", 1, False),
+        ("alice", 2, False),
+        ("carol", None, True),
+    ]
+    assert items[0]["windows"] == 1  # the earlier item's keys stay
+    status, board = answers["/board?sort=views&limit=1"]
+    assert status == 200
+    assert [c["creator_id"] for c in board["creators"]] == ["bob"]
+    (summary,) = board["campaigns"]
+    assert (summary["campaign_id"], summary["creators"], summary["views"]) == ("camp1", 3, 1520)
+    status, body = answers["/leaderboard?sort=likes"]
+    assert status == 400
+    assert body["parameter"] == "sort"
+    for path in ("/leaderboard?campaign=nope", "/board?campaign=nope"):
+        status, body = answers[path]
+        assert status == 404, path
+        assert body == {"error": "no such campaign: 'nope'", "parameter": "campaign"}
