@@ -20,6 +20,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from fnmatch import fnmatchcase
 from typing import Any
 
 from creatorpulse.web import queries as q
@@ -90,6 +91,12 @@ class _Rate:
         if at - first_at <= 0:
             return None
         return (value - first) / (at - first_at)
+
+
+def _matches(value: str, pattern: str) -> bool:
+    """A silence's matcher, as the notification policy reads it (exact, or a glob as
+    :func:`fnmatch.fnmatchcase`; ``*`` matches all); empty matches all too."""
+    return pattern in ("", "*") or value == pattern or fnmatchcase(value, pattern)
 
 
 class Dashboard:
@@ -279,8 +286,11 @@ class Dashboard:
             lift,
         ) in rows:
             silenced = any(
-                s_campaign in ("", campaign) and s_creator in ("", creator) and s_rule in ("", rule)
-                for s_campaign, s_creator, s_rule in silences
+                all(
+                    _matches(value, pattern)
+                    for value, pattern in ((campaign, s_c), (creator, s_k), (rule, s_r))
+                )
+                for s_c, s_k, s_r in silences
             )
             alerts.append(
                 {

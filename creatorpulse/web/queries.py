@@ -143,7 +143,7 @@ WHERE has({alert_ids:Array(String)}, n.alert_id)
 ORDER BY n.alert_id, n.kind, d.hook
 """
 
-#: Silences in force at ``now_ms`` (empty campaign/creator/rule match any).
+#: Silences in force at ``now_ms`` (each matcher exact or a glob; ``*`` matches all).
 SILENCES_SQL = """
 SELECT campaign_id, creator_id, rule
 FROM {database}.alert_silences FINAL

@@ -64,14 +64,20 @@
       label, stroke: COLORS[i % COLORS.length], width: 2,
       dash: label.includes("median") ? [6, 4] : undefined,
       // Points as well as lines: a campaign's first minute is one point, no line.
-      points: { show: true, size: 6, fill: COLORS[i % COLORS.length] },
+      points: { show: !(opts && opts.bars), size: 6, fill: COLORS[i % COLORS.length] },
+      paths: opts && opts.bars && uPlot.paths.bars ? uPlot.paths.bars({ size: [0.8, 24] }) : undefined,
+      fill: opts && opts.bars ? COLORS[i % COLORS.length] + "99" : undefined,
       value: (u, v) => v == null ? "-" : (opts && opts.fmt ? opts.fmt(v) : num(v)),
       spanGaps: true,
     })));
     const axis = { stroke: "#7d8995", grid: { stroke: "#27313c" }, ticks: { stroke: "#27313c" } };
     const u = new uPlot({
       width, height, series,
-      axes: [axis, Object.assign({}, axis, { size: 60, values: (u, vals) => vals.map((v) => opts && opts.fmt ? opts.fmt(v) : num(v)) })],
+      axes: [axis, Object.assign({}, axis, {
+        size: 60, values: (u, vals) => vals.map((v) => opts && opts.fmt ? opts.fmt(v) : num(v)),
+        // Counts: whole-number ticks only (no "0.5 dead letters").
+        incrs: opts && opts.counts ? [1, 2, 5, 10, 20, 50, 100, 200, 500, 1e3, 2e3, 5e3, 1e4, 1e5, 1e6] : undefined,
+      })],
       scales: { x: { time: true, auto: false } },
       legend: { live: true },
     }, data, host);
@@ -210,7 +216,7 @@
     chart("chart-views", ["views", `${tier} cohort median`.trim()], align([{ t: s.t, v: s.views }, { t: c.t, v: c.views }]));
     chart("chart-er", ["ER", `${tier} cohort median`.trim()], align([{ t: s.t, v: s.er }, { t: c.t, v: c.er }]), { fmt: pct });
     chart("chart-watch", ["avg watch", `${tier} cohort median`.trim()], align([{ t: s.t, v: s.avg_watch_s }, { t: c.t, v: c.avg_watch_s || [] }]), { fmt: (v) => v.toFixed(1) });
-    chart("chart-clicks", ["clicks", "conversions"], [s.t, s.clicks, s.conversions]);
+    chart("chart-clicks", ["clicks", "conversions"], [s.t, s.clicks, s.conversions], { counts: true });
     renderFeed($("#detail-alerts"), data.alerts, "no alerts for this creator");
   }
   $("#detail-close").addEventListener("click", () => { state.detail = null; $("#detail").hidden = true; renderBoard(state.board); });
@@ -257,12 +263,16 @@
         el("td", { class: "num", text: num(p.windows_open) }),
         el("td", { text: p.watermark_ms ? clock(p.watermark_ms) : "-" })));
     }
-    const reasons = [...new Set((h.dead_letters_per_minute || []).map((d) => d.reason))].sort();
-    const byReason = reasons.map((r) => {
-      const rows = h.dead_letters_per_minute.filter((d) => d.reason === r);
-      return { t: rows.map((d) => d.minute_s), v: rows.map((d) => d.count) };
-    });
-    chart("dead-chart", reasons, byReason.length ? align(byReason).map((col, i) => i ? col.map((v) => v || 0) : col) : [[]], { height: 160 });
+    // Every minute of the last 30, each reason's count in it (0 where none).
+    const dead = h.dead_letters_per_minute || [];
+    const reasons = [...new Set(dead.map((d) => d.reason))].sort();
+    const last = Math.floor(h.now_ms / 60000) * 60;
+    const minutes = Array.from({ length: 30 }, (_, i) => last - (29 - i) * 60);
+    const data = [minutes].concat(reasons.map((r) => minutes.map((m) => {
+      const hit = dead.find((d) => d.reason === r && d.minute_s === m);
+      return hit ? hit.count : 0;
+    })));
+    chart("dead-chart", reasons, reasons.length ? data : [[]], { height: 160, bars: true, counts: true });
     const dl = $("#deliveries");
     dl.replaceChildren();
     const outcomes = Object.entries(h.webhook_deliveries || {});

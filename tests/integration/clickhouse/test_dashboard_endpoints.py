@@ -227,7 +227,19 @@ def test_alerts_carry_state_silences_and_deliveries_and_badge_the_board(
     clickhouse_sink.insert_rows(
         "alert_silences",
         ["silence_id", "campaign_id", "creator_id", "rule", "comment", "created_at", "expires_at"],
-        [["s-1", "launch", "c-2", "", "known", t, datetime.fromtimestamp(time.time() + 3600, UTC)]],
+        [
+            [
+                "s-1",
+                "laun*",
+                "c-2",
+                "*",
+                "known",
+                t,
+                datetime.fromtimestamp(time.time() + 3600, UTC),
+            ],
+            # Expired, and for c-1: c-1's alert stays firing.
+            ["s-2", "*", "c-1", "*", "old", t, datetime.fromtimestamp(time.time() - 60, UTC)],
+        ],
     )
     clickhouse_sink.insert_rows(
         "alert_notifications",
