@@ -15,6 +15,7 @@ so the figure errs on the fresh side by at most one sampling interval.
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections import deque
@@ -91,6 +92,35 @@ class _Rate:
         if at - first_at <= 0:
             return None
         return (value - first) / (at - first_at)
+
+
+_SHRUNK = {
+    "er": ("engagement_rate", "engagement_rate_shrunk"),
+    "ctr": ("ctr", "ctr_shrunk"),
+    "cvr": ("conversion_rate", "conversion_rate_shrunk"),
+}
+
+
+def _payload_parts(payload: str) -> dict[str, Any]:
+    """From an alert's stored JSON (schemas.alerts.Alert): its cohort, and the raw and
+    shrunk (empirical-Bayes) rates the rule compared, as ``{er: {raw, shrunk}, ...}``."""
+    try:
+        data = json.loads(payload) if payload else {}
+    except ValueError:
+        data = {}
+    figures = data.get("figures") if isinstance(data, dict) else None
+    cohort = data.get("cohort") if isinstance(data, dict) else None
+    rates: dict[str, dict[str, float | None]] = {}
+    if isinstance(figures, dict):
+        for key, (raw, shrunk) in _SHRUNK.items():
+            if figures.get(shrunk) is not None:
+                rates[key] = {"raw": _f(figures.get(raw)), "shrunk": _f(figures.get(shrunk))}
+    return {
+        "rates": rates,
+        "cohort": {k: cohort.get(k) for k in ("tier", "scope", "size", "median")}
+        if isinstance(cohort, dict)
+        else None,
+    }
 
 
 def _matches(value: str, pattern: str) -> bool:
@@ -268,6 +298,7 @@ class Dashboard:
         alerts = []
         for (
             alert_id,
+            payload,
             fired_ms,
             rule,
             campaign,
@@ -315,6 +346,7 @@ class Dashboard:
                     "z": _f(z),
                     "lift": _f(lift),
                     "deliveries": [],
+                    **_payload_parts(payload),
                 }
             )
         self._add_deliveries(alerts)
@@ -477,7 +509,7 @@ def board_json(
     except ValueError as exc:
         raise BadParameter("sort", str(exc)) from None
     if dashboard.sink is None:
-        return {**empty_board(key).to_json(), "alerts": {}}
+        return {**empty_board(key).to_json(), "alerts": {}, "shrunk": {}}
     alerts = dashboard.alerts(MAX_ALERTS, campaign_id=campaign)
     states = dashboard.alert_states(alerts)
     badges: dict[tuple[str, str], str] = {}
@@ -491,11 +523,15 @@ def board_json(
         limit=None,
         alerts=badges,
     )
+    shrunk: dict[str, dict[str, Any]] = {}
+    for alert in alerts:  # newest first: a creator's newest alert has its newest rates
+        if alert["rates"]:
+            shrunk.setdefault(f"{alert['campaign_id']}/{alert['creator_id']}", alert["rates"])
     rows = board.rows
     if tier is not None:
         rows = tuple(r for r in rows if (r.tier or "unknown") == tier)
     board = replace(board, rows=rows[:limit])
-    return {**board.to_json(), "alerts": states}
+    return {**board.to_json(), "alerts": states, "shrunk": shrunk}
 
 
 def overview_json(

@@ -115,7 +115,7 @@ ORDER BY minute_s, reason_class
 #: The newest alerts (their latest state), optionally of one campaign or creator.
 ALERTS_SQL = """
 SELECT
-    alert_id, toUnixTimestamp64Milli(fired_at), rule, campaign_id, creator_id, handle,
+    alert_id, payload, toUnixTimestamp64Milli(fired_at), rule, campaign_id, creator_id, handle,
     tier, metric, value, baseline, status,
     if(isNull(resolved_at), NULL, toUnixTimestamp64Milli(assumeNotNull(resolved_at))),
     resolved_reason, explanation, toUnixTimestamp(window_end), z, lift

@@ -162,6 +162,9 @@
       if (r.rank == null) tr.classList.add("unranked");
       if (state.detail && state.detail.campaign === r.campaign_id && state.detail.creator === r.creator_id) tr.classList.add("selected");
       const er = el("td", { class: "num " + (r.er == null ? "" : r.er >= ER_GOOD ? "er-good" : r.er < ER_WEAK ? "er-weak" : ""), text: pct(r.er) });
+      // Beside the raw rate, the shrunk one the alert rule compared, where an alert gave it.
+      const shrunk = ((board.shrunk || {})[`${r.campaign_id}/${r.creator_id}`] || {}).er;
+      if (shrunk && shrunk.shrunk != null) er.append(el("span", { class: "shrunk", title: "shrunk (empirical-Bayes) ER, as the alert rule compared it", text: " ~" + pct(shrunk.shrunk) }));
       const tier = el("td"); if (r.tier) tier.append(el("span", { class: `badge tier-${r.tier}`, text: r.tier })); else tier.textContent = "-";
       const alert = el("td"); if (r.alert_state) alert.append(el("span", { class: `badge state-${r.alert_state}`, text: r.alert_state }));
       tr.append(
@@ -232,6 +235,8 @@
         el("b", { text: `${a.rule} ${a.handle || a.creator_id}` }), " ",
         el("span", { class: "when", text: `${a.campaign_id} - fired ${clock(a.fired_at_ms)}${a.resolved_at_ms ? ", resolved " + clock(a.resolved_at_ms) : ""}` }),
         el("div", { class: "why", text: a.explanation || `${a.metric} ${a.value} vs ${a.baseline}` }),
+        el("div", { class: "when", text: Object.entries(a.rates || {}).map(([k, v]) => `${k} ${pct(v.raw)} (shrunk ${pct(v.shrunk)})`).join(", ")
+          + (a.cohort ? `${a.rates && Object.keys(a.rates).length ? "; " : ""}cohort ${a.cohort.tier} (${a.cohort.scope}, ${a.cohort.size})` : "") }),
         el("div", { class: "when", text: deliveries.length ? "delivery: " + deliveries.join("; ") : "delivery: not notified yet" })));
     }
   }

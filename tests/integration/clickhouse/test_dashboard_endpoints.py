@@ -199,14 +199,28 @@ ALERT_COLUMNS = [
 ]  # fmt: skip
 
 
-def alert(alert_id: str, creator: str, status: str, version: int, updated: datetime) -> list[Any]:
+def alert(
+    alert_id: str, creator: str, status: str, version: int, updated: datetime, payload: str = "{}"
+) -> list[Any]:
     at = datetime.fromtimestamp(NOW_S - 120, UTC)
     return [
-        alert_id, at, "er_outlier", "launch", creator, 600, at, "engagement_rate", 0.3, 0.1, "{}",
-        f"fp-{alert_id}", status, at, at if status == "resolved" else None,
+        alert_id, at, "er_outlier", "launch", creator, 600, at, "engagement_rate", 0.3, 0.1,
+        payload, f"fp-{alert_id}", status, at, at if status == "resolved" else None,
         "recovered" if status == "resolved" else "", 4.0, 3.0, None, "micro", 3, 4000,
         f"@{creator}", f"{creator} is {status}", version, updated,
     ]  # fmt: skip
+
+
+# As schemas.alerts.alert_to_json writes it (the parts the dashboard reads).
+PAYLOAD = json.dumps(
+    {
+        "cohort": {"campaign_id": "launch", "tier": "micro", "scope": "tier", "size": 3,
+                   "median": 0.1, "mad": 0.01},
+        "figures": {"views": 4000, "engagement_rate": 0.31, "engagement_rate_shrunk": 0.27,
+                    "ctr": 0.02, "ctr_shrunk": None, "conversion_rate": None,
+                    "conversion_rate_shrunk": None},
+    }
+)  # fmt: skip
 
 
 def test_alerts_carry_state_silences_and_deliveries_and_badge_the_board(
@@ -220,7 +234,7 @@ def test_alerts_carry_state_silences_and_deliveries_and_badge_the_board(
         [
             alert("a-0", "c-0", "firing", 1, t),
             alert("a-0", "c-0", "resolved", 2, t),  # the newer state of the same alert wins
-            alert("a-1", "c-1", "firing", 1, t),
+            alert("a-1", "c-1", "firing", 1, t, PAYLOAD),
             alert("a-2", "c-2", "firing", 1, t),
         ],
     )
@@ -269,12 +283,21 @@ def test_alerts_carry_state_silences_and_deliveries_and_badge_the_board(
             {"kind": "firing", "decision": "pending", "hook": "ops", "status": "delivered"}
         ]
         assert by_id["a-1"]["explanation"] == "c-1 is firing"
+        assert by_id["a-1"]["rates"] == {"er": {"raw": 0.31, "shrunk": 0.27}}
+        assert by_id["a-1"]["cohort"] == {
+            "tier": "micro",
+            "scope": "tier",
+            "size": 3,
+            "median": 0.1,
+        }
+        assert by_id["a-0"]["rates"] == {}
         status, board = await get(s, f"{base}/api/board")
         assert board["alerts"] == {
             "launch/c-0": "resolved",
             "launch/c-1": "firing",
             "launch/c-2": "silenced",
         }
+        assert board["shrunk"] == {"launch/c-1": {"er": {"raw": 0.31, "shrunk": 0.27}}}
         badges = {r["creator_id"]: r["alert"] for r in board["creators"]}
         assert badges == {"c-0": "resolved", "c-1": "firing", "c-2": "silenced", "c-3": None}
         status, mine = await get(s, f"{base}/api/alerts?creator=c-1")
