@@ -35,6 +35,8 @@ Highwater = Callable[[str, int], int | None]
 MAX_SERIES_HOURS = 24
 #: Dead letters and deliveries: the last this many minutes of the wall clock.
 HEALTH_MINUTES = 30
+#: Creators a tier needs for its median to be the creator's cohort (else: the campaign).
+MIN_COHORT = 3
 #: Alerts returned at most by one request.
 MAX_ALERTS = 200
 
@@ -220,7 +222,15 @@ class Dashboard:
             "window_size_s": q.SERIES_WINDOW_S,
             "to": newest,
             "series": {k: [] for k in ("t", "views", "er", "avg_watch_s", "clicks", "conversions")},
-            "cohort": {"tier": None, "t": [], "creators": [], "views": [], "er": []},
+            "cohort": {
+                "tier": None,
+                "scope": None,
+                "t": [],
+                "creators": [],
+                "views": [],
+                "er": [],
+                "avg_watch_s": [],
+            },
             "alerts": [],
         }
         if newest is None:
@@ -250,23 +260,28 @@ class Dashboard:
         handle, tier = (profile[0][0], profile[0][1]) if profile else (None, None)
         result["handle"] = handle
         result["tier"] = tier
-        if tier is not None:
-            cohort = result["cohort"]
-            cohort["tier"] = tier
-            for start_s, creators, views, er, watch in self._rows(
-                q.COHORT_SERIES_SQL,
-                {
-                    "window_size_s": q.SERIES_WINDOW_S,
-                    "campaign_id": campaign_id,
-                    "from_s": from_s,
-                    "tier": tier,
-                },
-            ):
-                cohort["t"].append(int(start_s))
-                cohort["creators"].append(int(creators))
-                cohort["views"].append(_f(views))
-                cohort["er"].append(_f(er))
-                cohort.setdefault("avg_watch_s", []).append(_f(watch))
+        parameters = {
+            "window_size_s": q.SERIES_WINDOW_S,
+            "campaign_id": campaign_id,
+            "from_s": from_s,
+            "tier": tier or "",
+        }
+        rows = self._rows(q.COHORT_SERIES_SQL, parameters, tier_filter=q.TIER_FILTER)
+        scope = "tier"
+        if tier is None or max((int(r[1]) for r in rows), default=0) < MIN_COHORT:
+            # As the alert rule does: a tier with too few creators is no cohort, so the
+            # creator stands against its whole campaign.
+            rows = self._rows(q.COHORT_SERIES_SQL, parameters, tier_filter="")
+            scope = "campaign"
+        cohort = result["cohort"]
+        cohort["tier"] = tier if scope == "tier" else "all"
+        cohort["scope"] = scope
+        for start_s, creators, views, er, watch in rows:
+            cohort["t"].append(int(start_s))
+            cohort["creators"].append(int(creators))
+            cohort["views"].append(_f(views))
+            cohort["er"].append(_f(er))
+            cohort["avg_watch_s"].append(_f(watch))
         result["alerts"] = self.alerts(MAX_ALERTS, campaign_id=campaign_id, creator_id=creator_id)
         return result
 

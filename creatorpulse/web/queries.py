@@ -41,8 +41,8 @@ WHERE window_size_s = {{window_size_s:UInt32}}
 ORDER BY start_s
 """
 
-#: Per window, the median over the creator's cohort (same campaign and tier, the creator
-#: included) of views, ER and average watch time.
+#: Per window, the median over the creator's cohort (same campaign and, with
+#: ``{tier_filter}``, tier; the creator included) of views, ER and average watch time.
 COHORT_SERIES_SQL = f"""
 SELECT
     start_s,
@@ -66,7 +66,7 @@ FROM (
     LEFT JOIN (
         SELECT creator_id, tier FROM {{database}}.creator_profiles FINAL
     ) AS p ON p.creator_id = m.creator_id
-    WHERE p.tier = {{tier:String}}
+    WHERE 1 {{tier_filter}}
 )
 GROUP BY start_s
 ORDER BY start_s
@@ -161,3 +161,4 @@ ORDER BY status
 
 CAMPAIGN_FILTER = "AND campaign_id = {campaign_id:String}"
 CREATOR_FILTER = "AND creator_id = {creator_id:String}"
+TIER_FILTER = "AND p.tier = {tier:String}"

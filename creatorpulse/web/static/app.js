@@ -215,10 +215,10 @@
     try { data = await getJSON(`/api/creator?campaign=${encodeURIComponent(d.campaign)}&creator=${encodeURIComponent(d.creator)}&hours=3`); }
     catch (e) { console.warn(e); return; }
     const s = data.series, c = data.cohort;
-    const tier = c.tier ? ` ${c.tier}` : "";
+    const tier = c.scope === "campaign" ? " campaign" : c.tier ? ` ${c.tier}` : "";
     chart("chart-views", ["views", `${tier} cohort median`.trim()], align([{ t: s.t, v: s.views }, { t: c.t, v: c.views }]));
     chart("chart-er", ["ER", `${tier} cohort median`.trim()], align([{ t: s.t, v: s.er }, { t: c.t, v: c.er }]), { fmt: pct });
-    chart("chart-watch", ["avg watch", `${tier} cohort median`.trim()], align([{ t: s.t, v: s.avg_watch_s }, { t: c.t, v: c.avg_watch_s || [] }]), { fmt: (v) => v.toFixed(1) });
+    chart("chart-watch", ["avg watch", `${tier} cohort median`.trim()], align([{ t: s.t, v: s.avg_watch_s }, { t: c.t, v: c.avg_watch_s }]), { fmt: (v) => v.toFixed(1) });
     chart("chart-clicks", ["clicks", "conversions"], [s.t, s.clicks, s.conversions], { counts: true });
     renderFeed($("#detail-alerts"), data.alerts, "no alerts for this creator");
   }

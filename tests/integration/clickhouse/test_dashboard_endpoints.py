@@ -181,6 +181,16 @@ def test_creator_detail_has_its_windows_and_its_cohort_median(
             )
         assert cohort["creators"] == [3] * MINUTES
 
+        # c-3 is the only macro creator: no cohort of its own, so its campaign is.
+        status, alone = await get(s, f"{base}/api/creator?campaign=launch&creator=c-3&hours=1")
+        assert alone["cohort"]["scope"] == "campaign"
+        assert alone["cohort"]["creators"] == [len(CAST)] * MINUTES
+        t0 = alone["cohort"]["t"][0]
+        assert alone["cohort"]["views"][0] == statistics.median(
+            r.counts[0] for r in rows if r.window_start_ms // 1000 == t0
+        )
+        assert detail["cohort"]["scope"] == "tier"
+
         status, bad = await get(s, f"{base}/api/creator?campaign=launch")
         assert status == 400
         assert bad["parameter"] == "creator"
