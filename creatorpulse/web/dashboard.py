@@ -512,9 +512,50 @@ def board_json(
     last_s: int,
     sort: str,
     limit: int,
+    alerts: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """The board `top --board-json` shows (creatorpulse/board.py, the same model), its
-    rows cut to ``tier`` when given, each with its alert badge."""
+    rows cut to ``tier`` when given, each with its alert badge. ``alerts``: the newest
+    alerts when the caller has read them already."""
+    return _both(
+        dashboard, campaign=campaign, tier=tier, last_s=last_s, sort=sort, limit=limit,
+        alerts=alerts, hours=None,
+    )[0]  # fmt: skip
+
+
+def overview_json(
+    dashboard: Dashboard, *, campaign: str | None, last_s: int, hours: int
+) -> dict[str, Any]:
+    """Each campaign's totals over the range (views, ER, CTR, conversion rate, revenue,
+    spend, CPA, ROAS, open alerts), its creators by tier, and its views per 60 s window."""
+    return _both(
+        dashboard, campaign=campaign, tier=None, last_s=last_s, sort="er", limit=0,
+        alerts=None, hours=hours,
+    )[1]  # fmt: skip
+
+
+def snapshot_json(dashboard: Dashboard) -> dict[str, Any]:
+    """What the event stream sends: overview, board (default filters), alerts, from one
+    read of each (the board and the overview share theirs)."""
+    alerts = dashboard.alerts(MAX_ALERTS)
+    board, overview = _both(
+        dashboard, campaign=None, tier=None, last_s=3600, sort="er", limit=100,
+        alerts=alerts, hours=2,
+    )  # fmt: skip
+    return {"overview": overview, "board": board, "alerts": alerts[:50]}
+
+
+def _both(
+    dashboard: Dashboard,
+    *,
+    campaign: str | None,
+    tier: str | None,
+    last_s: int,
+    sort: str,
+    limit: int,
+    alerts: list[dict[str, Any]] | None,
+    hours: int | None,
+) -> tuple[dict[str, Any], dict[str, Any]]:
     from dataclasses import replace
 
     from creatorpulse.board import empty_board, parse_sort, read_board
@@ -524,45 +565,37 @@ def board_json(
     except ValueError as exc:
         raise BadParameter("sort", str(exc)) from None
     if dashboard.sink is None:
-        return {**empty_board(key).to_json(), "alerts": {}, "shrunk": {}}
-    alerts = dashboard.alerts(MAX_ALERTS, campaign_id=campaign)
+        empty = empty_board(key).to_json()
+        return (
+            {**empty, "alerts": {}, "shrunk": {}},
+            {**{k: v for k, v in empty.items() if k != "creators"}, "tiers": {},
+             "series": {"to": None, "campaigns": {}}},
+        )  # fmt: skip
+    if alerts is None:
+        alerts = dashboard.alerts(MAX_ALERTS, campaign_id=campaign)
+    elif campaign is not None:
+        alerts = [a for a in alerts if a["campaign_id"] == campaign]
     states = dashboard.alert_states(alerts)
     badges: dict[tuple[str, str], str] = {}
-    for alert in alerts:  # newest first: the newest alert of a creator is its badge
-        badges.setdefault((alert["campaign_id"], alert["creator_id"]), alert["state"])
-    board = read_board(
-        dashboard.sink,
-        campaign=campaign,
-        last_s=last_s,
-        sort=key,
-        limit=None,
-        alerts=badges,
-    )
     shrunk: dict[str, dict[str, Any]] = {}
-    for alert in alerts:  # newest first: a creator's newest alert has its newest rates
+    for alert in alerts:  # newest first: a creator's newest alert is its badge and rates
+        badges.setdefault((alert["campaign_id"], alert["creator_id"]), alert["state"])
         if alert["rates"]:
             shrunk.setdefault(f"{alert['campaign_id']}/{alert['creator_id']}", alert["rates"])
+    board = read_board(
+        dashboard.sink, campaign=campaign, last_s=last_s, sort=key, limit=None, alerts=badges
+    )
     rows = board.rows
     if tier is not None:
         rows = tuple(r for r in rows if (r.tier or "unknown") == tier)
-    board = replace(board, rows=rows[:limit])
-    return {**board.to_json(), "alerts": states, "shrunk": shrunk}
-
-
-def overview_json(
-    dashboard: Dashboard, *, campaign: str | None, last_s: int, hours: int
-) -> dict[str, Any]:
-    """Each campaign's totals over the range (views, ER, CTR, conversion rate, revenue,
-    spend, CPA, ROAS), its creators by tier, and its views per 60 s window."""
-    from creatorpulse.board import read_board
-
-    if dashboard.sink is None:
-        return {"campaigns": [], "tiers": {}, "series": {"to": None, "campaigns": {}}}
-    board = read_board(dashboard.sink, campaign=campaign, last_s=last_s, limit=0)
-    series = dashboard.campaign_series(campaign, hours)
-    tiers = dashboard.tiers(campaign, board.from_s) if board.to_s else {}
-    return {
-        **{k: v for k, v in board.to_json().items() if k != "creators"},
-        "tiers": tiers,
-        "series": series,
-    }
+    whole = replace(board, rows=()).to_json()  # the range and summaries, no creators
+    cut = replace(board, rows=rows[:limit])
+    board_out = {**cut.to_json(), "alerts": states, "shrunk": shrunk}
+    overview: dict[str, Any] = {}
+    if hours is not None:
+        overview = {
+            **{k: v for k, v in whole.items() if k != "creators"},
+            "tiers": dashboard.tiers(campaign, board.from_s) if board.to_s else {},
+            "series": dashboard.campaign_series(campaign, hours),
+        }
+    return board_out, overview

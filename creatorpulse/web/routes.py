@@ -38,6 +38,7 @@ from creatorpulse.web.dashboard import (
     bounded_int,
     overview_json,
     required,
+    snapshot_json,
 )
 
 log = logging.getLogger("creatorpulse.web")
@@ -118,11 +119,7 @@ class Snapshots:
         d = self.dashboard
         out: dict[str, Any] = {"health": d.health()}
         try:
-            out["overview"] = overview_json(d, campaign=None, last_s=3600, hours=2)
-            out["board"] = board_json(
-                d, campaign=None, tier=None, last_s=3600, sort=DEFAULT_SORT, limit=100
-            )
-            out["alerts"] = d.alerts(50)
+            out |= snapshot_json(d)
         except Exception as exc:  # the health figures still go out
             log.warning("dashboard snapshot: store read failed: %s", exc)
             out["error"] = str(exc)

@@ -310,6 +310,8 @@ def test_alerts_carry_state_silences_and_deliveries_and_badge_the_board(
         assert board["shrunk"] == {"launch/c-1": {"er": {"raw": 0.31, "shrunk": 0.27}}}
         badges = {r["creator_id"]: r["alert"] for r in board["creators"]}
         assert badges == {"c-0": "resolved", "c-1": "firing", "c-2": "silenced", "c-3": None}
+        status, overview = await get(s, f"{base}/api/overview")
+        assert overview["campaigns"][0]["alerts"] == 3  # creators with an alert badge
         status, mine = await get(s, f"{base}/api/alerts?creator=c-1")
         assert [a["alert_id"] for a in mine] == ["a-1"]
 
