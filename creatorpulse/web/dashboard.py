@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Mapping
@@ -154,6 +155,8 @@ class Dashboard:
         self._events_rate = _Rate()
         self._last_write: float | None = None
         self._queryable_ms: int | None = None
+        # health() runs in worker threads, for the stream and for /api/health at once.
+        self._sampling = threading.Lock()
 
     # -- store reads ---------------------------------------------------------------
 
@@ -423,6 +426,10 @@ class Dashboard:
     def health(self) -> dict[str, Any]:
         """Freshness, lag per partition, events/s, dead letters per minute by reason,
         sink errors and retries, and webhook deliveries by outcome."""
+        with self._sampling:
+            return self._health()
+
+    def _health(self) -> dict[str, Any]:
         now = self.clock()
         self._sample_freshness()
         out: dict[str, Any] = {
