@@ -200,7 +200,7 @@ def dashboard_routes(
         return dashboard.alerts(
             bounded_int(query, "limit", 50, MAX_ALERTS),
             campaign_id=_campaign(query),
-            creator_id=query.get("creator") or None,
+            creator_id=_campaign({"campaign": query.get("creator", "")}),
         )
 
     def health(query: Mapping[str, str]) -> Any:
@@ -219,18 +219,20 @@ def dashboard_routes(
                 streams.open,
                 extra={"streams_open": streams.open},
             )
-            return _json(
+            refused = _json(
                 {"error": f"too many open streams (at most {streams.limit}); retry later"},
                 status=503,
             )
+            refused.headers["Retry-After"] = "15"
+            return refused
+        response = web.StreamResponse(
+            headers={
+                "Content-Type": "text/event-stream",
+                "Cache-Control": "no-store",
+                "X-Accel-Buffering": "no",
+            }
+        )
         try:
-            response = web.StreamResponse(
-                headers={
-                    "Content-Type": "text/event-stream",
-                    "Cache-Control": "no-store",
-                    "X-Accel-Buffering": "no",
-                }
-            )
             await response.prepare(request)
             log.info(
                 "dashboard stream opened (%d of %d)",
@@ -249,10 +251,15 @@ def dashboard_routes(
                     last = seq
                 await asyncio.sleep(snaps.interval_s / 4)
             return response
-        except (ConnectionResetError, asyncio.CancelledError):
-            raise
+        except ConnectionResetError:  # the client went away: the usual end of a stream
+            return response
         finally:
             streams.leave()
+            log.info(
+                "dashboard stream closed (%d open)",
+                streams.open,
+                extra={"streams_open": streams.open},
+            )
 
     return [
         web.get("/", root),

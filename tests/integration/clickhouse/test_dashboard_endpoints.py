@@ -368,6 +368,7 @@ def test_the_stream_sends_snapshots_bounds_its_clients_and_resumes(
         assert second.status == 200
         third = await s.get(f"{base}/api/stream")
         assert third.status == 503  # beyond the bound
+        assert third.headers["Retry-After"] == "15"
         third.release()
         # The next snapshot, on the same stream, a later id.
         later = await first_event(first)
