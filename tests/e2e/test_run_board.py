@@ -212,7 +212,9 @@ def test_piped_run_prints_progress_and_continues_the_same_campaign(tmp_path: Pat
     assert "session 1, new" in err
     # Periodic lines, each one line with the counters and the campaigns.
     assert len(first.lines) >= 2
-    assert all(re.match(r"\d\d:\d\d:\d\d records=\d+ ", ln) for ln in first.lines)
+    # (A blank line is not counted: something below the CLI rarely writes one.)
+    odd = [ln for ln in first.lines if ln and not re.match(r"\d\d:\d\d:\d\d records=\d+ ", ln)]
+    assert not odd, odd[:5]
     assert not any("\x1b" in ln for ln in first.lines)
     views_first = campaign_views(first.lines[-1])
     assert len(views_first) == 2, first.lines[-1]
