@@ -21,7 +21,7 @@ unranked too. Unranked rows follow ranked ones by views, most first.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field, fields, is_dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, Final, Literal, Protocol, get_args
@@ -439,11 +439,13 @@ def read_board(
     sort: SortKey = DEFAULT_SORT,
     limit: int | None = None,
     alerts: Mapping[tuple[str, str], str] | None = None,
+    only: Callable[[str], bool] | None = None,
 ) -> Board:
     """The board over the ``last_s`` seconds of event time up to the newest window.
 
     Raises :class:`NoSuchCampaign` for a ``campaign`` the store has no trace of; a known
-    campaign without windows yet gives an empty board.
+    campaign without windows yet gives an empty board. ``only``: keep the campaigns it
+    accepts (the `run` board shows its own demo campaigns, not earlier runs').
     """
     newest = store.newest_window_end_s(campaign)
     if newest is None:
@@ -451,7 +453,11 @@ def read_board(
             raise NoSuchCampaign(campaign)
         return empty_board(sort)
     from_s = max(0, newest - last_s)
-    aggregates = list(store.leaderboard(campaign, last_s, BOARD_MAX_CREATORS, newest * 1000))
+    aggregates = [
+        a
+        for a in store.leaderboard(campaign, last_s, BOARD_MAX_CREATORS, newest * 1000)
+        if only is None or only(str(_field(a, "campaign_id")))
+    ]
     contracts = {
         (c.campaign_id, c.creator_id): Terms(
             fee=c.fee,

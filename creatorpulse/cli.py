@@ -39,6 +39,7 @@ from creatorpulse.settings import (
 
 if TYPE_CHECKING:  # the CLI imports heavy modules only in the commands that need them
     from creatorpulse.board import Board
+    from creatorpulse.demo import DemoCampaign
     from sinks.clickhouse import ClickHouseSink
     from streams.app import Worker
 
@@ -113,6 +114,25 @@ def main_options(
     _State.overrides = {k: v for k, v in locals().items() if v is not None}
 
 
+def _check_sort(value: str) -> str:
+    try:
+        return parse_sort(value)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+
+
+def _sort_option(
+    help: str = "Rank creators by this (CPA: lowest first; the rest: highest first).",
+) -> Any:
+    return typer.Option(
+        "--sort",
+        metavar="|".join(SORT_KEYS),
+        callback=_check_sort,
+        help=help,
+        show_default=True,
+    )
+
+
 # -- run and worker ----------------------------------------------------------------------
 
 
@@ -125,17 +145,40 @@ def run(
     campaigns: Annotated[int, typer.Option(help="Simulated campaigns.")] = 3,
     creators: Annotated[int, typer.Option(help="Simulated creators per campaign.")] = 12,
     simulate: Annotated[bool, typer.Option(help="Run the built-in campaign simulator.")] = True,
-    refresh_s: Annotated[float, typer.Option(help="Leaderboard refresh interval.")] = 1.0,
+    new_campaign: Annotated[
+        bool,
+        typer.Option(
+            "--new-campaign",
+            help="Start a fresh demo campaign instead of continuing the one on this store.",
+        ),
+    ] = False,
+    sort: Annotated[str, _sort_option("Rank the board by this at start (keys change it).")] = (
+        DEFAULT_SORT
+    ),
+    limit: Annotated[
+        int, typer.Option(help="Creators on the board.", min=1, max=LEADERBOARD_MAX_LIMIT)
+    ] = 15,
+    refresh_s: Annotated[float, typer.Option(help="Board refresh interval (terminal).")] = 1.0,
+    progress_s: Annotated[
+        float, typer.Option(help="Seconds between progress lines when stdout is not a terminal.")
+    ] = 10.0,
+    as_json: Annotated[
+        bool,
+        typer.Option("--json", help="Progress as JSON lines (when stdout is not a terminal)."),
+    ] = False,
 ) -> None:
-    """Run everything in one process: broker, worker, simulator, live leaderboard.
+    """Run everything in one process: broker, worker, simulator, live board.
 
     Without --kafka-bootstrap an embedded broker starts on 127.0.0.1; without
     --clickhouse-url the totals go to a chDB store in --data-dir, which survives
-    restarts. Ctrl-C stops cleanly; run it again to continue.
+    restarts. Run it again to continue the same demo campaign (--new-campaign for a
+    fresh one). On a terminal, keys re-sort the board; in a pipe it prints a progress
+    line every --progress-s. Ctrl-C (or q) stops cleanly.
     """
     from creatorpulse import runtime
-    from creatorpulse.board import empty_board, read_board
-    from creatorpulse.terminal import screen
+    from creatorpulse.board import read_board
+    from creatorpulse.demo import next_campaign
+    from creatorpulse.liveboard import BoardLoop
 
     settings = _State.settings()
     if settings.sink != "clickhouse":
@@ -147,14 +190,18 @@ def run(
     log_path = settings.data_dir / "run.log"
     runtime.configure_logging(path=log_path, log_format=settings.log_format)
     with ExitStack() as stack:
-        bootstrap, sink, worker = _start_pipeline(settings, stack)
+        bootstrap, sink, worker = _start_pipeline(settings, stack, progress=_step)
         assert sink is not None  # sink=clickhouse, checked above
         stop = threading.Event()
         stack.callback(stop.set)
+        demo: DemoCampaign | None = None
         if simulate:
+            demo = next_campaign(settings.data_dir, new=new_campaign)
+            how = "new" if demo.session == 1 else "continued; --new-campaign starts a fresh one"
+            _step(f"simulating campaign {demo.run_id} (session {demo.session}, {how})")
             sim_thread = threading.Thread(
                 target=_simulate_forever,
-                args=(settings, bootstrap, stop, mode, seed, campaigns, creators),
+                args=(settings, bootstrap, stop, mode, seed, campaigns, creators, demo),
                 name="simulator",
                 daemon=True,
             )
@@ -162,45 +209,62 @@ def run(
         console.print(
             f"[bold]creatorpulse[/] broker {bootstrap}"
             f"{' (embedded)' if settings.embedded_broker else ''}"
-            f", store {sink.target.display_url()}, logs {log_path}"
+            f", store {sink.target.display_url()}, logs {log_path}",
+            highlight=False,
+            soft_wrap=not console.is_terminal,  # a log line stays one line; a terminal wraps
         )
         url = runtime.dashboard_url(settings)
         if url is not None:
             token = "" if runtime.is_loopback(settings.web_host) else " (once with ?token=...)"
-            console.print(f"[bold]dashboard[/] {url}{token}", soft_wrap=True)
+            console.print(f"[bold]dashboard[/] {url}{token}", highlight=False, soft_wrap=True)
+        only = demo.owns if demo is not None else None
 
-        def draw() -> None:
-            with Live(console=Console(), refresh_per_second=4, transient=False) as live:
-                while not stop.is_set():
-                    try:
-                        board = read_board(sink, limit=15)
-                    except Exception as exc:  # the board must never take the pipeline down
-                        board = empty_board()
-                        runtime.log.warning("leaderboard query failed: %s", exc)
-                    stats = worker.processor.stats
-                    live.update(
-                        screen(
-                            board,
-                            title="creatorpulse: top creators, last hour of event time",
-                            stats={
-                                "records": stats.records,
-                                "events counted": stats.events_counted,
-                                "duplicates": stats.duplicates,
-                                "late": stats.late,
-                                "invalid": stats.invalid,
-                                "rows written": worker.processor.snapshot()["rows_written"],
-                            },
-                        )
-                    )
-                    stop.wait(refresh_s)
+        def stats() -> dict[str, int]:
+            counters = worker.processor.stats
+            return {
+                "records": counters.records,
+                "events counted": counters.events_counted,
+                "duplicates": counters.duplicates,
+                "late": counters.late,
+                "invalid": counters.invalid,
+                "rows written": int(worker.processor.snapshot()["rows_written"]),
+            }
 
-        board = threading.Thread(target=draw, name="leaderboard", daemon=True)
+        loop = BoardLoop(
+            fetch=lambda key: read_board(sink, sort=key, limit=limit, only=only),
+            stats=stats,
+            stop=stop,
+            title="creatorpulse: last hour of event time",
+            sort=parse_sort(sort),
+            notes=(_SIMULATOR_NOTE,) if simulate else (),
+            refresh_s=refresh_s,
+            progress_s=progress_s,
+            as_json=as_json,
+            on_error=lambda exc: runtime.log.warning("board query failed: %s", exc),
+        )
+        board = threading.Thread(target=loop.run, name="board", daemon=True)
         board.start()
         code = runtime.run_faust(worker)
         stop.set()
         board.join(timeout=5)
-    console.print(f"stopped (exit {code}); totals are in {settings.resolved_clickhouse_url()}")
+    console.print(
+        f"stopped (exit {code}); totals are in {settings.resolved_clickhouse_url()}",
+        highlight=False,
+    )
     raise typer.Exit(code)
+
+
+#: What the demo's numbers are, so nobody takes a planted outperformer for a finding.
+_SIMULATOR_NOTE = (
+    "Simulated data: each campaign has 2 planted outperformers (engagement well above "
+    "their tier's), the creators the alerts should flag; each fee is charged pro rata "
+    "over a 3-day flight."
+)
+
+
+def _step(message: str) -> None:
+    """One first-run progress step, on stderr (stdout carries the board)."""
+    console.print(f"[dim]creatorpulse:[/] {message}", highlight=False)
 
 
 @app.command()
@@ -233,12 +297,13 @@ def worker() -> None:
 
 
 def _start_pipeline(
-    settings: Settings, stack: ExitStack
+    settings: Settings, stack: ExitStack, *, progress: Callable[[str], None] = lambda _: None
 ) -> tuple[str, ClickHouseSink | None, Worker]:
     """Broker (embedded unless given), migrated sink, topics, and the built worker.
 
     Everything started is stopped by ``stack``. Returns (bootstrap, sink, worker); with
     ``sink=topic`` the worker opens no ClickHouse (sink None) and publishes its rows.
+    ``progress`` hears each step as it starts (`run` shows them: a first run takes a while).
     """
     from creatorpulse import runtime
 
@@ -251,14 +316,22 @@ def _start_pipeline(
         bootstrap = settings.kafka_bootstrap or ""
         runtime.ensure_topics(settings, bootstrap)
         return bootstrap, None, runtime.build(settings, None, bootstrap)
+    progress(
+        "starting the embedded broker"
+        if settings.embedded_broker
+        else f"connecting to Kafka at {settings.kafka_bootstrap}"
+    )
     bootstrap = _bootstrap(settings, stack)
     # Kafka first: an unreachable broker is then the one message, before the store opens.
+    progress("creating topics")
     runtime.ensure_topics(settings, bootstrap)
+    progress(f"opening the store and creating the schema ({settings.resolved_clickhouse_url()})")
     sink = runtime.open_sink(settings)
     stack.callback(sink.close)
     # The embedded broker kept nothing from an earlier run: open windows start from
     # the totals already in the store instead of from zero.
     baseline = runtime.load_baseline(sink, settings) if settings.embedded_broker else None
+    progress("starting the worker")
     return bootstrap, sink, runtime.build(settings, sink, bootstrap, baseline=baseline)
 
 
@@ -352,6 +425,7 @@ def _simulate_forever(
     seed: int,
     campaigns: int,
     creators: int,
+    demo: DemoCampaign,
 ) -> None:
     from creatorpulse import runtime
     from producers.loops import simulate as simulate_loop
@@ -369,7 +443,9 @@ def _simulate_forever(
         bad_rate=0.005,
         stale_rate=0.02,
         grace_s=float(settings.grace_s),
-        run_id=f"run{int(time.time())}",
+        run_id=demo.run_id,
+        session=demo.session,
+        flight_start_ms=demo.flight_start_ms,
     )
     try:
         with Publisher(bootstrap, settings.input_topic) as publisher:
@@ -516,23 +592,6 @@ def migrate_command() -> None:
     target = sink.target.display_url()
     console.print(
         f"applied {', '.join(applied)} to {target}" if applied else f"{target} is up to date"
-    )
-
-
-def _check_sort(value: str) -> str:
-    try:
-        return parse_sort(value)
-    except ValueError as exc:
-        raise typer.BadParameter(str(exc)) from None
-
-
-def _sort_option() -> Any:
-    return typer.Option(
-        "--sort",
-        metavar="|".join(SORT_KEYS),
-        callback=_check_sort,
-        help="Rank creators by this (CPA: lowest first; the rest: highest first).",
-        show_default=True,
     )
 
 

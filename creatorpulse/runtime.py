@@ -291,6 +291,9 @@ def run_faust(worker: Worker) -> int:
 
     sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
     runner = faust.Worker(worker.app, quiet=True, redirect_stdouts=False, override_logging=False)
+    # Faust's startup spinner writes cursor escapes to stdout even in a pipe, where the
+    # progress lines of `run` go (and on a terminal, into its board).
+    runner.spinner = None
     try:
         runner.execute_from_commandline()
     except SystemExit as exc:
