@@ -3,7 +3,8 @@ the system chromedriver (never a downloaded browser; `make install` and .ci/run 
 both when missing).
 
 1. Against a running ``creatorpulse run`` (its simulator, real Kafka, chDB): the page
-   shows the simulated creators, sorting changes their order, the charts draw (their
+   shows the simulated creators, sorting changes their order, the campaign and tier
+   filters cut the board, the charts draw (their
    canvas holds the series' colour, not only axes), a creator's detail opens, and the
    freshness figure moves without a reload. A full-page screenshot is saved as
    ``test-artefacts/dashboard.png`` (CREATORPULSE_ARTEFACTS_DIR overrides the folder).
@@ -63,6 +64,12 @@ BOARD_ROWS = """
 return [...document.querySelectorAll('#board-table tbody tr[data-creator]')].map(
   (tr) => [tr.dataset.campaign + '/' + tr.dataset.creator,
            Number(tr.querySelector('td[data-value]').dataset.value)]);
+"""
+
+
+TIERS_SHOWN = """
+return [...document.querySelectorAll('#board-table tbody tr[data-creator] .badge[class*=tier-]')]
+  .map((b) => b.textContent);
 """
 
 
@@ -179,6 +186,30 @@ def test_the_dashboard_of_a_running_pipeline(
     assert [v for _, v in up] == sorted(v for _, v in up)
     assert [k for k, _ in down] != [k for k, _ in up]
     assert len({v for _, v in down}) > 1  # else no order could change
+
+    # The filters: one campaign, then one tier of it; then all again.
+    from selenium.webdriver.support.ui import Select
+
+    campaign = sorted({key.split("/")[0] for key in expected})[1]
+    Select(browser.find_element(By.ID, "campaign-filter")).select_by_value(campaign)
+    wait_for(
+        browser,
+        lambda d: {k.split("/")[0] for k, _ in d.execute_script(BOARD_ROWS)} == {campaign},
+        20,
+        "the board cut to one campaign",
+    )
+    Select(browser.find_element(By.ID, "tier-filter")).select_by_value("micro")
+    wait_for(
+        browser,
+        lambda d: (tiers := d.execute_script(TIERS_SHOWN)) and set(tiers) == {"micro"},
+        20,
+        "the board cut to one tier",
+    )
+    Select(browser.find_element(By.ID, "campaign-filter")).select_by_value("")
+    Select(browser.find_element(By.ID, "tier-filter")).select_by_value("")
+    wait_for(
+        browser, lambda d: len(d.execute_script(BOARD_ROWS)) == SIMULATED_CREATORS, 20, "all again"
+    )
 
     # The campaign chart draws its series.
     wait_for(
