@@ -1,13 +1,13 @@
 """The dashboard in a real browser: Debian's chromium, headless, driven by selenium through
-the system chromedriver (never a downloaded browser; `make install` and .ci/run install
-both when missing).
+the system chromedriver (never a downloaded browser; `make browser`, which `make test`
+and .ci/run call, installs both with apt-get when missing).
 
 1. Against a running ``creatorpulse run`` (its simulator, real Kafka, chDB): the page
    shows the simulated creators, sorting changes their order, the campaign and tier
-   filters cut the board, the charts draw (their
-   canvas holds the series' colour, not only axes), a creator's detail opens, and the
-   freshness figure moves without a reload. A full-page screenshot is saved as
-   ``test-artefacts/dashboard.png`` (CREATORPULSE_ARTEFACTS_DIR overrides the folder).
+   filters cut the board, the charts draw (their canvas holds the series' colour, not
+   only axes), a creator's detail opens, and the freshness figure moves without a
+   reload. A full-page screenshot is saved as ``test-artefacts/dashboard.png``
+   (CREATORPULSE_ARTEFACTS_DIR overrides the folder).
 2. Against the dashboard served over a chDB store the test holds (the sink process's
    case: no worker in it): an alert written to the alerts table appears in the feed and
    as the creator's badge without a reload. (``run``'s chDB store can be opened by no
