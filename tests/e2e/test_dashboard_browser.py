@@ -73,6 +73,12 @@ return [...document.querySelectorAll('#board-table tbody tr[data-creator] .badge
 """
 
 
+LAYOUT = """
+return {page: document.documentElement.scrollWidth, window: window.innerWidth,
+        font: parseFloat(getComputedStyle(document.body).fontSize)};
+"""
+
+
 def artefacts_dir() -> Path:
     folder = Path(os.environ.get("CREATORPULSE_ARTEFACTS_DIR", ROOT / "test-artefacts"))
     folder.mkdir(parents=True, exist_ok=True)
@@ -396,3 +402,16 @@ def test_a_new_alert_appears_without_a_reload(browser: Any, clickhouse_sink: Any
         )
         assert badge[0].text == "firing"
         assert browser.execute_script("return window.__loaded === true")  # never reloaded
+
+        # From a small laptop to a wall screen: nothing wider than the window (the board
+        # scrolls inside its panel), and larger type on the wall.
+        sizes = {}
+        for width in (1024, 2560):
+            browser.set_window_size(width, 1000)
+            sizes[width] = wait_for(
+                browser,
+                lambda d: (m := d.execute_script(LAYOUT)) and m["page"] <= m["window"] and m,
+                10,
+                f"the page to fit {width} px",
+            )
+        assert sizes[2560]["font"] > sizes[1024]["font"]
