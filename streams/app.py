@@ -27,7 +27,7 @@ import faust
 
 from schemas.reference import CampaignContract, CreatorProfile
 from schemas.rows import WindowKey
-from streams.alerts.stage import add_alert_stage
+from streams.alerts.stage import PendingView, add_alert_stage
 from streams.config import WorkerConfig
 from streams.faust_compat import (
     FaustChangelog,
@@ -56,7 +56,7 @@ def build_worker(
     sink: Any | None,
     *,
     baseline: Mapping[WindowKey, Sequence[int]] | None = None,
-    extra_pages: Callable[[faust.App, StreamProcessor], None] | None = None,
+    extra_pages: Callable[[faust.App, StreamProcessor, PendingView | None], None] | None = None,
 ) -> Worker:
     """Build the Faust app: batched delivery of its own topics, the reference-data agents
     and the flush timer.
@@ -223,11 +223,14 @@ def build_worker(
             await writer.stop(config.shutdown_timeout_s)
         log.info("worker stopped: %s", processor.stats.as_dict())
 
+    pending: PendingView | None = None
     if config.alert_rules is not None:
         # Its own agent on the window-rows topic: it never holds up counting.
-        add_alert_stage(app, config.kafka_bootstrap, topics, config.partitions, config.alert_rules)
+        *_, pending = add_alert_stage(
+            app, config.kafka_bootstrap, topics, config.partitions, config.alert_rules
+        )
     if extra_pages is not None:
-        extra_pages(app, processor)
+        extra_pages(app, processor, pending)
     # Faust registered these on the app; naming them keeps linters from calling them unused.
     _ = (
         restore_assigned,

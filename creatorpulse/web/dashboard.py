@@ -146,12 +146,15 @@ class Dashboard:
         highwater: Highwater | None = None,
         clock: Callable[[], float] = time.time,
         sink_stats: Callable[[], Mapping[str, Any]] | None = None,
+        pending: Callable[[], Mapping[tuple[str, str], str]] | None = None,
     ) -> None:
         self.sink = sink
         self.processor = processor
         self.highwater = highwater
         self.clock = clock
         self.sink_stats = sink_stats
+        #: (campaign, creator) -> "pending", from the alert stage in this process.
+        self.pending = pending
         self._events_rate = _Rate()
         self._last_write: float | None = None
         self._queryable_ms: int | None = None
@@ -397,10 +400,22 @@ class Dashboard:
             )
 
     def alert_states(self, alerts: list[dict[str, Any]]) -> dict[str, str]:
-        """Per ``campaign_id/creator_id``, the state of its newest alert (the badge)."""
+        """Per ``campaign_id/creator_id``, the badge: the state of its newest alert, or
+        ``pending`` where the alert stage in this process holds the creator as pending
+        and no alert of it is firing (pending is in no table: the stage keeps it)."""
         states: dict[str, str] = {}
         for alert in alerts:  # newest first
             states.setdefault(f"{alert['campaign_id']}/{alert['creator_id']}", alert["state"])
+        if self.pending is not None:
+            try:
+                pending = dict(self.pending())
+            except Exception as exc:  # the stage's view must never take the page down
+                log.debug("pending alerts not readable: %s", exc)
+                pending = {}
+            for (campaign, creator), state in pending.items():
+                key = f"{campaign}/{creator}"
+                if states.get(key) in (None, "resolved"):
+                    states[key] = state
         return states
 
     # -- health --------------------------------------------------------------------
@@ -582,15 +597,23 @@ def _both(
         alerts = dashboard.alerts(MAX_ALERTS, campaign_id=campaign)
     elif campaign is not None:
         alerts = [a for a in alerts if a["campaign_id"] == campaign]
-    states = dashboard.alert_states(alerts)
-    badges: dict[tuple[str, str], str] = {}
+    states = {
+        key: state
+        for key, state in dashboard.alert_states(alerts).items()
+        if campaign is None or key.startswith(f"{campaign}/")
+    }
+    badges = {tuple(key.split("/", 1)): state for key, state in states.items()}
     shrunk: dict[str, dict[str, Any]] = {}
-    for alert in alerts:  # newest first: a creator's newest alert is its badge and rates
-        badges.setdefault((alert["campaign_id"], alert["creator_id"]), alert["state"])
+    for alert in alerts:  # newest first: a creator's newest alert has its newest rates
         if alert["rates"]:
             shrunk.setdefault(f"{alert['campaign_id']}/{alert['creator_id']}", alert["rates"])
     board = read_board(
-        dashboard.sink, campaign=campaign, last_s=last_s, sort=key, limit=None, alerts=badges
+        dashboard.sink,
+        campaign=campaign,
+        last_s=last_s,
+        sort=key,
+        limit=None,
+        alerts={(k[0], k[1]): v for k, v in badges.items()},
     )
     rows = board.rows
     if tier is not None:

@@ -64,13 +64,13 @@ def leaderboard_query(query: Mapping[str, str]) -> tuple[str | None, int, int, S
 
 def add_query_pages(
     sink: ClickHouseSink | None, *, token: str | None = None
-) -> Callable[[Any, Any], None]:
+) -> Callable[[Any, Any, Any], None]:
     """HTTP pages served by the worker: the leaderboard (other processes cannot open a
     chDB store it owns; only when the worker writes ClickHouse), its counters, its
     Prometheus metrics and a health check. ``token``: the bearer token every request
     must carry (None: none needed, loopback only)."""
 
-    def install(app: Any, processor: Any) -> None:
+    def install(app: Any, processor: Any, pending: Any = None) -> None:
         from aiohttp import web
         from faust.web import Request, Response, View
 
@@ -91,7 +91,14 @@ def add_query_pages(
         app.web.web_app.on_shutdown.append(end_streams)
         registry = worker_registry(processor, highwater=highwater)
         add_dashboard(
-            app.web.web_app, Dashboard(sink, processor, highwater=highwater), stop=stop_streams
+            app.web.web_app,
+            Dashboard(
+                sink,
+                processor,
+                highwater=highwater,
+                pending=pending.pending if pending is not None else None,
+            ),
+            stop=stop_streams,
         )
 
         @app.page("/metrics")

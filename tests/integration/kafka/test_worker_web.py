@@ -297,3 +297,40 @@ def test_the_worker_serves_the_dashboard_and_a_browser_keeps_the_token_in_a_cook
     assert url.endswith("/dashboard")  # the token left the address bar
     assert stream_status == 200
     assert first_line.startswith("id: ")
+
+
+@pytest.mark.parametrize("alerts", [True, False], ids=["alert stage", "no alert stage"])
+def test_the_dashboard_reads_the_alert_stages_pending_view(
+    tmp_path: Path, clickhouse_sink: ClickHouseSink, monkeypatch: pytest.MonkeyPatch, alerts: bool
+) -> None:
+    from creatorpulse.web import routes
+
+    monkeypatch.setenv("CREATORPULSE_ALERTS", "1" if alerts else "0")
+    given: list[Any] = []
+    add = routes.add_dashboard
+
+    def spy(app: Any, dashboard: Any, **options: Any) -> None:
+        given.append(dashboard)
+        add(app, dashboard, **options)
+
+    monkeypatch.setattr(routes, "add_dashboard", spy)
+    settings = settings_for(tmp_path)
+    worker = runtime.build(settings, clickhouse_sink, UNUSED_BOOTSTRAP)
+    (dashboard,) = given
+    if alerts:
+        assert dashboard.pending is not None
+        assert dashboard.pending() == {}  # no campaign held yet
+    else:
+        assert dashboard.pending is None
+
+    async def scenario() -> tuple[int, Any]:
+        await worker.app.web.start()
+        try:
+            status, body = await asyncio.to_thread(fetch, settings.web_port, "/api/board")
+            return status, json.loads(body)
+        finally:
+            await worker.app.web.stop()
+
+    status, board = asyncio.run(scenario())
+    assert status == 200
+    assert board["alerts"] == {}
