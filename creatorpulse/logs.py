@@ -105,3 +105,27 @@ def silenced(*names: str) -> Iterator[None]:
     finally:
         for logger, level in zip(loggers, levels):
             logger.setLevel(level)
+
+
+@contextlib.contextmanager
+def native_stderr_silenced() -> Iterator[None]:
+    """Discard what native code writes to file descriptor 2 inside the block.
+
+    chDB prints its own errors (``Code: 76. DB::Exception: Cannot lock file ...``)
+    straight to the process's stderr before raising them; the caller turns the
+    exception into one message that says what to do, so the raw line is noise. Python
+    code in other threads that writes to stderr meanwhile is discarded too: keep the
+    block short.
+    """
+    import os
+    import sys
+
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "wb") as null:
+            os.dup2(null.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)

@@ -158,9 +158,11 @@ class PipedRun:
     """`creatorpulse run` with stdout piped, its lines collected as they come."""
 
     def __init__(self, data_dir: Path, *args: str) -> None:
+        env = run_env(data_dir)
+        self.web_port = env["CREATORPULSE_WEB_PORT"]
         self.proc = subprocess.Popen(
             [*RUN, "--progress-s", "2", *args],
-            env=run_env(data_dir),
+            env=env,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
