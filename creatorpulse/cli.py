@@ -566,6 +566,56 @@ def replay(
     )
 
 
+@app.command()
+def load(
+    file: Annotated[
+        Path,
+        typer.Argument(
+            exists=True,
+            dir_okay=False,
+            help="A JSON-lines file of creator profiles and campaign contracts (fees).",
+        ),
+    ],
+) -> None:
+    """Publish creator profiles and campaign contracts (fees) to the reference topics.
+
+    One JSON object a line: a contract has campaign_id (campaign_id, creator_id, fee,
+    currency, optional flight_start/flight_end), anything else is a profile
+    (creator_id, handle, follower_count, niche). The whole file is checked first;
+    nothing is published while a line is wrong. The worker writes them to ClickHouse:
+    the board then shows handles, tiers, CPA and ROAS.
+    """
+    from producers.reference_file import read_reference_file
+    from schemas.topics import CAMPAIGN_CONTRACTS, CREATOR_PROFILES
+
+    parsed = read_reference_file(file)
+    if parsed.errors:
+        shown = "; ".join(f"line {n}: {why}" for n, why in parsed.errors[:3])
+        more = f" (and {len(parsed.errors) - 3} more)" if len(parsed.errors) > 3 else ""
+        raise SettingsError(f"{file}: nothing published: {shown}{more}")
+    settings = _State.settings()
+    bootstrap = _require_broker(settings)
+    from producers.publisher import Publisher
+
+    with Publisher(bootstrap, settings.input_topic) as publisher:
+        for profile in parsed.profiles:
+            publisher.publish_raw(
+                profile.model_dump_json().encode(),
+                key=profile.creator_id.encode(),
+                topic=CREATOR_PROFILES,
+            )
+        for contract in parsed.contracts:
+            publisher.publish_raw(
+                contract.model_dump_json().encode(), key=contract.key(), topic=CAMPAIGN_CONTRACTS
+            )
+        publisher.flush()
+    console.print(
+        f"published {len(parsed.profiles)} profiles to {CREATOR_PROFILES} and "
+        f"{len(parsed.contracts)} contracts to {CAMPAIGN_CONTRACTS}",
+        highlight=False,
+    )
+
+
 # -- ClickHouse ----------------------------------------------------------------------
 
 
@@ -723,6 +773,7 @@ SUBCOMMAND_SETTINGS: dict[str, tuple[str, ...] | None] = {
     "sink": None,
     "produce": ("kafka_bootstrap", "input_topic", "grace_s", "app_id", "log_format"),
     "replay": ("kafka_bootstrap", "input_topic", "log_format"),
+    "load": ("kafka_bootstrap",),
     "migrate": _CLICKHOUSE,
     "top": (*_CLICKHOUSE, *_WEB),
 }
