@@ -18,7 +18,8 @@ $(STAMP): pyproject.toml uv.lock
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "creatorpulse needs Python 3.11+ (set PYTHON=python3.11)")'
 	@echo "creatorpulse: creating $(VENV)"
 	@$(PYTHON) -m venv $(VENV)
-	@if $(PY) -m pip install --quiet --disable-pip-version-check "uv==$(UV_VERSION)"; then \
+	@echo "creatorpulse: installing uv $(UV_VERSION) into $(VENV) with pip (first run: about a minute in all)"
+	@if $(PY) -m pip install --progress-bar on --disable-pip-version-check "uv==$(UV_VERSION)"; then \
 		echo "creatorpulse: installing the locked dependencies of uv.lock"; \
 		UV_PROJECT_ENVIRONMENT=$(VENV) $(UV) sync --frozen --inexact --extra dev --python $(PY); \
 	else \
@@ -26,6 +27,7 @@ $(STAMP): pyproject.toml uv.lock
 		$(PY) -m pip install --disable-pip-version-check -e '.[dev]'; \
 	fi
 	@touch $@
+	@echo "creatorpulse: installed; \`make run\` starts the demo"
 
 install: $(STAMP) ## Create .venv with creatorpulse and the dev tools
 

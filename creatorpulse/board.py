@@ -120,7 +120,7 @@ class BoardRow:
     def to_json(self) -> dict[str, Any]:
         """This row as one item of the `top --json` / ``/leaderboard`` list."""
         own = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "source"}
-        return {**self.source, **own}
+        return {**own, **{k: v for k, v in self.source.items() if k not in own}}
 
     @property
     def label(self) -> str:

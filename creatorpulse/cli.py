@@ -273,9 +273,10 @@ def worker() -> None:
 
     Flushes everything on stop and exits 0. Logs go to stderr.
     """
+    settings = _State.settings()
+    _check_listener(settings)
     from creatorpulse import runtime
 
-    settings = _State.settings()
     runtime.configure_logging(log_format=settings.log_format)
     with ExitStack() as stack:
         bootstrap, sink, built = _start_pipeline(settings, stack)
@@ -305,6 +306,7 @@ def _start_pipeline(
     ``sink=topic`` the worker opens no ClickHouse (sink None) and publishes its rows.
     ``progress`` hears each step as it starts (`run` shows them: a first run takes a while).
     """
+    _check_listener(settings)
     from creatorpulse import runtime
 
     if settings.sink == "topic":
@@ -351,15 +353,16 @@ def sink_command() -> None:
     totals). Run one per ClickHouse store: with chDB it must be the only process that
     opens the store. Needs --kafka-bootstrap. Stops cleanly on SIGINT/SIGTERM.
     """
-    from creatorpulse import runtime
-    from sinks.service import RowSinkService, SinkTopics
-
     settings = _State.settings()
     if settings.embedded_broker:
         raise SettingsError(
             "`creatorpulse sink` reads what workers publish to Kafka: set --kafka-bootstrap "
             "/ CREATORPULSE_KAFKA_BOOTSTRAP"
         )
+    _check_listener(settings)
+    from creatorpulse import runtime
+    from sinks.service import RowSinkService, SinkTopics
+
     runtime.configure_logging(log_format=settings.log_format)
     bootstrap = settings.kafka_bootstrap or ""
     config = runtime.worker_config(settings, bootstrap)
@@ -464,16 +467,25 @@ def _simulate_forever(
 # -- producers -----------------------------------------------------------------------
 
 
+def _check_listener(settings: Settings) -> None:
+    """A given broker that nobody listens on is reported now, before the heavy imports."""
+    if settings.kafka_bootstrap:
+        from creatorpulse.reach import wait_for_listener
+
+        wait_for_listener(settings.kafka_bootstrap)
+
+
 def _require_broker(settings: Settings) -> str:
     """The bootstrap of a Kafka that answers, or a SettingsError within seconds."""
-    from creatorpulse import runtime
-
     if not settings.kafka_bootstrap:
         raise SettingsError(
             "this command publishes to a running Kafka: set --kafka-bootstrap / "
             "CREATORPULSE_KAFKA_BOOTSTRAP (with `creatorpulse run`, the embedded broker "
             "lives inside that process)"
         )
+    _check_listener(settings)
+    from creatorpulse import runtime
+
     runtime.check_kafka(settings.kafka_bootstrap)
     return settings.kafka_bootstrap
 
@@ -571,6 +583,56 @@ def replay(
     console.print(
         f"replayed {stats.records:,} records ({stats.valid_events:,} valid events, "
         f"{stats.rejected:,} that will be dead letters) in {stats.elapsed_s:.1f}s"
+    )
+
+
+@app.command()
+def load(
+    file: Annotated[
+        Path,
+        typer.Argument(
+            exists=True,
+            dir_okay=False,
+            help="A JSON-lines file of creator profiles and campaign contracts (fees).",
+        ),
+    ],
+) -> None:
+    """Publish creator profiles and campaign contracts (fees) to the reference topics.
+
+    One JSON object a line: a contract has campaign_id (campaign_id, creator_id, fee,
+    currency, optional flight_start/flight_end), anything else is a profile
+    (creator_id, handle, follower_count, niche). The whole file is checked first;
+    nothing is published while a line is wrong. The worker writes them to ClickHouse:
+    the board then shows handles, tiers, CPA and ROAS.
+    """
+    from producers.reference_file import read_reference_file
+    from schemas.topics import CAMPAIGN_CONTRACTS, CREATOR_PROFILES
+
+    parsed = read_reference_file(file)
+    if parsed.errors:
+        shown = "; ".join(f"line {n}: {why}" for n, why in parsed.errors[:3])
+        more = f" (and {len(parsed.errors) - 3} more)" if len(parsed.errors) > 3 else ""
+        raise SettingsError(f"{file}: nothing published: {shown}{more}")
+    settings = _State.settings()
+    bootstrap = _require_broker(settings)
+    from producers.publisher import Publisher
+
+    with Publisher(bootstrap, settings.input_topic) as publisher:
+        for profile in parsed.profiles:
+            publisher.publish_raw(
+                profile.model_dump_json().encode(),
+                key=profile.creator_id.encode(),
+                topic=CREATOR_PROFILES,
+            )
+        for contract in parsed.contracts:
+            publisher.publish_raw(
+                contract.model_dump_json().encode(), key=contract.key(), topic=CAMPAIGN_CONTRACTS
+            )
+        publisher.flush()
+    console.print(
+        f"published {len(parsed.profiles)} profiles to {CREATOR_PROFILES} and "
+        f"{len(parsed.contracts)} contracts to {CAMPAIGN_CONTRACTS}",
+        highlight=False,
     )
 
 
@@ -718,12 +780,66 @@ def bench(ctx: typer.Context) -> None:
         raise typer.Exit(code)
 
 
+# -- settings on every subcommand ------------------------------------------------------
+
+_CLICKHOUSE = ("clickhouse_url", "clickhouse_connect_timeout_s", "clickhouse_timeout_s", "data_dir")
+_WEB = ("web_port", "web_host", "web_token_file")
+#: The settings each subcommand reads (all of them: run, worker). Each is also an option
+#: of the command itself, so `creatorpulse worker --kafka-bootstrap ...` works and
+#: `worker --help` lists them; the form before the subcommand still works.
+SUBCOMMAND_SETTINGS: dict[str, tuple[str, ...] | None] = {
+    "run": None,
+    "worker": None,
+    "sink": None,
+    "produce": ("kafka_bootstrap", "input_topic", "grace_s", "app_id", "log_format"),
+    "replay": ("kafka_bootstrap", "input_topic", "log_format"),
+    "load": ("kafka_bootstrap",),
+    "migrate": _CLICKHOUSE,
+    "top": (*_CLICKHOUSE, *_WEB),
+}
+SETTINGS_PANEL = "Settings (here, or before the subcommand, or CREATORPULSE_*)"
+
+
+def build_command() -> Any:
+    """The command of ``app`` (typer's click group), each subcommand given the settings
+    it reads."""
+    import copy
+
+    group = typer.main.get_command(app)
+    shared = {p.name: p for p in group.params if p.param_type_name == "option" and p.name}
+    commands: dict[str, Any] = getattr(group, "commands", {})
+    for name, wanted in SUBCOMMAND_SETTINGS.items():
+        command = commands.get(name)
+        if command is None or command.callback is None:
+            continue
+        names = tuple(shared) if wanted is None else wanted
+        for setting in names:
+            option: Any = copy.copy(shared[setting])
+            # The environment is read by load_settings, after the flags: with an envvar
+            # here too, the variable would override the flag given before the subcommand.
+            option.envvar = None
+            option.help = f"{option.help} \\[env: {_env(setting)}]"  # escaped: rich markup
+            option.rich_help_panel = SETTINGS_PANEL
+            command.params.append(option)
+        command.callback = _taking_settings(command.callback, names)
+    return group
+
+
+def _taking_settings(callback: Callable[..., Any], names: tuple[str, ...]) -> Callable[..., Any]:
+    def with_settings(**kwargs: Any) -> Any:
+        given = {n: kwargs.pop(n) for n in names if n in kwargs}
+        _State.overrides = {**_State.overrides, **{k: v for k, v in given.items() if v is not None}}
+        return callback(**kwargs)
+
+    return with_settings
+
+
 # -- entry points --------------------------------------------------------------------
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI in-process; returns the exit code (tests call this)."""
-    command = typer.main.get_command(app)
+    command = build_command()
     try:
         result = command.main(args=list(argv) if argv is not None else None, standalone_mode=False)
     except SettingsError as exc:

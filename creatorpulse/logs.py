@@ -150,3 +150,27 @@ def formatter(log_format: str = "text") -> logging.Formatter:
     if log_format == "text":
         return logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s")
     raise ValueError(f"log format must be text or json, got {log_format!r}")
+
+
+@contextlib.contextmanager
+def native_stderr_silenced() -> Iterator[None]:
+    """Discard what native code writes to file descriptor 2 inside the block.
+
+    chDB prints its own errors (``Code: 76. DB::Exception: Cannot lock file ...``)
+    straight to the process's stderr before raising them; the caller turns the
+    exception into one message that says what to do, so the raw line is noise. Python
+    code in other threads that writes to stderr meanwhile is discarded too: keep the
+    block short.
+    """
+    import os
+    import sys
+
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "wb") as null:
+            os.dup2(null.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)

@@ -8,13 +8,17 @@ from __future__ import annotations
 
 import ipaddress
 import logging
-import socket
 import sys
 import time
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
-from creatorpulse.logs import RepeatLimiter, formatter, silenced
+from creatorpulse.logs import RepeatLimiter, formatter, native_stderr_silenced, silenced
+
+# In a light module, so the CLI runs it before importing Faust (a wrong address is
+# then reported sooner); re-exported here.
+from creatorpulse.reach import BOOTSTRAP_FIX as _BOOTSTRAP_FIX
+from creatorpulse.reach import KAFKA_CONNECT_TIMEOUT_S, wait_for_listener
 from creatorpulse.settings import (
     Settings,
     SettingsError,
@@ -73,7 +77,11 @@ def open_sink(settings: Settings, *, migrate_schema: bool = True) -> ClickHouseS
     except ValueError as exc:
         raise SettingsError(f"--clickhouse-url / CREATORPULSE_CLICKHOUSE_URL: {exc}") from None
     try:
-        sink.start()
+        if url.startswith("chdb://"):
+            with native_stderr_silenced():  # the error is reported below, as one line
+                sink.start()
+        else:
+            sink.start()
         if migrate_schema:
             applied = migrate(sink)
             if applied:
@@ -100,42 +108,6 @@ def open_sink(settings: Settings, *, migrate_schema: bool = True) -> ClickHouseS
             f"cannot use ClickHouse at {sink.target.display_url()}: {exc}"
         ) from None
     return sink
-
-
-#: How long a command waits for the Kafka it was given before it stops with a message.
-#: Long enough for a broker that is still starting, short enough that a wrong address
-#: is reported before the command looks hung (the clients alone retry for 30 s).
-KAFKA_CONNECT_TIMEOUT_S = 8.0
-
-_BOOTSTRAP_FIX = "check --kafka-bootstrap / CREATORPULSE_KAFKA_BOOTSTRAP"
-
-
-def wait_for_listener(bootstrap: str, timeout_s: float = KAFKA_CONNECT_TIMEOUT_S) -> None:
-    """Return once one of the bootstrap hosts accepts a TCP connection, or raise a
-    SettingsError naming the setting after ``timeout_s``.
-
-    A plain socket, so an address nobody listens on costs no client retries and no
-    client log lines.
-    """
-    deadline = time.monotonic() + timeout_s
-    hosts = [entry.strip().rpartition(":") for entry in bootstrap.split(",")]
-    why = ""
-    while True:
-        for host, _, port in hosts:
-            left = deadline - time.monotonic()
-            try:
-                with socket.create_connection(
-                    (host.strip("[]"), int(port)), min(max(left, 0.1), 2)
-                ):
-                    return
-            except OSError as exc:
-                why = f"{host}:{port}: {exc.strerror or exc}"
-        if time.monotonic() >= deadline:
-            raise SettingsError(
-                f"cannot reach Kafka at {bootstrap} within {timeout_s:.0f}s ({why}); "
-                + _BOOTSTRAP_FIX
-            )
-        time.sleep(min(0.5, max(deadline - time.monotonic(), 0)))
 
 
 def connect_admin(bootstrap: str, timeout_s: float = KAFKA_CONNECT_TIMEOUT_S) -> KafkaAdminClient:

@@ -25,6 +25,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import IO
 
 import pytest
 
@@ -158,30 +159,41 @@ class PipedRun:
     """`creatorpulse run` with stdout piped, its lines collected as they come."""
 
     def __init__(self, data_dir: Path, *args: str) -> None:
+        env = run_env(data_dir)
+        self.web_port = env["CREATORPULSE_WEB_PORT"]
         self.proc = subprocess.Popen(
             [*RUN, "--progress-s", "2", *args],
-            env=run_env(data_dir),
+            env=env,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
         )
         self.lines: list[str] = []
+        self.err_lines: list[str] = []
         self._new = threading.Condition()
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
+        self._readers = [
+            threading.Thread(target=self._read, args=(self.proc.stdout, self.lines), daemon=True),
+            threading.Thread(
+                target=self._read, args=(self.proc.stderr, self.err_lines), daemon=True
+            ),
+        ]
+        for reader in self._readers:
+            reader.start()
 
-    def _read(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
+    def _read(self, stream: IO[str] | None, into: list[str]) -> None:
+        assert stream is not None
+        for line in stream:
             with self._new:
-                self.lines.append(line.rstrip("\n"))
+                into.append(line.rstrip("\n"))
                 self._new.notify_all()
 
-    def wait_for(self, found: Callable[[str], bool], timeout_s: float = 120) -> str:
+    def wait_for(
+        self, found: Callable[[str], bool], timeout_s: float = 120, *, stderr: bool = False
+    ) -> str:
         deadline = time.monotonic() + timeout_s
         with self._new:
             while True:
-                for line in self.lines:
+                for line in self.err_lines if stderr else self.lines:
                     if found(line):
                         return line
                 left = deadline - time.monotonic()
@@ -191,9 +203,13 @@ class PipedRun:
 
     def stop(self) -> tuple[int, str]:
         self.proc.send_signal(signal.SIGINT)
-        _, err = self.proc.communicate(timeout=60)
-        self._reader.join(5)
-        return self.proc.returncode, err
+        self.proc.wait(60)
+        for reader in self._readers:
+            reader.join(5)
+        for stream in (self.proc.stdout, self.proc.stderr):
+            if stream is not None:
+                stream.close()
+        return self.proc.returncode, "\n".join(self.err_lines)
 
 
 def campaign_views(line: str) -> dict[str, int]:
@@ -248,3 +264,39 @@ def test_piped_run_prints_progress_and_continues_the_same_campaign(tmp_path: Pat
     fresh = set(campaign_views(third.lines[-1]))
     assert fresh
     assert not fresh & set(views_first)  # only the new campaign is on its board
+
+
+SAMPLES = Path(__file__).resolve().parents[2] / "samples"
+
+
+def test_quick_start_with_the_sample_data(tmp_path: Path) -> None:
+    """The README's quick start: a run without the simulator, then profiles and fees,
+    then the sample events; the board ranks them with handles, CPA and ROAS in EUR."""
+    running = PipedRun(tmp_path / "state", "--no-simulate")
+    try:
+        started = running.wait_for(lambda ln: "(embedded)" in ln, stderr=True)
+        bootstrap = re.search(r"broker (\S+) \(embedded\)", started)
+        assert bootstrap, started
+        cli = [sys.executable, "-m", "creatorpulse"]
+        flags = ["--kafka-bootstrap", bootstrap.group(1)]
+        loaded = subprocess.run(
+            [*cli, "load", *flags, str(SAMPLES / "reference.jsonl")],
+            capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+        assert loaded.returncode == 0, loaded.stderr
+        assert "published 3 profiles" in loaded.stderr
+        assert "3 contracts" in loaded.stderr
+        replayed = subprocess.run(
+            [*cli, "replay", *flags, str(SAMPLES / "events.jsonl")],
+            capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+        assert replayed.returncode == 0, replayed.stderr
+        line = running.wait_for(
+            lambda ln: "[spring-launch] creators=3" in ln and "@ben.lifts" in ln, 90
+        )
+    finally:
+        code, err = running.stop()
+    assert code == 0, err[-3000:]
+    assert " EUR " in line  # fees with their currency
+    assert re.search(r"cpa=\d", line), line
+    assert "top by ER: @ben.lifts" in line  # the sample's strongest engagement
