@@ -27,6 +27,7 @@ from creatorpulse.settings import (
 from creatorpulse.web.pages import add_query_pages
 from schemas.rows import WindowKey
 from sinks.clickhouse import ClickHouseSink, migrate
+from streams.alerts.stage import PendingView
 from streams.app import Worker, build_worker
 from streams.config import WorkerConfig
 
@@ -285,13 +286,23 @@ def build(
     config = worker_config(settings, bootstrap)
     token = web_token(settings) if config.web_port is not None else None
     config.data_dir.mkdir(parents=True, exist_ok=True)
+    # The alert stage is built after the pages are declared: its view is handed over
+    # once it exists, and read on each request.
+    views: list[PendingView] = []
+
+    def pending() -> dict[tuple[str, str], str]:
+        return views[0].pending() if views else {}
+
     return build_worker(
         config,
         sink,
         baseline=baseline,
         extra_pages=add_query_pages(
-            sink if isinstance(sink, ClickHouseSink) else None, token=token
+            sink if isinstance(sink, ClickHouseSink) else None,
+            token=token,
+            pending=pending if config.alert_rules is not None else None,
         ),
+        on_alert_view=views.append,
     )
 
 

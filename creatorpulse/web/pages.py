@@ -63,14 +63,18 @@ def leaderboard_query(query: Mapping[str, str]) -> tuple[str | None, int, int, S
 
 
 def add_query_pages(
-    sink: ClickHouseSink | None, *, token: str | None = None
-) -> Callable[[Any, Any, Any], None]:
+    sink: ClickHouseSink | None,
+    *,
+    token: str | None = None,
+    pending: Callable[[], Mapping[tuple[str, str], str]] | None = None,
+) -> Callable[[Any, Any], None]:
     """HTTP pages served by the worker: the leaderboard (other processes cannot open a
     chDB store it owns; only when the worker writes ClickHouse), its counters, its
     Prometheus metrics and a health check. ``token``: the bearer token every request
-    must carry (None: none needed, loopback only)."""
+    must carry (None: none needed, loopback only). ``pending``: the alert stage's
+    pending creators, for the dashboard's badges."""
 
-    def install(app: Any, processor: Any, pending: Any = None) -> None:
+    def install(app: Any, processor: Any) -> None:
         from aiohttp import web
         from faust.web import Request, Response, View
 
@@ -96,7 +100,7 @@ def add_query_pages(
                 sink,
                 processor,
                 highwater=highwater,
-                pending=pending.pending if pending is not None else None,
+                pending=pending,
             ),
             stop=stop_streams,
         )
