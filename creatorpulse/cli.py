@@ -196,7 +196,9 @@ def run(
         stack.callback(stop.set)
         demo: DemoCampaign | None = None
         if simulate:
-            demo = next_campaign(settings.data_dir, new=new_campaign)
+            # A new campaign's flight starts with the history published first.
+            started_ms = int((time.time() - DEMO_HISTORY_S) * 1000)
+            demo = next_campaign(settings.data_dir, new=new_campaign, now_ms=started_ms)
             how = "new" if demo.session == 1 else "continued; --new-campaign starts a fresh one"
             _step(f"simulating campaign {demo.run_id} (session {demo.session}, {how})")
             sim_thread = threading.Thread(
@@ -257,8 +259,8 @@ def run(
 #: What the demo's numbers are, so nobody takes a planted outperformer for a finding.
 _SIMULATOR_NOTE = (
     "Simulated data: each campaign has 2 planted outperformers (engagement well above "
-    "their tier's), the creators the alerts should flag; each fee is charged pro rata "
-    "over a 3-day flight."
+    "their tier's), the creators the alerts flag, and 1 creator hot on a tiny sample "
+    "(shown, not ranked); each fee is charged pro rata over a 3-day flight."
 )
 
 
@@ -334,7 +336,11 @@ def _start_pipeline(
     # the totals already in the store instead of from zero.
     baseline = runtime.load_baseline(sink, settings) if settings.embedded_broker else None
     progress("starting the worker")
-    return bootstrap, sink, runtime.build(settings, sink, bootstrap, baseline=baseline)
+    built = runtime.build(settings, sink, bootstrap, baseline=baseline)
+    alert_sink = runtime.start_alert_sink(settings, sink, bootstrap)
+    if alert_sink is not None:
+        stack.callback(alert_sink[0])
+    return bootstrap, sink, built
 
 
 def _rows_topic(settings: Settings) -> str:
@@ -377,6 +383,9 @@ def sink_command() -> None:
             contracts=config.topics.contracts,
         )
         service = RowSinkService(sink, bootstrap, topics, f"{settings.app_id}-sink")
+        alert_sink = runtime.start_alert_sink(settings, sink, bootstrap)
+        if alert_sink is not None:
+            stack.callback(alert_sink[0])
         if settings.sink_metrics_port:
             from dataclasses import asdict
 
@@ -384,7 +393,7 @@ def sink_command() -> None:
             from creatorpulse.web.metrics import CONTENT_TYPE_LATEST, render, sink_registry
             from creatorpulse.web.routes import serve_in_thread
 
-            registry = sink_registry(service.stats)
+            registry = sink_registry(service.stats, alerts=alert_sink[1] if alert_sink else None)
             # The sink owns the store here (with chDB, no other process can open it), so
             # the dashboard is served here too, beside the sink's own metrics.
             port, stop_web = serve_in_thread(
@@ -420,6 +429,11 @@ def _bootstrap(settings: Settings, stack: ExitStack) -> str:
     return broker.bootstrap
 
 
+#: The demo's campaigns started this long ago: their history is published first, so the
+#: board has an hour of data and the alerts a full trailing window within seconds.
+DEMO_HISTORY_S = 3600.0
+
+
 def _simulate_forever(
     settings: Settings,
     bootstrap: str,
@@ -449,6 +463,7 @@ def _simulate_forever(
         run_id=demo.run_id,
         session=demo.session,
         flight_start_ms=demo.flight_start_ms,
+        tiny_hot_per_campaign=1,  # the alerts must stay quiet on it
     )
     try:
         with Publisher(bootstrap, settings.input_topic) as publisher:
@@ -459,6 +474,8 @@ def _simulate_forever(
                 realtime=True,
                 progress=False,
                 stop=stop,
+                # A continued campaign has its history already: its earlier sessions.
+                history_s=DEMO_HISTORY_S if demo.session == 1 else 0.0,
             )
     except Exception:
         runtime.log.exception("simulator stopped")
@@ -778,6 +795,13 @@ def bench(ctx: typer.Context) -> None:
     code = bench_main(ctx.args)
     if code:
         raise typer.Exit(code)
+
+
+# -- alerts (a group of its own: creatorpulse/alerts_cli.py) --------------------------
+
+from creatorpulse.alerts_cli import alerts_app  # noqa: E402 - after `app`, kept in one block
+
+app.add_typer(alerts_app, name="alerts")
 
 
 # -- settings on every subcommand ------------------------------------------------------

@@ -10,6 +10,7 @@ import ipaddress
 import logging
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
@@ -33,6 +34,8 @@ from streams.config import WorkerConfig
 
 if TYPE_CHECKING:
     from kafka import KafkaAdminClient
+
+    from streams.observability import AlertStats
 
 log = logging.getLogger("creatorpulse")
 
@@ -235,6 +238,29 @@ def worker_config(settings: Settings, bootstrap: str) -> WorkerConfig:
     )
 
 
+def start_alert_sink(
+    settings: Settings, sink: ClickHouseSink, bootstrap: str
+) -> tuple[Callable[[], None], AlertStats] | None:
+    """With alerts on, the alert sink in a thread of this process (the one that holds the
+    store): returns the function that stops it and its counters; ``None`` with alerts off."""
+    from creatorpulse.alert_sink import AlertOutbox, AlertSinkService
+    from creatorpulse.alerting import alert_settings
+    from sinks.clickhouse.alerts import ClickHouseAlertStore
+
+    alerting = alert_settings()
+    if not alerting.alerts:
+        return None
+    outbox = AlertOutbox(alerting.rules(), ClickHouseAlertStore(sink), alerting.hook_configs())
+    topics = worker_config(settings, bootstrap).topics
+    service = AlertSinkService(outbox, bootstrap, topics.alerts, topics.alerts_sink_group)
+    log.info(
+        "alert sink: %s -> alerts table and hooks %s",
+        topics.alerts,
+        ", ".join(outbox.hook_names) or "(none)",
+    )
+    return service.start_thread(), outbox.stats
+
+
 def is_loopback(host: str) -> bool:
     """Whether binding ``host`` keeps a port to this machine (``localhost`` or 127/8, ::1)."""
     if host.lower() == "localhost":
@@ -293,16 +319,22 @@ def build(
     def pending() -> dict[tuple[str, str], str]:
         return views[0].pending() if views else {}
 
+    pages = add_query_pages(
+        sink if isinstance(sink, ClickHouseSink) else None,
+        token=token,
+        pending=pending if config.alert_rules is not None else None,
+    )
+    if isinstance(sink, ClickHouseSink):
+        from creatorpulse.web.alert_pages import add_alert_pages
+
+        query_pages, alert_pages = pages, add_alert_pages(sink)
+
+        def pages(app: Any, processor: Any) -> None:
+            query_pages(app, processor)
+            alert_pages(app, processor)
+
     return build_worker(
-        config,
-        sink,
-        baseline=baseline,
-        extra_pages=add_query_pages(
-            sink if isinstance(sink, ClickHouseSink) else None,
-            token=token,
-            pending=pending if config.alert_rules is not None else None,
-        ),
-        on_alert_view=views.append,
+        config, sink, baseline=baseline, extra_pages=pages, on_alert_view=views.append
     )
 
 

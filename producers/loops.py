@@ -208,6 +208,7 @@ def simulate(
     contracts_topic: str = CONTRACTS_TOPIC,
     reference: bool = True,
     flush_every_s: float = 1.0,
+    history_s: float = 0.0,
 ) -> SimulateStats:
     """Run a simulation onto Kafka: reference data first, then the event stream.
 
@@ -218,6 +219,10 @@ def simulate(
     run can follow) for ``duration_s`` simulated seconds, in ticks of ``tick_s``.
     ``rate_scale`` multiplies how often posts emit (see ``CampaignSimulator.tick``).
     The simulator must be fresh: its time starts at the first tick.
+
+    ``history_s`` (realtime only): the campaign started that long ago. Its history is
+    published first, as fast as possible, then the run goes on in real time: a demo
+    then has an hour of data (and alerts to show) within seconds of starting.
     """
     if tick_s <= 0:
         raise ValueError("tick_s must be > 0")
@@ -230,8 +235,10 @@ def simulate(
     stats = SimulateStats(realtime=realtime)
     labels: Counter[str] = Counter()
     wall_start = clock()
+    if history_s < 0 or (history_s and not realtime):
+        raise ValueError("history_s must be >= 0, and is for a realtime run")
     if realtime:
-        start_ms = int(wall_start * 1000)
+        start_ms = int(wall_start * 1000) - int(history_s * 1000)
     elif start_ms is None:
         start_ms = int(wall_start * 1000) - int((duration_s or 0) * 1000)
     end_ms = None if duration_s is None else start_ms + int(duration_s * 1000)
@@ -257,7 +264,10 @@ def simulate(
             if stop is not None and stop.is_set():
                 stats.stopped = True
                 break
-            if realtime:
+            catching_up = realtime and int(clock() * 1000) - now_ms > tick_ms
+            if catching_up:
+                target = now_ms + tick_ms  # history first, as fast as it goes
+            elif realtime:
                 # After a slow step, resume the tick rhythm instead of racing to catch up.
                 next_wall = max(next_wall + tick_s, clock())
                 if _wait(next_wall - clock(), stop, clock, sleep, None):
@@ -276,7 +286,7 @@ def simulate(
             labels.update(record.label for record in records)
             wall = clock()
             # Realtime: flush every tick so BI sees events within a tick of happening.
-            if realtime or wall - last_flush >= flush_every_s:
+            if (realtime and not catching_up) or wall - last_flush >= flush_every_s:
                 publisher.flush()
                 last_flush = wall
                 bar.update(task, completed=(now_ms - start_ms) / 1000.0, records=stats.records)

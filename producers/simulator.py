@@ -228,6 +228,10 @@ class SimulationConfig:
     #: Time between a creator's posts; the first goes live in the first 10 s.
     post_interval_s: float = 6 * 3600.0
     outperformers_per_campaign: int = 2
+    #: Creators per campaign that are hot on a tiny sample: a very high engagement rate
+    #: on a few hundred views an hour. The alerts must never fire on them (the demo
+    #: plants one per campaign to show that).
+    tiny_hot_per_campaign: int = 0
     duplicate_rate: float = 0.0
     late_rate: float = 0.0
     bad_rate: float = 0.0
@@ -262,6 +266,8 @@ class SimulationConfig:
                 raise ValueError(f"{name} must be > 0")
         if self.outperformers_per_campaign < 0:
             raise ValueError("outperformers_per_campaign must be >= 0")
+        if self.tiny_hot_per_campaign < 0:
+            raise ValueError("tiny_hot_per_campaign must be >= 0")
         if not self.tier_mix:
             raise ValueError("tier_mix must name at least one tier")
         for tier, weight in self.tier_mix:
@@ -304,6 +310,7 @@ class CreatorTraits:
     ctr: float  # clicks per view
     conversion_rate: float  # conversions per click
     revenue_per_conversion: float  # cents
+    tiny_hot: bool = False  # a tiny sample that looks hot (see SimulationConfig)
 
 
 @dataclass(slots=True)
@@ -360,10 +367,13 @@ class CampaignSimulator:
             campaign_id = f"{self._prefix}-c{c + 1:02d}-{brand}"
             cast_tiers: list[Tier] = rng.choices(tiers, weights, k=cfg.creators_per_campaign)
             outperformers = self._pick_outperformers(rng, cast_tiers)
+            tiny_hot = self._pick_tiny_hot(c, cast_tiers, outperformers)
             for i, tier in enumerate(cast_tiers):
                 creator_no += 1
                 creator_id = f"{self._prefix}-cr{creator_no:04d}"
                 traits = self._draw_traits(rng, campaign_id, creator_id, tier, i in outperformers)
+                if i in tiny_hot:
+                    traits = _tiny_and_hot(traits)
                 name = _NAMES[(creator_no - 1) % len(_NAMES)]
                 niche = rng.choice(_NICHES)
                 self._traits.append(traits)
@@ -412,6 +422,20 @@ class CampaignSimulator:
         rng.shuffle(others)
         return set((with_peers + others)[:wanted])
 
+    def _pick_tiny_hot(self, campaign: int, tiers: list[Tier], taken: set[int]) -> set[int]:
+        """Among the others, prefer the campaign's most common tier: the tiny sample then
+        sits in a real cohort, where only the minimum sample keeps it from firing. Its own
+        generator, so that the rest of the cast is the same with or without it."""
+        wanted = self.config.tiny_hot_per_campaign
+        if not wanted:
+            return set()
+        rng = random.Random(f"{self.config.seed}:tiny:{campaign}")
+        common = max(set(tiers), key=lambda t: (tiers.count(t), t))
+        others = [i for i in range(len(tiers)) if i not in taken]
+        rng.shuffle(others)
+        others.sort(key=lambda i: tiers[i] != common)
+        return set(others[:wanted])
+
     @staticmethod
     def _draw_traits(
         rng: random.Random, campaign_id: str, creator_id: str, tier: Tier, outperformer: bool
@@ -458,6 +482,10 @@ class CampaignSimulator:
             conversion_rate=conversion_rate,
             revenue_per_conversion=rng.uniform(1500.0, 6000.0),
         )
+
+    def tiny_hot(self) -> frozenset[str]:
+        """The creator ids built to be hot on a tiny sample (never an alert)."""
+        return frozenset(t.creator_id for t in self._traits if t.tiny_hot)
 
     def _add_posts(self, rng: random.Random, traits: CreatorTraits) -> None:
         cfg = self.config
@@ -829,3 +857,27 @@ def _iso(ts_ms: int) -> str:
     """ISO-8601 in UTC with milliseconds and a ``Z``, as platform APIs return it."""
     seconds, millis = divmod(ts_ms, 1000)
     return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{millis:03d}Z"
+
+
+#: Lifetime views of a tiny-sample creator's post: a few hundred in its first hour, far
+#: below the alerts' minimum sample, whatever the follower count.
+TINY_LIFETIME_VIEWS: Final = 1500.0
+
+
+def _tiny_and_hot(traits: CreatorTraits) -> CreatorTraits:
+    """The creator with a very high engagement rate and CTR on a tiny audience."""
+    from dataclasses import replace
+
+    er = 0.30
+    scale = er / traits.engagement_rate
+    return replace(
+        traits,
+        engagement_rate=er,
+        reach=TINY_LIFETIME_VIEWS / traits.followers,
+        like_rate=traits.like_rate * scale,
+        comment_rate=traits.comment_rate * scale,
+        share_rate=traits.share_rate * scale,
+        save_rate=traits.save_rate * scale,
+        ctr=0.06,
+        tiny_hot=True,
+    )

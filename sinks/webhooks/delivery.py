@@ -331,13 +331,20 @@ class Deliverer:
         self._disabled.pop(hook, None)
 
     def submit(
-        self, notification: Notification, hooks: Iterable[str] | None = None
+        self,
+        notification: Notification,
+        hooks: Iterable[str] | None = None,
+        *,
+        attempts: int = 0,
+        submitted_at_ms: int | None = None,
     ) -> list[Delivery]:
         """Queue a notification for every hook (or those named); due at once.
 
         Never waits. A notification already pending for a hook is not queued twice.
         Returns the records this made: a disabled hook's refusal, and the oldest pending
-        notification dropped when a hook's outbox is full.
+        notification dropped when a hook's outbox is full. ``attempts`` and
+        ``submitted_at_ms`` resume a notification from an earlier run's records (attempt
+        numbers go on; the give-up time counts from the first submission).
         """
         now = self._clock()
         made: list[Delivery] = []
@@ -351,7 +358,12 @@ class Deliverer:
                 continue
             if len(queue) >= self.max_pending_per_hook:
                 made.extend(self._drop_oldest(name, now))
-            queue[nid] = _Pending(notification, submitted_at_ms=now, next_attempt_at_ms=now)
+            queue[nid] = _Pending(
+                notification,
+                submitted_at_ms=now if submitted_at_ms is None else submitted_at_ms,
+                next_attempt_at_ms=now,
+                attempts=attempts,
+            )
         return self._emit(made)
 
     def pending(self, hook: str | None = None) -> list[PendingView]:

@@ -154,6 +154,29 @@ class NotificationPolicy:
                     entry.resolved, entry.resolved_seen_ms = alert, now_ms
                     self._schedule(group, now_ms)
 
+    def restore(self, alert: Alert, delivery: Delivery, now_ms: int) -> None:
+        """Take a firing alert whose firing notification was already decided (an outbox
+        restarting from its records): it is not notified again, reminders and its
+        resolution follow ``delivery``, and reminders count from ``now_ms``."""
+        if alert.status != "firing":
+            return
+        key = (alert.campaign_id, alert.rule)
+        group = self._groups.get(key)
+        if group is None:
+            group = self._groups[key] = _Group(campaign_id=key[0], rule=key[1])
+        if alert.alert_id in group.entries:
+            return
+        group.entries[alert.alert_id] = _Entry(
+            firing=alert,
+            seen_ms=now_ms,
+            delivery=delivery,
+            latest=alert,
+            latest_seen_ms=now_ms,
+            sent_end_ms=alert.window_end_ms,
+        )
+        if delivery == "pending" and group.repeat_from_ms is None:
+            group.repeat_from_ms = now_ms
+
     def _schedule(self, group: _Group, now_ms: int) -> None:
         if group.flush_at_ms is None:
             group.flush_at_ms = now_ms + self._rules.group_wait_s * 1000

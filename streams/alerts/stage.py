@@ -267,7 +267,8 @@ async def read_reference(
 ) -> None:
     """Follow the reference topics from their start, outside any consumer group (each
     worker needs every creator's tier). ``ready`` is set once the first read caught up."""
-    from aiokafka import AIOKafkaConsumer, TopicPartition
+    from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+    from aiokafka.errors import KafkaError
 
     consumer = AIOKafkaConsumer(
         bootstrap_servers=bootstrap.split(","),
@@ -277,13 +278,31 @@ async def read_reference(
     await consumer.start()
     try:
         wanted = (topics.profiles, topics.contracts)
-        parts = []
-        for topic in wanted:
-            for partition in sorted(consumer.partitions_for_topic(topic) or ()):
-                parts.append(TopicPartition(topic, partition))
-        if not parts:
-            ready.set()
-            return
+
+        async def partitions() -> list[Any]:
+            # A fresh consumer knows no topic's partitions (its metadata is filled by
+            # subscriptions, and this one has none); without asking, every creator would
+            # be 'unknown' for as long as the worker runs. A producer's partitions_for is
+            # the public call that waits for the metadata.
+            producer = AIOKafkaProducer(bootstrap_servers=bootstrap.split(","))
+            await producer.start()
+            try:
+                found = []
+                for topic in wanted:
+                    try:
+                        ids = await asyncio.wait_for(producer.partitions_for(topic), 10)
+                    except (TimeoutError, KafkaError):
+                        ids = set()
+                    found += [TopicPartition(topic, p) for p in sorted(ids)]
+                return found
+            finally:
+                await producer.stop()
+
+        parts = await partitions()
+        while not parts:
+            ready.set()  # nothing to wait for; tiers come once the topics exist
+            await asyncio.sleep(5)
+            parts = await partitions()
         consumer.assign(parts)
         await consumer.seek_to_beginning(*parts)
         ends = await consumer.end_offsets(parts)

@@ -645,3 +645,57 @@ def test_simulate_refuses_an_endless_fast_run_and_a_used_simulator() -> None:
     used.tick(T0, 0.0)
     with pytest.raises(ValueError, match="already run"):
         simulate(FakePublisher(), used, duration_s=10, realtime=False, progress=False)  # type: ignore[arg-type]
+
+
+# -- what the alerts demo plants -------------------------------------------------------
+
+
+def test_a_tiny_hot_creator_is_hot_on_a_tiny_sample_and_changes_no_one_else() -> None:
+    plain = sim_for(seed=7, campaigns=3)
+    planted = sim_for(seed=7, campaigns=3, tiny_hot_per_campaign=1)
+    tiny = planted.tiny_hot()
+    assert len(tiny) == 3
+    assert not tiny & planted.outperformers()
+    others = [t for t in planted.traits() if not t.tiny_hot]
+    assert others == [t for t in plain.traits() if t.creator_id not in tiny]
+    views: Counter[str] = Counter()
+    engaged: Counter[str] = Counter()
+    last: dict[str, list[int]] = {}
+    for record in run(planted, 3600, tick_s=5.0):
+        event = record.event
+        if event is not None and event.creator_id in tiny:
+            last[event.post_id] = [
+                event.views,
+                event.likes + event.comments + event.shares + event.saves,
+            ]
+    for post, (v, e) in last.items():
+        views[post.rsplit("-p", 1)[0]] += v
+        engaged[post.rsplit("-p", 1)[0]] += e
+    for creator in tiny:
+        assert 0 < views[creator] < 1000  # below the alerts' minimum sample in its first hour
+        assert engaged[creator] / views[creator] > 0.2  # and far above every tier's band
+
+
+def test_simulate_realtime_with_history_catches_up_then_keeps_time() -> None:
+    publisher = FakePublisher()
+    clock = FakeClock(T0 / 1000)
+    stats = simulate(
+        publisher,  # type: ignore[arg-type]
+        sim_for(seed=3),
+        duration_s=3600 + 10,
+        realtime=True,
+        progress=False,
+        clock=clock,
+        sleep=clock.sleep,
+        history_s=3600,
+        reference=False,
+    )
+    assert stats.sim_start_ms == T0 - 3_600_000
+    assert stats.sim_end_ms == T0 + 10_000
+    assert math.isclose(clock.slept, 10.0)  # the hour of history went out without waiting
+    times = [r.timestamp_ms for r in publisher.records]
+    assert min(times) < T0 - 3_000_000
+    assert max(times) > T0
+    assert all(T0 - 3_600_000 < t <= T0 + 10_000 for t in times)
+    with pytest.raises(ValueError, match="history_s"):
+        simulate(publisher, sim_for(), duration_s=10, realtime=False, history_s=60)  # type: ignore[arg-type]

@@ -257,3 +257,25 @@ def test_the_policy_state_round_trips_mid_wait() -> None:
     assert restored.to_bytes() == policy.to_bytes()
     with pytest.raises(ValueError, match="policy state version 2"):
         NotificationPolicy.from_bytes(b'{"version": 2, "groups": []}', RULES)
+
+
+@pytest.mark.parametrize("decided", ["pending", "silenced", "suppressed"])
+def test_a_restored_alert_is_not_notified_again_and_resolves_as_decided(decided: str) -> None:
+    policy = NotificationPolicy(RULES)
+    ana = fired("ana")
+    policy.restore(ana, decided, W)  # type: ignore[arg-type]
+    policy.observe([fresh(ana, T0 + 60_000)], W + 60_000)  # republished with new numbers
+    assert policy.due(W + 120_000) == []
+    policy.observe([resolved(ana, T0 + 300_000)], W + 300_000)
+    assert summary(policy.due(W + 330_000)) == [("resolved", ("ana",), decided)]
+
+
+def test_a_restored_firing_alert_gets_its_reminders() -> None:
+    policy = NotificationPolicy(RULES)
+    ana = fired("ana")
+    policy.restore(ana, "pending", W)
+    policy.observe([fresh(ana, T0 + 3_600_000)], W + 3_600_000)
+    assert policy.next_due_ms() == W + RULES.repeat_interval_s * 1000
+    assert summary(policy.due(W + RULES.repeat_interval_s * 1000)) == [
+        ("repeat", ("ana",), "pending")
+    ]
