@@ -8,21 +8,27 @@ from __future__ import annotations
 
 import ipaddress
 import logging
-import socket
 import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
-from creatorpulse.logs import RepeatLimiter, silenced
+from creatorpulse.logs import RepeatLimiter, formatter, native_stderr_silenced, silenced
+
+# In a light module, so the CLI runs it before importing Faust (a wrong address is
+# then reported sooner); re-exported here.
+from creatorpulse.reach import BOOTSTRAP_FIX as _BOOTSTRAP_FIX
+from creatorpulse.reach import KAFKA_CONNECT_TIMEOUT_S, wait_for_listener
 from creatorpulse.settings import (
     Settings,
     SettingsError,
+    StoreHeld,
 )
 from creatorpulse.web.pages import add_query_pages
 from schemas.rows import WindowKey
 from sinks.clickhouse import ClickHouseSink, migrate
+from streams.alerts.stage import PendingView
 from streams.app import Worker, build_worker
 from streams.config import WorkerConfig
 
@@ -37,17 +43,22 @@ QUIET_LOGGERS = ("faust", "aiokafka", "mode", "kafka", "chdb", "clickhouse_conne
 
 
 def configure_logging(
-    level: str = "INFO", stream: IO[str] | None = None, path: Path | None = None
+    level: str = "INFO",
+    stream: IO[str] | None = None,
+    path: Path | None = None,
+    log_format: str = "text",
 ) -> None:
     """Our logs at ``level``; the libraries' chatter only from WARNING up, and each of
-    their repeated lines once per interval (:class:`~creatorpulse.logs.RepeatLimiter`)."""
+    their repeated lines once per interval (:class:`~creatorpulse.logs.RepeatLimiter`).
+    ``log_format`` ``json``: one JSON object per line
+    (:class:`~creatorpulse.logs.JsonFormatter`)."""
     handler: logging.Handler
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
         handler = logging.FileHandler(path)
     else:
         handler = logging.StreamHandler(stream or sys.stderr)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
+    handler.setFormatter(formatter(log_format))
     handler.addFilter(RepeatLimiter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
@@ -70,7 +81,11 @@ def open_sink(settings: Settings, *, migrate_schema: bool = True) -> ClickHouseS
     except ValueError as exc:
         raise SettingsError(f"--clickhouse-url / CREATORPULSE_CLICKHOUSE_URL: {exc}") from None
     try:
-        sink.start()
+        if url.startswith("chdb://"):
+            with native_stderr_silenced():  # the error is reported below, as one line
+                sink.start()
+        else:
+            sink.start()
         if migrate_schema:
             applied = migrate(sink)
             if applied:
@@ -88,50 +103,15 @@ def open_sink(settings: Settings, *, migrate_schema: bool = True) -> ClickHouseS
         if url.startswith("chdb://") and (
             "lock" in str(exc).lower() or "EmbeddedServer" in str(exc)
         ):
-            raise SettingsError(
-                f"the chDB store {url} is held by another creatorpulse process; stop it, or "
-                "ask it: `creatorpulse top` reads through the running worker"
+            raise StoreHeld(
+                f"the chDB store {url} is in use by another process (a running `creatorpulse "
+                "run` or `worker`: chDB allows one process per store); stop it, or let "
+                "`creatorpulse top` read through it (its --web-port)"
             ) from None
         raise SettingsError(
             f"cannot use ClickHouse at {sink.target.display_url()}: {exc}"
         ) from None
     return sink
-
-
-#: How long a command waits for the Kafka it was given before it stops with a message.
-#: Long enough for a broker that is still starting, short enough that a wrong address
-#: is reported before the command looks hung (the clients alone retry for 30 s).
-KAFKA_CONNECT_TIMEOUT_S = 8.0
-
-_BOOTSTRAP_FIX = "check --kafka-bootstrap / CREATORPULSE_KAFKA_BOOTSTRAP"
-
-
-def wait_for_listener(bootstrap: str, timeout_s: float = KAFKA_CONNECT_TIMEOUT_S) -> None:
-    """Return once one of the bootstrap hosts accepts a TCP connection, or raise a
-    SettingsError naming the setting after ``timeout_s``.
-
-    A plain socket, so an address nobody listens on costs no client retries and no
-    client log lines.
-    """
-    deadline = time.monotonic() + timeout_s
-    hosts = [entry.strip().rpartition(":") for entry in bootstrap.split(",")]
-    why = ""
-    while True:
-        for host, _, port in hosts:
-            left = deadline - time.monotonic()
-            try:
-                with socket.create_connection(
-                    (host.strip("[]"), int(port)), min(max(left, 0.1), 2)
-                ):
-                    return
-            except OSError as exc:
-                why = f"{host}:{port}: {exc.strerror or exc}"
-        if time.monotonic() >= deadline:
-            raise SettingsError(
-                f"cannot reach Kafka at {bootstrap} within {timeout_s:.0f}s ({why}); "
-                + _BOOTSTRAP_FIX
-            )
-        time.sleep(min(0.5, max(deadline - time.monotonic(), 0)))
 
 
 def connect_admin(bootstrap: str, timeout_s: float = KAFKA_CONNECT_TIMEOUT_S) -> KafkaAdminClient:
@@ -311,6 +291,9 @@ def run_faust(worker: Worker) -> int:
 
     sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
     runner = faust.Worker(worker.app, quiet=True, redirect_stdouts=False, override_logging=False)
+    # Faust's startup spinner writes cursor escapes to stdout even in a pipe, where the
+    # progress lines of `run` go (and on a terminal, into its board).
+    runner.spinner = None
     try:
         runner.execute_from_commandline()
     except SystemExit as exc:
@@ -330,7 +313,18 @@ def build(
     config = worker_config(settings, bootstrap)
     token = web_token(settings) if config.web_port is not None else None
     config.data_dir.mkdir(parents=True, exist_ok=True)
-    pages = add_query_pages(sink if isinstance(sink, ClickHouseSink) else None, token=token)
+    # The alert stage is built after the pages are declared: its view is handed over
+    # once it exists, and read on each request.
+    views: list[PendingView] = []
+
+    def pending() -> dict[tuple[str, str], str]:
+        return views[0].pending() if views else {}
+
+    pages = add_query_pages(
+        sink if isinstance(sink, ClickHouseSink) else None,
+        token=token,
+        pending=pending if config.alert_rules is not None else None,
+    )
     if isinstance(sink, ClickHouseSink):
         from creatorpulse.web.alert_pages import add_alert_pages
 
@@ -340,7 +334,21 @@ def build(
             query_pages(app, processor)
             alert_pages(app, processor)
 
-    return build_worker(config, sink, baseline=baseline, extra_pages=pages)
+    return build_worker(
+        config, sink, baseline=baseline, extra_pages=pages, on_alert_view=views.append
+    )
+
+
+def dashboard_url(settings: Settings) -> str | None:
+    """Where the dashboard of a process with these settings is (None: no web port)."""
+    if not settings.web_port:
+        return None
+    host = settings.web_host
+    if host in ("0.0.0.0", "::", "[::]"):  # every interface: this machine's is one of them
+        host = "127.0.0.1"
+    if ":" in host and not host.startswith("["):
+        host = f"[{host}]"
+    return f"http://{host}:{settings.web_port}/dashboard"
 
 
 def web_token(settings: Settings) -> str | None:

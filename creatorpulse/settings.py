@@ -212,6 +212,10 @@ class SettingsError(Exception):
     """Configuration that cannot work, with a message that says what to fix."""
 
 
+class StoreHeld(SettingsError):
+    """The chDB store is open in another process (chDB allows one per directory)."""
+
+
 def load_settings(**overrides: object) -> Settings:
     """Settings from flags (``overrides``, ``None`` = not given), env and defaults."""
     given = {k: v for k, v in overrides.items() if v is not None}

@@ -26,7 +26,7 @@ import random
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import FrozenInstanceError, dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Final, Literal, cast
 
 import orjson
@@ -240,6 +240,17 @@ class SimulationConfig:
     grace_s: float = 600.0
     #: Prefix of every id; defaults to ``sim<seed>`` so two seeds never share ids.
     run_id: str | None = None
+    #: A later session of the same campaigns (`creatorpulse run` again on the same
+    #: store): the creators publish new posts (new post and event ids), so lifetime
+    #: snapshots start from zero instead of re-counting the earlier session's posts.
+    session: int = 1
+    #: The campaign's flight (epoch ms start, days): with a start, every contract names
+    #: it, so a board over part of it charges the fee pro rata (creatorpulse/board.py).
+    #: Three days by default: a creator's posts go live over the first day (at the
+    #: default ``post_interval_s``) and most of a post's views come in its first day, so
+    #: the fee is spread over about the time the views arrive in.
+    flight_start_ms: int | None = None
+    flight_days: float = 3.0
 
     def __post_init__(self) -> None:
         if self.campaigns < 1 or self.creators_per_campaign < 1 or self.posts_per_creator < 1:
@@ -268,6 +279,10 @@ class SimulationConfig:
             raise ValueError("tier_mix weights must not all be 0")
         if self.run_id is not None and not 1 <= len(self.run_id) <= 40:
             raise ValueError("run_id must be 1..40 characters")
+        if self.session < 1:
+            raise ValueError("session must be >= 1")
+        if not self.flight_days > 0:
+            raise ValueError("flight_days must be > 0")
 
     @property
     def prefix(self) -> str:
@@ -325,7 +340,8 @@ class CampaignSimulator:
         # Separate generators: building the cast must not depend on how the stream is
         # consumed, and the benchmark generator must not disturb the tick() stream.
         cast_rng = random.Random(f"{config.seed}:cast")
-        self._rng = random.Random(f"{config.seed}:stream")
+        session = "" if config.session == 1 else f":s{config.session}"
+        self._rng = random.Random(f"{config.seed}:stream{session}")
         self._bench_rng = random.Random(f"{config.seed}:bench")
         self._profiles: list[CreatorProfile] = []
         self._contracts: list[CampaignContract] = []
@@ -377,10 +393,24 @@ class CampaignSimulator:
                 fee = round(low + (high - low) * position * rng.uniform(0.8, 1.0), 2)
                 self._contracts.append(
                     CampaignContract(
-                        campaign_id=campaign_id, creator_id=creator_id, fee=fee, currency="USD"
+                        campaign_id=campaign_id,
+                        creator_id=creator_id,
+                        fee=fee,
+                        currency="USD",
+                        **self._flight(),
                     )
                 )
                 self._add_posts(rng, traits)
+
+    def _flight(self) -> dict[str, datetime]:
+        start_ms = self.config.flight_start_ms
+        if start_ms is None:
+            return {}
+        start = datetime.fromtimestamp(start_ms / 1000, UTC)
+        return {
+            "flight_start": start,
+            "flight_end": start + timedelta(days=self.config.flight_days),
+        }
 
     def _pick_outperformers(self, rng: random.Random, tiers: list[Tier]) -> set[int]:
         """Prefer creators with tier peers in the campaign: alerts compare against a cohort."""
@@ -459,6 +489,7 @@ class CampaignSimulator:
 
     def _add_posts(self, rng: random.Random, traits: CreatorTraits) -> None:
         cfg = self.config
+        session = "" if cfg.session == 1 else f"s{cfg.session}"
         # The campaign launches at the start: first posts go live within seconds, so a
         # demo shows data at once (a poller still sees them at its next poll).
         offset_ms = rng.uniform(0.0, _LAUNCH_SPREAD_MS)
@@ -473,7 +504,7 @@ class CampaignSimulator:
                 _Post(
                     index=len(self._posts),
                     traits=traits,
-                    post_id=f"{traits.creator_id}-p{j + 1}",
+                    post_id=f"{traits.creator_id}-{session}p{j + 1}",
                     key=traits.creator_id.encode(),
                     live_offset_ms=int(offset_ms),
                     lifetime_views=traits.followers * traits.reach * spread,

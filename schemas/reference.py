@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
 from schemas.metrics import Id
 
@@ -51,6 +51,25 @@ class CampaignContract(BaseModel):
     creator_id: Id
     fee: float = Field(ge=0)
     currency: str = Field(default="USD", min_length=3, max_length=3)
+    #: The flight the fee pays for (optional, both or neither): a board over part of it
+    #: charges the fee pro rata; without it the whole fee is charged.
+    flight_start: AwareDatetime | None = None
+    flight_end: AwareDatetime | None = None
+
+    @model_validator(mode="after")
+    def _flight(self) -> Self:
+        if (self.flight_start is None) != (self.flight_end is None):
+            raise ValueError("flight_start and flight_end come together")
+        start, end = self.flight_start, self.flight_end
+        if start is not None and end is not None and end <= start:
+            raise ValueError("flight_end must be after flight_start")
+        return self
+
+    def flight_s(self) -> tuple[int, int] | None:
+        """The flight as epoch seconds ``(start, end)``, or ``None``."""
+        if self.flight_start is None or self.flight_end is None:
+            return None
+        return int(self.flight_start.timestamp()), int(self.flight_end.timestamp())
 
     def key(self) -> bytes:
         return f"{self.campaign_id}:{self.creator_id}".encode()

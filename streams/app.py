@@ -27,7 +27,7 @@ import faust
 
 from schemas.reference import CampaignContract, CreatorProfile
 from schemas.rows import WindowKey
-from streams.alerts.stage import add_alert_stage
+from streams.alerts.stage import PendingView, add_alert_stage
 from streams.config import WorkerConfig
 from streams.faust_compat import (
     FaustChangelog,
@@ -57,13 +57,15 @@ def build_worker(
     *,
     baseline: Mapping[WindowKey, Sequence[int]] | None = None,
     extra_pages: Callable[[faust.App, StreamProcessor], None] | None = None,
+    on_alert_view: Callable[[PendingView], None] | None = None,
 ) -> Worker:
     """Build the Faust app: batched delivery of its own topics, the reference-data agents
     and the flush timer.
 
     ``sink`` is a started ``sinks.clickhouse.ClickHouseSink`` (anything with its write
     methods), or ``None`` when a separate ``creatorpulse sink`` process writes what the
-    worker publishes on the window-rows topic.
+    worker publishes on the window-rows topic. ``on_alert_view`` gets the alert stage's
+    read-only view of its pending creators, when the stage runs.
     """
     brokers = [f"kafka://{host.strip()}" for host in config.kafka_bootstrap.split(",")]
     app = faust.App(
@@ -235,7 +237,11 @@ def build_worker(
 
     if config.alert_rules is not None:
         # Its own agent on the window-rows topic: it never holds up counting.
-        add_alert_stage(app, config.kafka_bootstrap, topics, config.partitions, config.alert_rules)
+        *_, pending = add_alert_stage(
+            app, config.kafka_bootstrap, topics, config.partitions, config.alert_rules
+        )
+        if on_alert_view is not None:
+            on_alert_view(pending)
     if extra_pages is not None:
         extra_pages(app, processor)
     # Faust registered these on the app; naming them keeps linters from calling them unused.

@@ -12,7 +12,7 @@ Importing this package loads clickhouse-connect; :mod:`sinks.base` does not.
 """
 
 from sinks.clickhouse.migrate import load_migrations, migrate, split_statements
-from sinks.clickhouse.queries import LeaderRow
+from sinks.clickhouse.queries import ContractRow, LeaderRow
 from sinks.clickhouse.sink import (
     DEFAULT_CONNECT_TIMEOUT_S,
     DEFAULT_TIMEOUT_S,
@@ -32,6 +32,7 @@ __all__ = [
     "DEFAULT_TIMEOUT_S",
     "ClickHouseSink",
     "ClickHouseTarget",
+    "ContractRow",
     "LeaderRow",
     "is_refusal",
     "load_migrations",

@@ -63,6 +63,30 @@ class LeaderRow:
         return self.revenue_cents / 100
 
 
+@dataclass(frozen=True, slots=True)
+class ContractRow:
+    """A stored contract; the flight in epoch seconds, ``None`` when not known."""
+
+    campaign_id: str
+    creator_id: str
+    fee: float
+    currency: str
+    flight_start_s: int | None
+    flight_end_s: int | None
+
+
+def contract_row(record: Sequence[Any]) -> ContractRow:
+    campaign_id, creator_id, fee, currency, start, end = record
+    return ContractRow(
+        campaign_id=str(campaign_id),
+        creator_id=str(creator_id),
+        fee=float(fee),
+        currency=str(currency),
+        flight_start_s=None if start is None else int(start),
+        flight_end_s=None if end is None else int(end),
+    )
+
+
 def leader_row(record: Sequence[Any]) -> LeaderRow:
     """A row of :data:`LEADERBOARD_SQL` as a :class:`LeaderRow`, its rates from
     :mod:`schemas.metrics`."""
@@ -138,6 +162,21 @@ LEFT JOIN (
 ) AS p ON p.creator_id = t.creator_id
 ORDER BY t.views DESC, t.campaign_id, t.creator_id
 LIMIT {{limit:UInt32}}
+"""
+
+#: Whether a campaign has any window or contract.
+CAMPAIGN_KNOWN_SQL = """
+SELECT (SELECT count() FROM {database}.campaign_metrics WHERE campaign_id = {campaign_id:String})
+     + (SELECT count() FROM {database}.campaign_contracts WHERE campaign_id = {campaign_id:String})
+"""
+
+#: The newest contract per key, flights as epoch seconds (NULL: none known).
+CONTRACTS_SQL = """
+SELECT campaign_id, creator_id, fee, currency,
+    toUnixTimestamp(flight_start), toUnixTimestamp(flight_end)
+FROM {database}.campaign_contracts FINAL
+{campaign_filter}
+ORDER BY campaign_id, creator_id
 """
 
 #: ``{campaign_filter}`` of the two above, for one campaign.

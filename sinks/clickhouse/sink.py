@@ -97,12 +97,16 @@ from schemas.rows import (
 from sinks.base import CONTRACTS_TABLE, CREATOR_METRICS_TABLE, PROFILES_TABLE, Refused
 from sinks.clickhouse.queries import (
     CAMPAIGN_FILTER,
+    CAMPAIGN_KNOWN_SQL,
+    CONTRACTS_SQL,
     LEADERBOARD_SQL,
     LEADERBOARD_WINDOW_S,
     NEWEST_WINDOW_END_SQL,
     REFRESH_CAMPAIGNS_SQL,
     WINDOWS_ENDING_AFTER_SQL,
+    ContractRow,
     LeaderRow,
+    contract_row,
     leader_row,
     refresh_parameters,
     window_totals,
@@ -152,7 +156,15 @@ PROFILE_COLUMNS: tuple[str, ...] = (
     "tier",
     "updated_at",
 )
-CONTRACT_COLUMNS: tuple[str, ...] = ("campaign_id", "creator_id", "fee", "currency", "updated_at")
+CONTRACT_COLUMNS: tuple[str, ...] = (
+    "campaign_id",
+    "creator_id",
+    "fee",
+    "currency",
+    "flight_start",
+    "flight_end",
+    "updated_at",
+)
 
 
 # ---------------------------------------------------------------------------------
@@ -503,7 +515,18 @@ class ClickHouseSink:
         if not rows:
             return
         updated_at = datetime.now(UTC)
-        data = [[c.campaign_id, c.creator_id, c.fee, c.currency, updated_at] for c in rows]
+        data = [
+            [
+                c.campaign_id,
+                c.creator_id,
+                c.fee,
+                c.currency,
+                c.flight_start,
+                c.flight_end,
+                updated_at,
+            ]
+            for c in rows
+        ]
         with _refusals(CONTRACTS_TABLE), self._lock:
             self._insert(CONTRACTS_TABLE, CONTRACT_COLUMNS, data)
 
@@ -540,6 +563,33 @@ class ClickHouseSink:
         return window_totals(
             self.query_rows(WINDOWS_ENDING_AFTER_SQL, {"horizon": ending_after_ms})
         )
+
+    def newest_window_end_s(
+        self, campaign_id: str | None = None, *, window_size_s: int = LEADERBOARD_WINDOW_S
+    ) -> int | None:
+        """The newest ``window_end`` (epoch s) of ``window_size_s`` creator windows (of
+        ``campaign_id`` when given), or ``None`` when there is none."""
+        parameters: dict[str, Any] = {"window_size_s": window_size_s}
+        campaign_filter = ""
+        if campaign_id is not None:
+            parameters["campaign_id"] = campaign_id
+            campaign_filter = CAMPAIGN_FILTER
+        sql = NEWEST_WINDOW_END_SQL.replace("{campaign_filter}", campaign_filter)
+        ((count, newest_s),) = self.query_rows(sql, parameters)
+        return int(newest_s) if count else None
+
+    def campaign_known(self, campaign_id: str) -> bool:
+        """Whether any window or contract of ``campaign_id`` is stored."""
+        ((count,),) = self.query_rows(CAMPAIGN_KNOWN_SQL, {"campaign_id": campaign_id})
+        return bool(count)
+
+    def contracts(self, campaign_id: str | None = None) -> list[ContractRow]:
+        """The newest contract per (campaign, creator), of ``campaign_id`` when given."""
+        sql = CONTRACTS_SQL.replace(
+            "{campaign_filter}", "WHERE campaign_id = {campaign_id:String}" if campaign_id else ""
+        )
+        parameters = {"campaign_id": campaign_id} if campaign_id else None
+        return [contract_row(r) for r in self.query_rows(sql, parameters)]
 
     def leaderboard(
         self,

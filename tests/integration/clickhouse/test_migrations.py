@@ -82,13 +82,14 @@ def test_split_statements_on_line_ending_semicolons() -> None:
 
 def test_packaged_migrations_are_ordered_and_idempotent_statements() -> None:
     migrations = load_migrations()
-    assert [m.version for m in migrations] == ["0001", "0002", "0003", "0004", "0005"]
+    assert [m.version for m in migrations] == ["0001", "0002", "0003", "0004", "0005", "0006"]
     assert [m.name for m in migrations] == [
         "core_tables",
         "bi_views",
         "dead_letter_payload_cut",
         "campaign_sums_uint128",
         "alert_outbox",
+        "contract_flight",
     ]
     for migration in migrations:
         statements = migration.statements("db_x")
@@ -151,7 +152,7 @@ def test_every_metrics_column_list_in_the_table_ddl_is_metrics_in_order() -> Non
 @pytest.mark.clickhouse
 def test_migrate_is_idempotent(clickhouse_url: str) -> None:
     with ClickHouseSink(clickhouse_url) as sink:
-        assert migrate(sink) == ["0001", "0002", "0003", "0004", "0005"]
+        assert migrate(sink) == ["0001", "0002", "0003", "0004", "0005", "0006"]
         assert migrate(sink) == []
         assert sink.query_rows(
             "SELECT version, name FROM {database}.schema_migrations FINAL ORDER BY version"
@@ -161,6 +162,7 @@ def test_migrate_is_idempotent(clickhouse_url: str) -> None:
             ("0003", "dead_letter_payload_cut"),
             ("0004", "campaign_sums_uint128"),
             ("0005", "alert_outbox"),
+            ("0006", "contract_flight"),
         ]
         objects = sink.query_rows(
             "SELECT name, engine FROM system.tables WHERE database = {db:String}",
@@ -176,7 +178,7 @@ def test_migrate_with_a_bare_client_and_another_database(clickhouse_url: str) ->
         other = f"{sink.database}_other"
         try:
             with sink.locked_client() as client:
-                assert migrate(client, other) == ["0001", "0002", "0003", "0004", "0005"]
+                assert migrate(client, other) == ["0001", "0002", "0003", "0004", "0005", "0006"]
                 assert migrate(client, other) == []
             assert sink.query_rows(
                 "SELECT count() FROM system.tables WHERE database = {db:String}", {"db": other}
@@ -411,7 +413,7 @@ def test_migration_0004_keeps_existing_campaign_rows(
             [window("a", T0_MS, views=5, likes=1), window("b", T0_MS, views=7)]
         )
         monkeypatch.undo()
-        assert migrate(sink) == ["0004", "0005"]
+        assert migrate(sink) == ["0004", "0005", "0006"]
         assert sink.query_rows(
             "SELECT views, likes, version, toTypeName(version) "
             "FROM {database}.campaign_metrics FINAL"
@@ -420,3 +422,50 @@ def test_migration_0004_keeps_existing_campaign_rows(
         assert sink.query_rows("SELECT views FROM {database}.campaign_metrics FINAL") == [
             (12 + 3000 * MAX_VIEWS,)
         ]
+
+
+@pytest.mark.clickhouse
+def test_migration_0006_adds_contract_flights_and_keeps_old_contracts(
+    clickhouse_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with ClickHouseSink(clickhouse_url) as sink:
+        packaged = migrate_module.load_migrations()
+        monkeypatch.setattr(migrate_module, "load_migrations", lambda: packaged[:5])
+        assert migrate(sink) == ["0001", "0002", "0003", "0004", "0005"]
+        # A contract written before flights existed (the columns of 0001).
+        sink.query_rows(
+            "INSERT INTO {database}.campaign_contracts (campaign_id, creator_id, fee, currency, "
+            "updated_at) VALUES ('camp1', 'old', 1200, 'EUR', now())"
+        )
+        monkeypatch.undo()
+        assert migrate(sink) == ["0006"]
+        start = datetime(2023, 6, 1, tzinfo=UTC)
+        end = datetime(2023, 6, 11, tzinfo=UTC)
+        sink.write_contracts(
+            [
+                CampaignContract(
+                    campaign_id="camp1",
+                    creator_id="new",
+                    fee=2400,
+                    currency="USD",
+                    flight_start=start,
+                    flight_end=end,
+                )
+            ]
+        )
+        by_creator = {c.creator_id: c for c in sink.contracts("camp1")}
+        old, new = by_creator["old"], by_creator["new"]
+        assert (old.fee, old.currency, old.flight_start_s, old.flight_end_s) == (
+            1200.0,
+            "EUR",
+            None,
+            None,
+        )
+        assert (new.fee, new.currency) == (2400.0, "USD")
+        assert (new.flight_start_s, new.flight_end_s) == (
+            int(start.timestamp()),
+            int(end.timestamp()),
+        )
+        assert sink.contracts("other") == []
+        assert sink.campaign_known("camp1")
+        assert not sink.campaign_known("other")

@@ -137,6 +137,8 @@ def test_another_address_with_a_token_answers_401_without_it(
         (tmp_path / "token").write_text(token + "\n")
         settings = settings_for(tmp_path, web_host="0.0.0.0", web_token_file=tmp_path / "token")
     paths = ["/stats", "/metrics", "/leaderboard", "/healthz"]
+    paths += ["/dashboard", "/static/dashboard/app.js", "/api/board", "/api/health"]
+    paths += ["/api/overview", "/api/alerts", "/api/creator?campaign=c&creator=k"]
 
     async def scenario() -> tuple[set[str], dict[str, int], dict[str, int], dict[str, int]]:
         async with web_server(settings, clickhouse_sink) as port:
@@ -212,3 +214,128 @@ def test_bad_leaderboard_parameters_answer_400_naming_the_parameter(
     assert [row["creator_id"] for row in answers[""][1]] == ["bob", "carol", "alice"]
     assert [row["creator_id"] for row in answers["?limit=2"][1]] == ["bob", "carol"]
     assert answers["?limit=500"][0] == 200
+
+
+def get_path(port: int, path: str) -> tuple[int, Any]:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=10) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as err:
+        return err.code, json.loads(err.read())
+
+
+def test_leaderboard_stays_a_list_and_board_adds_the_campaign_summary(
+    tmp_path: Path, clickhouse_sink: ClickHouseSink
+) -> None:
+    # 600 and 900 views rank (>= 500), 20 views does not.
+    clickhouse_sink.write_creator_windows(
+        [window("alice", T0_MS, 600), window("bob", T0_MS, 900), window("carol", T0_MS, 20)]
+    )
+    settings = settings_for(tmp_path)
+    paths = [
+        "/leaderboard?sort=views",
+        "/board?sort=views&limit=1",
+        "/leaderboard?sort=likes",
+        "/leaderboard?campaign=nope",
+        "/board?campaign=nope",
+    ]
+
+    async def scenario() -> dict[str, tuple[int, Any]]:
+        async with web_server(settings, clickhouse_sink) as port:
+            return {p: await asyncio.to_thread(get_path, port, p) for p in paths}
+
+    answers = asyncio.run(scenario())
+    status, items = answers["/leaderboard?sort=views"]
+    assert status == 200
+    assert isinstance(items, list)
+    assert [(i["creator_id"], i["rank"], i["below_min_sample"]) for i in items] == [
+        ("bob", 1, False),
+        ("alice", 2, False),
+        ("carol", None, True),
+    ]
+    assert items[0]["windows"] == 1  # the earlier item's keys stay
+    status, board = answers["/board?sort=views&limit=1"]
+    assert status == 200
+    assert [c["creator_id"] for c in board["creators"]] == ["bob"]
+    (summary,) = board["campaigns"]
+    assert (summary["campaign_id"], summary["creators"], summary["views"]) == ("camp1", 3, 1520)
+    status, body = answers["/leaderboard?sort=likes"]
+    assert status == 400
+    assert body["parameter"] == "sort"
+    for path in ("/leaderboard?campaign=nope", "/board?campaign=nope"):
+        status, body = answers[path]
+        assert status == 404, path
+        assert body == {"error": "no such campaign: 'nope'", "parameter": "campaign"}
+
+
+def test_the_worker_serves_the_dashboard_and_a_browser_keeps_the_token_in_a_cookie(
+    tmp_path: Path, clickhouse_sink: ClickHouseSink
+) -> None:
+    import http.cookiejar
+
+    token = "another-s3cret"
+    settings = settings_for(tmp_path, web_host="0.0.0.0", web_token=token)
+
+    def browse(port: int) -> tuple[int, str, int, str]:
+        jar = http.cookiejar.CookieJar()
+        opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar))
+        # The link with the token once: redirected to the page without it, cookie set.
+        with opener.open(f"http://127.0.0.1:{port}/dashboard?token={token}", timeout=10) as page:
+            status, url, body = page.status, page.url, page.read().decode()
+        assert "/static/dashboard/app.js" in body
+        # The event stream, as EventSource opens it: no header, the cookie only.
+        with opener.open(f"http://127.0.0.1:{port}/api/stream", timeout=10) as stream:
+            first = stream.readline().decode()
+            return status, url, stream.status, first
+
+    async def scenario() -> tuple[int, str, int, str]:
+        async with web_server(settings, clickhouse_sink) as port:
+            return await asyncio.to_thread(browse, port)
+
+    status, url, stream_status, first_line = asyncio.run(scenario())
+    assert status == 200
+    assert url.endswith("/dashboard")  # the token left the address bar
+    assert stream_status == 200
+    assert first_line.startswith("id: ")
+
+
+@pytest.mark.parametrize("alerts", [True, False], ids=["alert stage", "no alert stage"])
+def test_the_dashboard_reads_the_alert_stages_pending_view(
+    tmp_path: Path, clickhouse_sink: ClickHouseSink, monkeypatch: pytest.MonkeyPatch, alerts: bool
+) -> None:
+    from creatorpulse.web import routes
+
+    monkeypatch.setenv("CREATORPULSE_ALERTS", "1" if alerts else "0")
+    given: list[Any] = []
+    add = routes.add_dashboard
+
+    def spy(app: Any, dashboard: Any, **options: Any) -> None:
+        given.append(dashboard)
+        add(app, dashboard, **options)
+
+    monkeypatch.setattr(routes, "add_dashboard", spy)
+    settings = settings_for(tmp_path)
+    worker = runtime.build(settings, clickhouse_sink, UNUSED_BOOTSTRAP)
+    (dashboard,) = given
+    if alerts:
+        assert dashboard.pending is not None
+        assert dashboard.pending() == {}  # no campaign held yet
+        # What the stage's view says is what the page reads.
+        from streams.alerts.stage import PendingView
+
+        monkeypatch.setattr(PendingView, "pending", lambda self: {("c", "k"): "pending"})
+        assert dashboard.pending() == {("c", "k"): "pending"}
+    else:
+        assert dashboard.pending is None
+
+    async def scenario() -> tuple[int, Any]:
+        await worker.app.web.start()
+        try:
+            status, body = await asyncio.to_thread(fetch, settings.web_port, "/api/board")
+            return status, json.loads(body)
+        finally:
+            await worker.app.web.stop()
+
+    status, board = asyncio.run(scenario())
+    assert status == 200
+    assert board["alerts"] == ({"c/k": "pending"} if alerts else {})

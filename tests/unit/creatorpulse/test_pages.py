@@ -8,10 +8,21 @@ from creatorpulse.web.pages import BadParameter, leaderboard_query
 
 
 def test_defaults_and_good_values() -> None:
-    assert leaderboard_query({}) == (None, 3600, 20)
-    assert leaderboard_query({"campaign": ""}) == (None, 3600, 20)
-    assert leaderboard_query({"campaign": "c1", "last_s": "60", "limit": "500"}) == ("c1", 60, 500)
-    assert leaderboard_query({"last_s": str(30 * 86_400), "limit": "1"}) == (None, 2_592_000, 1)
+    assert leaderboard_query({}) == (None, 3600, 20, "er")
+    assert leaderboard_query({"campaign": ""}) == (None, 3600, 20, "er")
+    assert leaderboard_query({"campaign": "c1", "last_s": "60", "limit": "500"}) == (
+        "c1",
+        60,
+        500,
+        "er",
+    )
+    assert leaderboard_query({"last_s": str(30 * 86_400), "limit": "1"}) == (
+        None,
+        2_592_000,
+        1,
+        "er",
+    )
+    assert leaderboard_query({"sort": "ROAS"})[3] == "roas"
 
 
 @pytest.mark.parametrize(
@@ -31,3 +42,10 @@ def test_a_bad_value_names_its_parameter(query: dict[str, str], name: str) -> No
         leaderboard_query(query)
     assert raised.value.name == name
     assert str(raised.value).startswith(f"{name}: expected an integer from 1 to ")
+
+
+def test_an_unknown_sort_names_the_keys() -> None:
+    with pytest.raises(BadParameter) as raised:
+        leaderboard_query({"sort": "likes"})
+    assert raised.value.name == "sort"
+    assert "er|ctr|cvr|cpa|roas|views|revenue" in str(raised.value)

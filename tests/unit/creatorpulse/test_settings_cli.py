@@ -148,3 +148,52 @@ def test_top_refuses_parameters_out_of_the_leaderboard_bounds(
     url = f"chdb://{tmp_path / 'store'}"
     assert main(["--clickhouse-url", url, "top", "--json", *argv]) == 2
     assert argv[0] in capsys.readouterr().err
+
+
+# -- settings on the subcommands --------------------------------------------------------
+
+
+def test_subcommand_help_lists_the_settings_it_reads(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["worker", "--help"]) == 0
+    worker_help = capsys.readouterr().out
+    for flag in ("--kafka-bootstrap", "--clickhouse-url", "--grace-s", "--web-port", "Settings"):
+        assert flag in worker_help, flag
+    assert main(["top", "--help"]) == 0
+    top_help = capsys.readouterr().out
+    for flag in ("--clickhouse-url", "--web-port", "--data-dir", "--sort", "--board-json"):
+        assert flag in top_help, flag
+    assert "--grace-s" not in top_help  # top never reads it
+    assert main(["run", "--help"]) == 0
+    run_help = capsys.readouterr().out
+    for flag in ("--new-campaign", "--sort", "--json", "--progress-s", "--kafka-bootstrap"):
+        assert flag in run_help, flag
+
+
+def test_a_setting_after_the_subcommand_counts_and_wins(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.delenv("CREATORPULSE_KAFKA_BOOTSTRAP", raising=False)
+    # After the subcommand, before it, and both (the subcommand's wins).
+    for argv in (
+        ["worker", "--grace-s", "-1"],
+        ["--grace-s", "-1", "worker"],
+        ["--grace-s", "30", "worker", "--grace-s", "-1"],
+    ):
+        assert main(argv) == 2, argv
+        assert "CREATORPULSE_GRACE_S" in capsys.readouterr().err, argv
+    # A flag wins over the environment: with the env's bad value, produce would stop on
+    # it; with the flag's good one it gets as far as asking for a broker.
+    monkeypatch.setenv("CREATORPULSE_GRACE_S", "-5")
+    assert main(["produce", "--grace-s", "30"]) == 2
+    err = capsys.readouterr().err
+    assert "GRACE_S" not in err
+    assert "publishes to a running Kafka" in err
+
+
+def test_typos_get_a_suggestion(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["wroker"]) == 2
+    assert "Did you mean 'worker'" in capsys.readouterr().err
+    assert main(["worker", "--kafka-bootsrap", "k:9092"]) == 2
+    assert "--kafka-bootstrap" in capsys.readouterr().err
+    assert main(["top", "--srot", "cpa"]) == 2
+    assert "--sort" in capsys.readouterr().err
