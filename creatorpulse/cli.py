@@ -798,9 +798,9 @@ def bench(ctx: typer.Context) -> None:
         raise typer.Exit(code)
 
 
-# -- alerts (a group of its own: creatorpulse/alerts_cli.py) --------------------------
+# -- alerts (a group of its own: creatorpulse/alerts/commands.py) --------------------------
 
-from creatorpulse.alerts_cli import alerts_app  # noqa: E402 - after `app`, kept in one block
+from creatorpulse.alerts.commands import alerts_app  # noqa: E402 - after `app`, kept in one block
 
 app.add_typer(alerts_app, name="alerts")
 

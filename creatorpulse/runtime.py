@@ -216,7 +216,7 @@ def load_baseline(
 
 
 def worker_config(settings: Settings, bootstrap: str) -> WorkerConfig:
-    from creatorpulse.alerting import alert_settings
+    from creatorpulse.alerts.settings import alert_settings
 
     alerting = alert_settings()
     return WorkerConfig(
@@ -244,8 +244,8 @@ def start_alert_sink(
 ) -> tuple[Callable[[], None], AlertStats] | None:
     """With alerts on, the alert sink in a thread of this process (the one that holds the
     store): returns the function that stops it and its counters; ``None`` with alerts off."""
-    from creatorpulse.alert_sink import AlertOutbox, AlertSinkService
-    from creatorpulse.alerting import alert_settings
+    from creatorpulse.alerts.outbox import AlertOutbox, AlertSinkService
+    from creatorpulse.alerts.settings import alert_settings
     from sinks.clickhouse.alerts import ClickHouseAlertStore
 
     alerting = alert_settings()
