@@ -2,40 +2,45 @@
 the system chromedriver (never a downloaded browser; `make browser`, which `make test`
 and .ci/run call, installs both with apt-get when missing).
 
-1. Against a running ``creatorpulse run`` (its simulator, real Kafka, chDB): the page
-   shows the simulated creators, sorting changes their order, the campaign and tier
-   filters cut the board, the charts draw (their canvas holds the series' colour, not
-   only axes), a creator's detail opens, and the freshness figure moves without a
-   reload. A full-page screenshot is saved as ``test-artefacts/dashboard.png``
-   (CREATORPULSE_ARTEFACTS_DIR overrides the folder).
-2. Against the dashboard served over a chDB store the test holds (the sink process's
-   case: no worker in it): an alert written to the alerts table appears in the feed and
-   as the creator's badge without a reload. (``run``'s chDB store can be opened by no
-   other process, so this is where a test can plant an alert.)
+Against a running ``creatorpulse run`` (its simulator, real Kafka, chDB): the page
+shows the simulated creators, sorting changes their order, the campaign and tier
+filters cut the board, the charts draw (their canvas holds the series' colour, not
+only axes), a creator's detail opens, and the freshness figure moves without a
+reload. Then an alert record goes onto the run's alerts topic, as the alert stage
+publishes it: the run's alert sink writes it to the alerts table and notifies the log
+hook, and the page, open all along, shows it in the feed, delivered, and as the
+creator's badge. A full-page screenshot is saved as ``test-artefacts/dashboard.png``
+(CREATORPULSE_ARTEFACTS_DIR overrides the folder); last, the page fits a small laptop
+and a wall screen.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
+import re
 import shutil
-import threading
 import time
 import urllib.request
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from creatorpulse.brokers.process import free_port
-from schemas.metrics import METRICS
-from schemas.reference import CreatorProfile
-from schemas.rows import CreatorWindowRow
-from sinks.clickhouse import ClickHouseSink
-from tests.support.processes import real_kafka, wait_until
+from schemas.alerts import (
+    OUTPERFORMING,
+    Alert,
+    Cohort,
+    Figures,
+    Thresholds,
+    alert_to_json,
+    episode_id,
+    fingerprint,
+)
+from tests.support.processes import publish, real_kafka, wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.browser]
 
@@ -70,6 +75,11 @@ return [...document.querySelectorAll('#board-table tbody tr[data-creator]')].map
 TIERS_SHOWN = """
 return [...document.querySelectorAll('#board-table tbody tr[data-creator] .badge[class*=tier-]')]
   .map((b) => b.textContent);
+"""
+
+
+FEED_IDS = """
+return [...document.querySelectorAll('#alert-feed li[data-alert]')].map((li) => li.dataset.alert);
 """
 
 
@@ -136,6 +146,59 @@ def wait_for(driver: Any, condition: Any, timeout_s: float, what: str) -> Any:
         pytest.fail(f"timed out waiting for {what}; browser console: {logs}")
 
 
+def rules_with_short_group_wait(folder: Path) -> Path:
+    """The shipped rules, but a notification is due a second after its alert rather than
+    after Alertmanager's 30 s group wait, so the feed can show the delivery soon."""
+    text = resources.files("streams.alerts").joinpath("default_rules.toml").read_text("utf-8")
+    short, n = re.subn(r"(?m)^group_wait_s = \d+$", "group_wait_s = 1", text)
+    assert n == 1, "the shipped rules no longer set group_wait_s"
+    path = folder / "rules.toml"
+    path.write_text(short, encoding="utf-8")
+    return path
+
+
+def outperforming(campaign_id: str, creator_id: str, now_ms: int) -> Alert:
+    """A firing alert as the alert stage publishes it, with event times of now: an alert
+    older than the replay horizon would be recorded as suppressed and sent to no hook."""
+    fp = fingerprint(OUTPERFORMING, campaign_id, creator_id)
+    return Alert(
+        alert_id=episode_id(fp, now_ms),
+        fingerprint=fp,
+        rule=OUTPERFORMING,
+        status="firing",
+        campaign_id=campaign_id,
+        creator_id=creator_id,
+        metric="engagement_rate",
+        value=0.31,
+        baseline=0.09,
+        z=4.1,
+        lift=3.4,
+        probability=0.99,
+        cohort=Cohort(
+            campaign_id=campaign_id, tier="all", scope="campaign", size=12, median=0.09, mad=0.02
+        ),
+        figures=Figures(
+            views=3000,
+            engagements=930,
+            clicks=40,
+            conversions=3,
+            revenue_cents=9000,
+            engagement_rate=0.31,
+            engagement_rate_shrunk=0.31,
+            ctr=0.013,
+            ctr_shrunk=0.013,
+            conversion_rate=0.075,
+            conversion_rate_shrunk=0.07,
+            views_per_minute=300.0,
+        ),
+        thresholds=Thresholds(z=3.5, lift=1.5, probability=0.95, recover_z=2.0),
+        window_start_ms=now_ms - 600_000,
+        window_end_ms=now_ms,
+        starts_at_ms=now_ms,
+        explanation=f"{creator_id} engagement rate 31% vs cohort median 9% (z 4.1), injected",
+    )
+
+
 def test_the_dashboard_of_a_running_pipeline(
     browser: Any, kafka_broker: Any, unique_name: Any, tmp_path: Path, spawn: Any
 ) -> None:
@@ -143,6 +206,7 @@ def test_the_dashboard_of_a_running_pipeline(
 
     bootstrap = real_kafka(kafka_broker)
     port = free_port()
+    alerts_topic = unique_name("alerts")
     run = spawn(
         bootstrap,
         f"chdb://{tmp_path / 'store'}",
@@ -151,6 +215,8 @@ def test_the_dashboard_of_a_running_pipeline(
         tmp_path,
         command="run",
         web_port=str(port),
+        alerts_topic=alerts_topic,
+        alert_rules=str(rules_with_short_group_wait(tmp_path)),
     )
     run.start()
     base = f"http://127.0.0.1:{port}"
@@ -230,6 +296,7 @@ def test_the_dashboard_of_a_running_pipeline(
     browser.find_element(By.CSS_SELECTOR, "#board-table th[data-key=views]").click()
     first = browser.find_element(By.CSS_SELECTOR, "#board-table tbody tr[data-creator]")
     creator = first.get_attribute("data-creator")
+    campaign_id = first.get_attribute("data-campaign")
     first.click()
     wait_for(browser, lambda d: d.find_element(By.ID, "detail").is_displayed(), 10, "the detail")
     wait_for(
@@ -259,159 +326,60 @@ def test_the_dashboard_of_a_running_pipeline(
     assert browser.execute_script("return window.__loaded === true")  # never reloaded
     assert "live" in browser.find_element(By.ID, "live").text
 
+    # A new alert, through the pipeline into the open page: the record goes onto the run's
+    # alerts topic as the alert stage sends it (keyed by campaign); the run's alert sink
+    # writes it to the alerts table and the page's event stream brings it.
+    shown = set(browser.execute_script(FEED_IDS))
+    alert = outperforming(campaign_id, creator, int(time.time() * 1000))
+    assert alert.alert_id not in shown
+    publish(bootstrap, alerts_topic, [(campaign_id.encode(), alert_to_json(alert))])
+    item = wait_for(
+        browser,
+        lambda d: d.find_elements(
+            By.CSS_SELECTOR, f"#alert-feed li[data-alert='{alert.alert_id}']"
+        ),
+        30,
+        "the published alert in the feed",
+    )[0]
+    assert alert.explanation in item.text
+    assert "firing" in item.text
+    badge = wait_for(
+        browser,
+        lambda d: d.find_elements(
+            By.CSS_SELECTOR,
+            f"#board-table tr[data-campaign='{campaign_id}'][data-creator='{creator}']"
+            " .state-firing",
+        ),
+        20,
+        "the creator's alert badge",
+    )
+    assert badge[0].text == "firing"
+    # Notified, not suppressed: the sink took its event time as recent, and the log hook
+    # delivered it (the policy's group wait, a second here, comes first).
+    wait_for(
+        browser,
+        lambda d: re.search(
+            r"delivery: firing \S+: delivered",
+            d.find_element(By.CSS_SELECTOR, f"#alert-feed li[data-alert='{alert.alert_id}']").text,
+        ),
+        30,
+        "the alert delivered to the log hook",
+    )
+    assert browser.execute_script("return window.__loaded === true")  # never reloaded
+
     browser.execute_script("window.scrollTo(0, 0)")  # the sticky header at the top
     full_page_screenshot(browser, artefacts_dir() / "dashboard.png")
     assert (artefacts_dir() / "dashboard.png").stat().st_size > 10_000
 
-
-# -- an alert appears without a reload --------------------------------------------------------
-
-
-class Served:
-    """The dashboard's routes on an aiohttp server in a thread (as the sink process runs
-    them: a store and no worker)."""
-
-    def __init__(self, sink: ClickHouseSink) -> None:
-        self.sink = sink
-        self.port = free_port()
-        self.loop = asyncio.new_event_loop()
-        self.ready = threading.Event()
-        self.thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        from aiohttp import web
-
-        from creatorpulse.web.dashboard import Dashboard
-        from creatorpulse.web.routes import Snapshots, add_dashboard
-
-        asyncio.set_event_loop(self.loop)
-        dashboard = Dashboard(self.sink)
-        app = web.Application()
-        add_dashboard(app, dashboard, snapshots=Snapshots(dashboard, interval_s=0.5))
-        self.runner = web.AppRunner(app, shutdown_timeout=1)
-        self.loop.run_until_complete(self.runner.setup())
-        site = web.TCPSite(self.runner, "127.0.0.1", self.port)
-        self.loop.run_until_complete(site.start())
-        self.ready.set()
-        self.loop.run_forever()
-
-    def __enter__(self) -> Served:
-        self.thread.start()
-        assert self.ready.wait(10)
-        return self
-
-    def __exit__(self, *_: Any) -> None:
-        async def stop() -> None:
-            await self.runner.cleanup()
-
-        asyncio.run_coroutine_threadsafe(stop(), self.loop).result(10)
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(10)
-        self.loop.close()
-
-
-ALERT_COLUMNS = [
-    "alert_id",
-    "fired_at",
-    "rule",
-    "campaign_id",
-    "creator_id",
-    "window_size_s",
-    "window_start",
-    "metric",
-    "value",
-    "baseline",
-    "payload",
-    "fingerprint",
-    "status",
-    "window_end",
-    "resolved_at",
-    "resolved_reason",
-    "z",
-    "lift",
-    "probability",
-    "tier",
-    "cohort_size",
-    "views",
-    "handle",
-    "explanation",
-    "version",
-    "updated_at",
-]
-
-
-def test_a_new_alert_appears_without_a_reload(browser: Any, clickhouse_sink: Any) -> None:
-    from selenium.webdriver.common.by import By
-
-    now_s = int(time.time()) // 60 * 60
-    creators = [f"creator-{i}" for i in range(4)]
-    clickhouse_sink.write_profiles(
-        [CreatorProfile(creator_id=c, handle=f"@{c}", follower_count=20_000) for c in creators]
-    )
-    rows = []
-    for i, creator in enumerate(creators):
-        for m in range(5):
-            counts = {name: 0 for name in METRICS} | {"views": 100 * (i + 1) + m, "likes": 9}
-            rows.append(
-                CreatorWindowRow(
-                    "launch", creator, 60, (now_s - 300 + 60 * m) * 1000, tuple(counts.values())
-                )
-            )
-    clickhouse_sink.write_creator_windows(rows)
-    with Served(clickhouse_sink) as served:
-        browser.get(f"http://127.0.0.1:{served.port}/dashboard")
-        browser.execute_script("window.__loaded = true")
-        wait_for(
+    # From a small laptop to a wall screen: nothing wider than the window (the board
+    # scrolls inside its panel), and larger type on the wall.
+    sizes = {}
+    for width in (1024, 2560):
+        browser.set_window_size(width, 1000)
+        sizes[width] = wait_for(
             browser,
-            lambda d: len(d.execute_script(BOARD_ROWS)) == len(creators),
-            30,
-            "the board",
+            lambda d: (m := d.execute_script(LAYOUT)) and m["page"] <= m["window"] and m,
+            10,
+            f"the page to fit {width} px",
         )
-        assert browser.find_element(By.CSS_SELECTOR, "#alert-feed li").text == "no alerts"
-
-        fired = datetime.fromtimestamp(now_s - 60, UTC)
-        explanation = "@creator-2 engagement rate 31% vs cohort median 9% (z 4.1)"
-        clickhouse_sink.insert_rows(
-            "alerts",
-            ALERT_COLUMNS,
-            [
-                [
-                    "a-1", fired, "er_outlier", "launch", "creator-2", 600,
-                    datetime.fromtimestamp(now_s - 600, UTC), "engagement_rate", 0.31, 0.09,
-                    "{}", "fp-1", "firing", datetime.fromtimestamp(now_s, UTC), None, "",
-                    4.1, 3.4, 0.99, "micro", 4, 300, "@creator-2", explanation, 1,
-                    datetime.now(UTC),
-                ]
-            ],
-        )  # fmt: skip
-        item = wait_for(
-            browser,
-            lambda d: d.find_elements(By.CSS_SELECTOR, "#alert-feed li[data-alert='a-1']"),
-            20,
-            "the alert in the feed",
-        )[0]
-        assert explanation in item.text
-        assert "firing" in item.text
-        badge = wait_for(
-            browser,
-            lambda d: d.find_elements(
-                By.CSS_SELECTOR, "#board-table tr[data-creator='creator-2'] .state-firing"
-            ),
-            20,
-            "the creator's alert badge",
-        )
-        assert badge[0].text == "firing"
-        assert browser.execute_script("return window.__loaded === true")  # never reloaded
-
-        # From a small laptop to a wall screen: nothing wider than the window (the board
-        # scrolls inside its panel), and larger type on the wall.
-        sizes = {}
-        for width in (1024, 2560):
-            browser.set_window_size(width, 1000)
-            sizes[width] = wait_for(
-                browser,
-                lambda d: (m := d.execute_script(LAYOUT)) and m["page"] <= m["window"] and m,
-                10,
-                f"the page to fit {width} px",
-            )
-        assert sizes[2560]["font"] > sizes[1024]["font"]
+    assert sizes[2560]["font"] > sizes[1024]["font"]
