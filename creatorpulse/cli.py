@@ -176,7 +176,7 @@ def run(
     line every --progress-s. Ctrl-C (or q) stops cleanly.
     """
     from creatorpulse import runtime
-    from creatorpulse.board import read_board
+    from creatorpulse.board import read_live_board
     from creatorpulse.demo import next_campaign
     from creatorpulse.liveboard import BoardLoop
 
@@ -229,7 +229,7 @@ def run(
             }
 
         loop = BoardLoop(
-            fetch=lambda key: read_board(sink, sort=key, limit=limit, only=only),
+            fetch=lambda key: read_live_board(sink, sort=key, limit=limit, only=only),
             stats=stats,
             stop=stop,
             title="creatorpulse: last hour of event time",
@@ -721,7 +721,7 @@ BoardFetch = Callable[[str | None, int, SortKey, int], "Board"]
 def _board_source(settings: Settings) -> BoardFetch:
     """Direct ClickHouse access if the store is free, else through the running worker."""
     from creatorpulse import runtime
-    from creatorpulse.board import NoSuchCampaign, board_from_json, read_board
+    from creatorpulse.board import NoSuchCampaign, board_from_json, read_live_board
 
     try:
         sink = runtime.open_sink(settings, migrate_schema=False)
@@ -755,7 +755,7 @@ def _board_source(settings: Settings) -> BoardFetch:
         return through_worker
 
     def direct(campaign: str | None, last_s: int, sort: SortKey, limit: int) -> Board:
-        return read_board(sink, campaign=campaign, last_s=last_s, sort=sort, limit=limit)
+        return read_live_board(sink, campaign=campaign, last_s=last_s, sort=sort, limit=limit)
 
     return direct
 
