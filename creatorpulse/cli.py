@@ -800,6 +800,9 @@ SUBCOMMAND_SETTINGS: dict[str, tuple[str, ...] | None] = {
     "load": ("kafka_bootstrap",),
     "migrate": _CLICKHOUSE,
     "top": (*_CLICKHOUSE, *_WEB),
+    "alerts": (*_CLICKHOUSE, *_WEB),
+    "alerts silence": (*_CLICKHOUSE, *_WEB),
+    "alerts redeliver": _CLICKHOUSE,
 }
 SETTINGS_PANEL = "Settings (here, or before the subcommand, or CREATORPULSE_*)"
 
@@ -811,9 +814,12 @@ def build_command() -> Any:
 
     group = typer.main.get_command(app)
     shared = {p.name: p for p in group.params if p.param_type_name == "option" and p.name}
-    commands: dict[str, Any] = getattr(group, "commands", {})
     for name, wanted in SUBCOMMAND_SETTINGS.items():
-        command = commands.get(name)
+        command: Any = group
+        for part in name.split():  # "alerts silence": a command of a group
+            command = getattr(command, "commands", {}).get(part)
+            if command is None:
+                break
         if command is None or command.callback is None:
             continue
         names = tuple(shared) if wanted is None else wanted
