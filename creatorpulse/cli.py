@@ -156,8 +156,14 @@ def run(
         DEFAULT_SORT
     ),
     limit: Annotated[
-        int, typer.Option(help="Creators on the board.", min=1, max=LEADERBOARD_MAX_LIMIT)
-    ] = 15,
+        int | None,
+        typer.Option(
+            help="Creators on the board (default: as many as the terminal's height fits; "
+            "15 in a pipe).",
+            min=1,
+            max=LEADERBOARD_MAX_LIMIT,
+        ),
+    ] = None,
     refresh_s: Annotated[float, typer.Option(help="Board refresh interval (terminal).")] = 1.0,
     progress_s: Annotated[
         float, typer.Option(help="Seconds between progress lines when stdout is not a terminal.")
@@ -229,7 +235,8 @@ def run(
             }
 
         loop = BoardLoop(
-            fetch=lambda key: read_live_board(sink, sort=key, limit=limit, only=only),
+            fetch=lambda key, rows: read_live_board(sink, sort=key, limit=rows, only=only),
+            limit=limit,
             stats=stats,
             stop=stop,
             title="creatorpulse: last hour of event time",
