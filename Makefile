@@ -9,7 +9,7 @@ UV_VERSION := 0.13.9
 UV     := $(VENV)/bin/uv
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test test-unit test-integration drills lock lint format bench kafka clean
+.PHONY: help install browser run test test-unit test-integration drills lock lint format bench kafka clean
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-17s %s\n", $$1, $$2}'
@@ -31,17 +31,27 @@ $(STAMP): pyproject.toml uv.lock
 
 install: $(STAMP) ## Create .venv with creatorpulse and the dev tools
 
+# The dashboard's browser test drives Debian's chromium through its chromedriver; both
+# come from apt (never a downloaded browser), installed here when missing.
+browser: ## Install Debian's chromium and chromium-driver if missing (the dashboard test)
+	@if [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ]; then :; \
+	elif command -v apt-get >/dev/null; then \
+		echo "creatorpulse: installing chromium chromium-driver with apt-get"; \
+		SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+		$$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq chromium chromium-driver; \
+	else echo "creatorpulse: no apt-get: install chromium and chromium-driver yourself" >&2; fi
+
 run: $(STAMP) ## Run the whole pipeline on the embedded default with a live leaderboard
 	$(VENV)/bin/creatorpulse run
 
-test: $(STAMP) ## Run every test (real Apache Kafka is fetched with Maven and started)
+test: $(STAMP) browser ## Run every test (real Apache Kafka is fetched with Maven and started)
 	-$(PY) -m creatorpulse.brokers.apache fetch
 	$(PY) -m pytest
 
 test-unit: $(STAMP) ## Unit tests only (seconds, no I/O)
 	$(PY) -m pytest tests/unit
 
-test-integration: $(STAMP) ## Integration and end-to-end tests (Kafka, chDB)
+test-integration: $(STAMP) browser ## Integration and end-to-end tests (Kafka, chDB)
 	-$(PY) -m creatorpulse.brokers.apache fetch
 	$(PY) -m pytest tests/integration tests/e2e tests/harness
 

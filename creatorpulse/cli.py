@@ -103,6 +103,7 @@ def main_options(
     data_dir: Annotated[Path | None, _setting("data_dir")] = None,
     app_id: Annotated[str | None, _setting("app_id")] = None,
     flush_interval_s: Annotated[float | None, _setting("flush_interval_s")] = None,
+    flush_max_age_s: Annotated[float | None, _setting("flush_max_age_s")] = None,
     sink: Annotated[str | None, _setting("sink")] = None,
     web_port: Annotated[int | None, _setting("web_port")] = None,
     web_host: Annotated[str | None, _setting("web_host")] = None,
@@ -194,7 +195,7 @@ def run(
         )
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     log_path = settings.data_dir / "run.log"
-    runtime.configure_logging(path=log_path)
+    runtime.configure_logging(path=log_path, log_format=settings.log_format)
     with ExitStack() as stack:
         bootstrap, sink, worker = _start_pipeline(settings, stack, progress=_step)
         assert sink is not None  # sink=clickhouse, checked above
@@ -221,6 +222,10 @@ def run(
             highlight=False,
             soft_wrap=not console.is_terminal,  # a log line stays one line; a terminal wraps
         )
+        url = runtime.dashboard_url(settings)
+        if url is not None:
+            token = "" if runtime.is_loopback(settings.web_host) else " (once with ?token=...)"
+            console.print(f"[bold]dashboard[/] {url}{token}", highlight=False, soft_wrap=True)
         only = demo.owns if demo is not None else None
 
         def stats() -> dict[str, int]:
@@ -282,7 +287,7 @@ def worker() -> None:
     _check_listener(settings)
     from creatorpulse import runtime
 
-    runtime.configure_logging()
+    runtime.configure_logging(log_format=settings.log_format)
     with ExitStack() as stack:
         bootstrap, sink, built = _start_pipeline(settings, stack)
         runtime.log.info(
@@ -295,6 +300,9 @@ def worker() -> None:
             settings.grace_s,
             sink.target.display_url() if sink is not None else f"topic {_rows_topic(settings)}",
         )
+        url = runtime.dashboard_url(settings)
+        if url is not None:
+            runtime.log.info("dashboard on %s", url)
         code = runtime.run_faust(built)
     raise typer.Exit(code)
 
@@ -369,7 +377,7 @@ def sink_command() -> None:
     from creatorpulse import runtime
     from sinks.service import RowSinkService, SinkTopics
 
-    runtime.configure_logging()
+    runtime.configure_logging(log_format=settings.log_format)
     bootstrap = settings.kafka_bootstrap or ""
     config = runtime.worker_config(settings, bootstrap)
     with ExitStack() as stack:
@@ -387,16 +395,29 @@ def sink_command() -> None:
         if alert_sink is not None:
             stack.callback(alert_sink[0])
         if settings.sink_metrics_port:
-            from creatorpulse.web.metrics import serve_metrics, sink_registry
+            from dataclasses import asdict
 
-            port, stop_metrics = serve_metrics(
-                sink_registry(service.stats, alerts=alert_sink[1] if alert_sink else None),
+            from creatorpulse.web.dashboard import Dashboard
+            from creatorpulse.web.metrics import CONTENT_TYPE_LATEST, render, sink_registry
+            from creatorpulse.web.routes import serve_in_thread
+
+            registry = sink_registry(service.stats, alerts=alert_sink[1] if alert_sink else None)
+            # The sink owns the store here (with chDB, no other process can open it), so
+            # the dashboard is served here too, beside the sink's own metrics.
+            port, stop_web = serve_in_thread(
+                Dashboard(sink, sink_stats=lambda: asdict(service.stats)),
                 settings.web_host,
                 settings.sink_metrics_port,
                 token=runtime.web_token(settings),
+                metrics=lambda: render(registry),
+                metrics_content_type=CONTENT_TYPE_LATEST,
             )
-            stack.callback(stop_metrics)
-            runtime.log.info("sink metrics on http://%s:%d/metrics", settings.web_host, port)
+            stack.callback(stop_web)
+            runtime.log.info(
+                "sink metrics on http://%s:%d/metrics, dashboard on /dashboard",
+                settings.web_host,
+                port,
+            )
         stop = threading.Event()
         for signum in (signal.SIGINT, signal.SIGTERM):
             signal.signal(signum, lambda *_: stop.set())
@@ -784,9 +805,9 @@ def bench(ctx: typer.Context) -> None:
         raise typer.Exit(code)
 
 
-# -- alerts (a group of its own: creatorpulse/alerts_cli.py) --------------------------
+# -- alerts (a group of its own: creatorpulse/alerts/commands.py) --------------------------
 
-from creatorpulse.alerts_cli import alerts_app  # noqa: E402 - after `app`, kept in one block
+from creatorpulse.alerts.commands import alerts_app  # noqa: E402 - after `app`, kept in one block
 
 app.add_typer(alerts_app, name="alerts")
 

@@ -1,4 +1,5 @@
-"""Log output of the creatorpulse commands: the libraries' repeated lines rate-limited.
+"""Log output of the creatorpulse commands: the libraries' repeated lines rate-limited,
+as text or as one JSON object per line (``--log-format json``, :class:`JsonFormatter`).
 
 While Kafka is away, aiokafka, faust and kafka-python log the same failure on every
 retry, several lines a second; a short outage buries everything else in the log.
@@ -10,11 +11,14 @@ after the interval. Lines of creatorpulse's own packages always pass.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import re
 import threading
 import time
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from typing import Any
 
 #: Top-level packages whose loggers are creatorpulse's own: never rate-limited.
 OWN_PACKAGES = ("creatorpulse", "streams", "sinks", "producers", "schemas")
@@ -105,6 +109,47 @@ def silenced(*names: str) -> Iterator[None]:
     finally:
         for logger, level in zip(loggers, levels):
             logger.setLevel(level)
+
+
+# What every LogRecord carries; anything else on a record came from ``extra=`` and is
+# one of the line's fields.
+_RECORD_ATTRIBUTES = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
+    "message",
+    "asctime",
+    "taskName",
+}
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: ``ts`` (UTC, ISO 8601, milliseconds), ``level``,
+    ``logger``, ``message``, the fields passed with ``extra=`` and, for an exception,
+    ``error`` (its type and text) and ``traceback``. For log shippers: no line ever
+    spans two lines, whatever the message holds."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        line: dict[str, Any] = {
+            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        for key, value in vars(record).items():
+            if key not in _RECORD_ATTRIBUTES and not key.startswith("_"):
+                line[key] = value
+        if record.exc_info and record.exc_info[1] is not None:
+            exc = record.exc_info[1]
+            line["error"] = f"{type(exc).__name__}: {exc}"
+            line["traceback"] = self.formatException(record.exc_info)
+        return json.dumps(line, default=str, ensure_ascii=False)
+
+
+def formatter(log_format: str = "text") -> logging.Formatter:
+    """The formatter of ``--log-format`` / CREATORPULSE_LOG_FORMAT: ``text`` or ``json``."""
+    if log_format == "json":
+        return JsonFormatter()
+    if log_format == "text":
+        return logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s")
+    raise ValueError(f"log format must be text or json, got {log_format!r}")
 
 
 @contextlib.contextmanager

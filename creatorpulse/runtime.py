@@ -14,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
-from creatorpulse.logs import RepeatLimiter, native_stderr_silenced, silenced
+from creatorpulse.logs import RepeatLimiter, formatter, native_stderr_silenced, silenced
 
 # In a light module, so the CLI runs it before importing Faust (a wrong address is
 # then reported sooner); re-exported here.
@@ -28,6 +28,7 @@ from creatorpulse.settings import (
 from creatorpulse.web.pages import add_query_pages
 from schemas.rows import WindowKey
 from sinks.clickhouse import ClickHouseSink, migrate
+from streams.alerts.stage import PendingView
 from streams.app import Worker, build_worker
 from streams.config import WorkerConfig
 
@@ -42,17 +43,22 @@ QUIET_LOGGERS = ("faust", "aiokafka", "mode", "kafka", "chdb", "clickhouse_conne
 
 
 def configure_logging(
-    level: str = "INFO", stream: IO[str] | None = None, path: Path | None = None
+    level: str = "INFO",
+    stream: IO[str] | None = None,
+    path: Path | None = None,
+    log_format: str = "text",
 ) -> None:
     """Our logs at ``level``; the libraries' chatter only from WARNING up, and each of
-    their repeated lines once per interval (:class:`~creatorpulse.logs.RepeatLimiter`)."""
+    their repeated lines once per interval (:class:`~creatorpulse.logs.RepeatLimiter`).
+    ``log_format`` ``json``: one JSON object per line
+    (:class:`~creatorpulse.logs.JsonFormatter`)."""
     handler: logging.Handler
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
         handler = logging.FileHandler(path)
     else:
         handler = logging.StreamHandler(stream or sys.stderr)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
+    handler.setFormatter(formatter(log_format))
     handler.addFilter(RepeatLimiter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
@@ -210,7 +216,7 @@ def load_baseline(
 
 
 def worker_config(settings: Settings, bootstrap: str) -> WorkerConfig:
-    from creatorpulse.alerting import alert_settings
+    from creatorpulse.alerts.settings import alert_settings
 
     alerting = alert_settings()
     return WorkerConfig(
@@ -222,6 +228,7 @@ def worker_config(settings: Settings, bootstrap: str) -> WorkerConfig:
         future_skew_s=settings.future_skew_s,
         window_sizes_s=settings.window_sizes_s,
         flush_interval_s=settings.flush_interval_s,
+        flush_max_age_s=settings.flush_max_age_s,
         data_dir=settings.data_dir / "faust",
         web_port=settings.web_port or None,
         web_host=settings.web_host,
@@ -237,8 +244,8 @@ def start_alert_sink(
 ) -> tuple[Callable[[], None], AlertStats] | None:
     """With alerts on, the alert sink in a thread of this process (the one that holds the
     store): returns the function that stops it and its counters; ``None`` with alerts off."""
-    from creatorpulse.alert_sink import AlertOutbox, AlertSinkService
-    from creatorpulse.alerting import alert_settings
+    from creatorpulse.alerts.outbox import AlertOutbox, AlertSinkService
+    from creatorpulse.alerts.settings import alert_settings
     from sinks.clickhouse.alerts import ClickHouseAlertStore
 
     alerting = alert_settings()
@@ -306,7 +313,18 @@ def build(
     config = worker_config(settings, bootstrap)
     token = web_token(settings) if config.web_port is not None else None
     config.data_dir.mkdir(parents=True, exist_ok=True)
-    pages = add_query_pages(sink if isinstance(sink, ClickHouseSink) else None, token=token)
+    # The alert stage is built after the pages are declared: its view is handed over
+    # once it exists, and read on each request.
+    views: list[PendingView] = []
+
+    def pending() -> dict[tuple[str, str], str]:
+        return views[0].pending() if views else {}
+
+    pages = add_query_pages(
+        sink if isinstance(sink, ClickHouseSink) else None,
+        token=token,
+        pending=pending if config.alert_rules is not None else None,
+    )
     if isinstance(sink, ClickHouseSink):
         from creatorpulse.web.alert_pages import add_alert_pages
 
@@ -316,7 +334,21 @@ def build(
             query_pages(app, processor)
             alert_pages(app, processor)
 
-    return build_worker(config, sink, baseline=baseline, extra_pages=pages)
+    return build_worker(
+        config, sink, baseline=baseline, extra_pages=pages, on_alert_view=views.append
+    )
+
+
+def dashboard_url(settings: Settings) -> str | None:
+    """Where the dashboard of a process with these settings is (None: no web port)."""
+    if not settings.web_port:
+        return None
+    host = settings.web_host
+    if host in ("0.0.0.0", "::", "[::]"):  # every interface: this machine's is one of them
+        host = "127.0.0.1"
+    if ":" in host and not host.startswith("["):
+        host = f"[{host}]"
+    return f"http://{host}:{settings.web_port}/dashboard"
 
 
 def web_token(settings: Settings) -> str | None:

@@ -78,7 +78,19 @@ class Settings(BaseSettings):
         default="creatorpulse", description="Consumer group and prefix of internal topics."
     )
     flush_interval_s: float = Field(
-        default=1.0, gt=0, le=60, description="How often state is made durable and rows written."
+        default=1.0,
+        gt=0,
+        le=60,
+        description="Longest time between two flushes (state made durable, rows written).",
+    )
+    flush_max_age_s: float = Field(
+        default=0.25,
+        gt=0,
+        le=60,
+        description=(
+            "A flush starts once the oldest record applied since the last one is this old "
+            "(bounds how soon counts are queryable)."
+        ),
     )
     shutdown_timeout_s: float = Field(
         default=10.0,

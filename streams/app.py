@@ -5,8 +5,8 @@ recovery, and the web server. Everything that decides a number lives in pure cod
 (``streams.state``, ``streams.windows``, ``schemas.events``), and the flush cycle in
 ``streams.processor``; this module only connects them:
 
-    records (input + rekey topics) -> processor.apply_batch, in batches
-    every flush interval           -> processor.flush
+    records (input + rekey topics) -> processor.apply_records, a fetch's batch at a time
+    when a flush is due            -> processor.flush (by age, size or interval)
     changelog recovered            -> processor.restore (the assigned partitions)
     partitions revoked / shutdown  -> a last flush, then the partitions are handed over
 
@@ -27,7 +27,7 @@ import faust
 
 from schemas.reference import CampaignContract, CreatorProfile
 from schemas.rows import WindowKey
-from streams.alerts.stage import add_alert_stage
+from streams.alerts.stage import PendingView, add_alert_stage
 from streams.config import WorkerConfig
 from streams.faust_compat import (
     FaustChangelog,
@@ -57,13 +57,15 @@ def build_worker(
     *,
     baseline: Mapping[WindowKey, Sequence[int]] | None = None,
     extra_pages: Callable[[faust.App, StreamProcessor], None] | None = None,
+    on_alert_view: Callable[[PendingView], None] | None = None,
 ) -> Worker:
     """Build the Faust app: batched delivery of its own topics, the reference-data agents
     and the flush timer.
 
     ``sink`` is a started ``sinks.clickhouse.ClickHouseSink`` (anything with its write
     methods), or ``None`` when a separate ``creatorpulse sink`` process writes what the
-    worker publishes on the window-rows topic.
+    worker publishes on the window-rows topic. ``on_alert_view`` gets the alert stage's
+    read-only view of its pending creators, when the stage runs.
     """
     brokers = [f"kafka://{host.strip()}" for host in config.kafka_bootstrap.split(",")]
     app = faust.App(
@@ -123,13 +125,16 @@ def build_worker(
         async with processor.lock:
             processor.restore(assigned)
 
-    async def on_batch(tp: Any, batch: list[Any]) -> None:
-        # Inside the consumer's fetch task: pure CPU under the lock, then backpressure.
-        async with processor.lock:
-            started = time.perf_counter()
-            processor.apply_records(batch)
-            processor.stats.apply_s += time.perf_counter() - started
-            processor.stats.batches += 1
+    def on_batch(tp: Any, batch: list[Any]) -> bool:
+        # Inside the consumer's fetch task, under processor.lock: pure CPU.
+        started = time.perf_counter()
+        processor.apply_records(batch)
+        processor.stats.apply_s += time.perf_counter() - started
+        processor.stats.batches += 1
+        # Whether the state holds them all (restored, nothing skipped to rewind).
+        return tp.partition in processor.states and tp not in processor.rewinds
+
+    async def after_batch() -> None:
         if processor.rewinds:
             processor.rewind()
         # While ClickHouse lags too far behind, stop fetching (reference topics included).
@@ -138,14 +143,21 @@ def build_worker(
 
     # The worker's own topics: no agent, no Faust acks; their records come in batches.
     app.topics.add(records)
-    deliver_in_batches(app, (topics.input, topics.rekey), on_batch)
+    deliver_in_batches(
+        app,
+        (topics.input, topics.rekey),
+        on_batch,
+        lock=processor.lock,
+        next_offset=processor.next_offset,
+        after_batch=after_batch,
+    )
 
     @app.task
-    async def flush_every_interval() -> None:
-        # A loop rather than app.timer: a flush can outlast the interval while Kafka
-        # acknowledges, and mode warns on every timer tick that overlaps the last.
+    async def flush_when_due() -> None:
+        # A loop rather than app.timer: a flush is due by the age or number of records
+        # as well as by time, and it can outlast the interval while Kafka acknowledges.
         while True:
-            await asyncio.sleep(processor.seconds_until_flush())
+            await processor.wait_until_flush_due()
             await processor.flush()
 
     if sink is not None and config.writes_reference_data:
@@ -225,13 +237,17 @@ def build_worker(
 
     if config.alert_rules is not None:
         # Its own agent on the window-rows topic: it never holds up counting.
-        add_alert_stage(app, config.kafka_bootstrap, topics, config.partitions, config.alert_rules)
+        *_, pending = add_alert_stage(
+            app, config.kafka_bootstrap, topics, config.partitions, config.alert_rules
+        )
+        if on_alert_view is not None:
+            on_alert_view(pending)
     if extra_pages is not None:
         extra_pages(app, processor)
     # Faust registered these on the app; naming them keeps linters from calling them unused.
     _ = (
         restore_assigned,
-        flush_every_interval,
+        flush_when_due,
         report,
         start_writer,
     )

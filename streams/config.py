@@ -21,7 +21,12 @@ class WorkerConfig:
     grace_s: int = DEFAULT_GRACE_S
     future_skew_s: int = DEFAULT_FUTURE_SKEW_S
     window_sizes_s: tuple[int, ...] = DEFAULT_WINDOW_SIZES_S
+    # When a flush starts (docs/design.md, "When a flush starts"): once the oldest record
+    # applied since the last flush has waited flush_max_age_s, or flush_max_records
+    # records are applied, or flush_interval_s has passed without a flush.
     flush_interval_s: float = 1.0
+    flush_max_age_s: float = 0.25
+    flush_max_records: int = 50_000
     max_batch: int = 10_000
     data_dir: Path = Path(".creatorpulse/faust")
     web_port: int | None = None
@@ -52,6 +57,10 @@ class WorkerConfig:
             raise ValueError("window sizes must be positive seconds, e.g. 60,3600")
         if self.flush_interval_s <= 0:
             raise ValueError("flush_interval_s must be positive")
+        if self.flush_max_age_s <= 0:
+            raise ValueError("flush_max_age_s must be positive")
+        if self.flush_max_records < 1:
+            raise ValueError("flush_max_records must be at least 1")
 
     @property
     def topics(self) -> Topics:

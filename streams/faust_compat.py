@@ -16,12 +16,15 @@ either version changes, reread each piece here against the new source; the unit 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable, Callable, Iterable, Mapping, MutableMapping
 from typing import Any
 
 import faust
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP
+
+log = logging.getLogger("creatorpulse.worker")
 
 FAUST_VERSION = "0.15.3"
 AIOKAFKA_VERSION = "0.14.0"
@@ -44,8 +47,15 @@ class _PromptFetchConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
         return consumer
 
 
-#: Takes one partition's records of one fetch (aiokafka ``ConsumerRecord`` objects).
-BatchHandler = Callable[[TP, list[Any]], Awaitable[None]]
+#: Applies one partition's records of one fetch (aiokafka ``ConsumerRecord`` objects),
+#: under the batch lock; pure CPU, no awaits. True if the partition's state now holds
+#: all of them (it is restored, and they followed what it had in order).
+BatchHandler = Callable[[TP, list[Any]], bool]
+#: Awaited after each batch, outside the lock (e.g. backpressure).
+AfterBatch = Callable[[], Awaitable[None]]
+#: The next offset of a partition that the application's state expects, or None when
+#: it holds no state of it (not restored yet).
+NextOffset = Callable[[TP], int | None]
 
 
 class _PromptFetchConsumer(faust_aiokafka.Consumer):
@@ -57,9 +67,25 @@ class _PromptFetchConsumer(faust_aiokafka.Consumer):
     the processor then has to read again. Records of the topics in
     :attr:`batched_topics` skip all of that: each partition's records of a fetch go to
     :attr:`on_batch` at once, and the partition's read offset advances only after the
-    handler has taken them. Every other topic (changelogs, reference data) keeps
+    handler has taken them. The handler runs under :attr:`batch_lock`, and a batch
+    whose rebalance began while it waited for the lock is dropped there (a seek to the
+    committed offsets follows): applied after the revocation's last flush, it would be
+    read again from those offsets. Every other topic (changelogs, reference data) keeps
     Faust's own per-record path. The checks Faust makes before delivering stay: flow
     control, a generation change, active partitions, end offsets.
+
+    After an assignment, records arrive before Faust's seek to the committed offsets at
+    the end of recovery (:meth:`perform_seek`): some from where aiokafka stood before the
+    rebalance (ahead of what the state holds: a fetch the revocation dropped), some
+    fetched after aiokafka's part of the seek (exactly where the state goes on). Until
+    that seek has completed in the generation, a batch is checked against
+    :attr:`next_offset`: with no state, or starting ahead of it, it is dropped (the seek
+    follows and reads it again); otherwise what the state already holds is cut off and
+    the rest applied. Dropping everything would lose the second kind (aiokafka has moved
+    past them); applying everything would apply the first kind out of order. And the
+    seek does not move a read offset back past what the handler took in the same
+    generation: the state that took them is the one restored for this generation, and
+    its next flush commits them. A rewind (:meth:`seek`) moves it back as asked.
 
     A batched topic has no acks and no agent: the processor commits what its durable
     checkpoints cover. ``_read_offset`` means the *next* offset to take for these
@@ -68,9 +94,37 @@ class _PromptFetchConsumer(faust_aiokafka.Consumer):
 
     batched_topics: frozenset[str] = frozenset()
     on_batch: BatchHandler | None = None
+    after_batch: AfterBatch | None = None
+    batch_lock: asyncio.Lock | None = None
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        #: Per batched partition: the generation and the next offset after the records
+        #: the handler last took whole.
+        self.taken: dict[TP, tuple[int, int]] = {}
+        #: The generation whose seek to the committed offsets has completed.
+        self.settled_generation: int | None = None
+        self.next_offset: NextOffset | None = None
 
     def _new_consumer_thread(self) -> faust_aiokafka.AIOKafkaConsumerThread:
         return _PromptFetchConsumerThread(self, loop=self.loop, beacon=self.beacon)
+
+    async def perform_seek(self) -> None:
+        generation = self.app.consumer_generation_id
+        await super().perform_seek()
+        # No await from here on: nothing is delivered between Faust's update and this.
+        read_offset = self._read_offset
+        for tp, (taken_in, next_offset) in self.taken.items():
+            if taken_in == generation and self.app.consumer_generation_id == generation:
+                current = read_offset.get(tp)
+                if current is None or current < next_offset:
+                    read_offset[tp] = next_offset
+        self.settled_generation = generation
+
+    async def seek(self, partition: TP, offset: int) -> None:
+        # A rewind asks for records again: the seek decides, not what was taken.
+        self.taken.pop(partition, None)
+        await super().seek(partition, offset)
 
     async def _drain_messages(self, fetcher: Any) -> None:
         if self.on_batch is None or not self.batched_topics:
@@ -87,8 +141,14 @@ class _PromptFetchConsumer(faust_aiokafka.Consumer):
                     continue
                 if not self.flow_active:
                     # As Faust does: records fetched while the flow stopped are dropped,
-                    # and the partitions go back to their committed offsets.
-                    await self.perform_seek()
+                    # and the partitions go back to their committed offsets. The seek
+                    # fails when a rebalance took a partition meanwhile, and the
+                    # assignment's own seek follows: as Faust does, log and go on (left
+                    # to raise, it crashed the fetcher and the worker).
+                    try:
+                        await self.perform_seek()
+                    except Exception as exc:
+                        log.warning("seek to committed offsets with the flow stopped: %r", exc)
                     continue
                 await self._deliver(records, active, generation)
         except self.consumer_stopped_errors:
@@ -100,14 +160,18 @@ class _PromptFetchConsumer(faust_aiokafka.Consumer):
                 return
             raise
 
+    def _current(self, generation: int) -> bool:
+        # Faust's own reasons to drop what it fetched; a seek always follows them.
+        return self.flow_active and self.app.consumer_generation_id == generation
+
     async def _deliver(self, records: Mapping[TP, list[Any]], active: Any, generation: int) -> None:
         batched = self.batched_topics
-        on_batch = self.on_batch
+        on_batch, after_batch, lock = self.on_batch, self.after_batch, self.batch_lock
         assert on_batch is not None
+        assert lock is not None
         read_offset = self._read_offset
         for tp, batch in records.items():
-            # Faust's own reasons to drop what it fetched; a seek always follows them.
-            if not self.flow_active or self.app.consumer_generation_id != generation:
+            if not self._current(generation):
                 return
             if not (active is None or tp in active or tp in self._buffered_partitions):
                 continue
@@ -116,14 +180,37 @@ class _PromptFetchConsumer(faust_aiokafka.Consumer):
                 await self._deliver_one_by_one(tp, batch)
                 continue
             start = read_offset[tp]
-            if start is not None and batch[0].offset < start:
-                batch = [record for record in batch if record.offset >= start]
-                if not batch:
-                    continue
-            await on_batch(tp, batch)
-            # A seek during the handler (a rewind, a rebalance) decides where to go on.
-            if read_offset[tp] == start:
-                read_offset[tp] = batch[-1].offset + 1
+            async with lock:
+                # A rebalance may have begun while this waited (the revocation's flush
+                # holds the lock): the partition's last flush is done, so applying now
+                # would have the records read again from the committed offsets.
+                if not self._current(generation):
+                    return
+                if self.settled_generation != generation:
+                    batch = self._before_the_seek(tp, batch)
+                # The next offset to take; a seek while waiting moved it (both ways).
+                first = read_offset[tp]
+                if batch and first is not None and batch[0].offset < first:
+                    batch = [record for record in batch if record.offset >= first]
+                if batch:
+                    took = on_batch(tp, batch)
+                    # Without a seek since the fetch, go on after the batch; after one
+                    # (a rewind), the seek says where to go on. Never backwards.
+                    if first == start:
+                        read_offset[tp] = next_offset = batch[-1].offset + 1
+                        if took:
+                            self.taken[tp] = (generation, next_offset)
+                        else:
+                            self.taken.pop(tp, None)
+            if after_batch is not None:
+                await after_batch()
+
+    def _before_the_seek(self, tp: TP, batch: list[Any]) -> list[Any]:
+        """What of a batch delivered before recovery's seek the state can take in order."""
+        expected = self.next_offset(tp) if self.next_offset is not None else None
+        if expected is None or batch[0].offset > expected:
+            return []  # not restored yet, or from a stale position: the seek reads it again
+        return [record for record in batch if record.offset >= expected]
 
     async def _deliver_one_by_one(self, tp: TP, batch: list[Any]) -> None:
         """Faust's per-record delivery (``Consumer._drain_messages``), for other topics."""
@@ -148,13 +235,30 @@ class _PromptFetchTransport(faust_aiokafka.Transport):
     Consumer = _PromptFetchConsumer
 
 
-def deliver_in_batches(app: faust.App, topics: Iterable[str], on_batch: BatchHandler) -> None:
-    """Hand ``topics``' records to ``on_batch`` per partition and fetch, bypassing Faust's
-    per-record path (see :class:`_PromptFetchConsumer`). Needs :func:`use_prompt_fetches`."""
+def deliver_in_batches(
+    app: faust.App,
+    topics: Iterable[str],
+    on_batch: BatchHandler,
+    *,
+    lock: asyncio.Lock,
+    next_offset: NextOffset,
+    after_batch: AfterBatch | None = None,
+) -> None:
+    """Hand ``topics``' records to ``on_batch`` per partition and fetch, under ``lock``,
+    bypassing Faust's per-record path (see :class:`_PromptFetchConsumer`); then await
+    ``after_batch``. Needs :func:`use_prompt_fetches`.
+
+    ``lock`` is the one a partition revocation's last flush holds, so that no batch is
+    applied between that flush and the seek to the committed offsets. ``next_offset``
+    says where the state of a partition goes on, for batches delivered before that
+    seek."""
     consumer = app.consumer
     assert isinstance(consumer, _PromptFetchConsumer), "call use_prompt_fetches first"
     consumer.batched_topics = frozenset(topics)
     consumer.on_batch = on_batch
+    consumer.after_batch = after_batch
+    consumer.batch_lock = lock
+    consumer.next_offset = next_offset
 
 
 def use_prompt_fetches(app: faust.App) -> None:

@@ -29,15 +29,6 @@ class Message(Protocol):
     def value(self) -> bytes | None: ...
 
 
-class StreamEvent(Protocol):
-    """A delivered record and its acknowledgement (Faust's ``Event``)."""
-
-    @property
-    def message(self) -> Message: ...
-
-    def ack(self) -> Any: ...
-
-
 class Producer(Protocol):
     """Sends records and says when Kafka took them (Faust's producer has this shape)."""
 

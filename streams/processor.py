@@ -5,13 +5,15 @@ talks to the outside only through ``streams.ports``: a producer, the changelog, 
 committer, and the sink writer. The way of one record::
 
     decode (schemas.events) -> forward misplaced events -> PartitionState.apply_record
-    -> its counts and dead letters; every flush interval: rows to the writer, changelog
-    and forwarded records to Kafka, then checkpoints, then the offsets they cover.
+    -> its counts and dead letters; at each flush (due by age, size or interval): rows to
+    the writer, changelog and forwarded records to Kafka, then checkpoints, then the
+    offsets they cover.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections import defaultdict
@@ -29,7 +31,7 @@ from streams.config import WorkerConfig
 from streams.observability import LatencyTracker, WorkerStats, process_usage, reason_class
 from streams.outputs.topic import dead_letter_records, forwarded_records, window_row_records
 from streams.outputs.writer import SinkWriter
-from streams.ports import Changelog, Message, OffsetCommitter, OutRecord, Producer, StreamEvent
+from streams.ports import Changelog, Message, OffsetCommitter, OutRecord, Producer
 from streams.state import PartitionState
 
 log = logging.getLogger("creatorpulse.worker")
@@ -60,6 +62,7 @@ class StreamProcessor:
         *,
         baseline: Mapping[WindowKey, Sequence[int]] | None = None,
         clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.config = config
         self.topics = config.topics
@@ -74,15 +77,13 @@ class StreamProcessor:
         self.latency = LatencyTracker(clock=clock)
         self.lock = asyncio.Lock()  # guards the states: a batch applies whole
         self._flush_lock = asyncio.Lock()
-        self._unacked: list[StreamEvent] = []
-        # False once the consumer has stopped: acknowledging could commit nothing.
+        # False once the consumer has stopped: there is no group to commit to.
         self.consumer_running = True
         self._outbox: list[OutRecord] = []  # forwarded events and dead letters
         self._retry: list[OutRecord] = []  # refused at the last flush: sent first
-        # Checkpoints (and the records they acknowledge) that wait for a flush at which
+        # Checkpoints (and the offsets they let commit) that wait for a flush at which
         # Kafka took everything before them.
         self._held: dict[int, tuple[PartitionState, ChangelogRecord]] = {}
-        self._held_unacked: list[StreamEvent] = []
         self._written_dead: list[tuple[int, bytes]] = []  # segments to delete
         # Without a sink writer (sink=topic), rows and dead letters are written once Kafka
         # took them: what to confirm after the next flush that Kafka took whole.
@@ -91,7 +92,13 @@ class StreamProcessor:
         self._partition_cache: dict[str, int] = {}
         # Partitions whose delivery skipped records, until they are read again.
         self.rewinds: dict[TP, Rewind] = {}
-        self._last_flush = time.monotonic()
+        # When the next flush is due (seconds_until_flush): the last flush's start, the
+        # time the oldest record applied since then was applied, and how many there are.
+        self._monotonic = monotonic
+        self._last_flush = monotonic()
+        self._first_unflushed: float | None = None
+        self._unflushed_records = 0
+        self._flush_wakeup = asyncio.Event()
 
     # -- partitions -------------------------------------------------------------------
 
@@ -154,20 +161,21 @@ class StreamProcessor:
             )
         return state
 
+    def next_offset(self, tp: TP) -> int | None:
+        """The offset of ``tp`` this worker's state takes next (0 when it holds none of
+        that topic); None when it holds no state of the partition."""
+        state = self.states.get(tp.partition)
+        if state is None:
+            return None
+        return state.offsets.get(tp.topic, -1) + 1
+
     # -- per record -------------------------------------------------------------------
 
-    def apply_batch(self, events: Sequence[StreamEvent]) -> None:
-        """Apply records delivered as events that need acknowledging; pure CPU."""
-        self.apply_records([event.message for event in events], events)
-
-    def apply_records(
-        self, messages: Sequence[Message], events: Sequence[StreamEvent] | None = None
-    ) -> None:
+    def apply_records(self, messages: Sequence[Message]) -> None:
         """Apply records in delivery order; pure CPU, no awaits.
 
-        ``events`` (one per message) are acknowledged once the state that includes them
-        is durable; records delivered in batches need no acknowledgement (the processor
-        commits the offsets its checkpoints cover).
+        Nothing is acknowledged per record: a flush commits the offsets its durable
+        checkpoints cover (:meth:`_commit_durable`).
         """
         input_topic = self.config.input_topic
         rekey_topic = self.topics.rekey
@@ -178,19 +186,18 @@ class StreamProcessor:
         if stats.first_record_unix is None:
             stats.first_record_unix = wall
         stats.last_record_unix = wall
-        unacked = self._unacked
-        for index, message in enumerate(messages):
+        if messages:
+            self._note_unflushed(len(messages))
+        for message in messages:
             topic = message.topic
             partition = message.partition
             offset = message.offset
             state = states.get(partition)
             if state is None:
                 # Not expected: Faust delivers a partition's records only after recovery,
-                # which restores it. Unacknowledged, the record is read again later.
+                # which restores it. Its offset is not committed: it is read again later.
                 self._unrestored(partition)
                 continue
-            if events is not None:
-                unacked.append(events[index])
             stats.records += 1
             last = state.offsets.get(topic, -1)
             if offset <= last:
@@ -322,22 +329,58 @@ class StreamProcessor:
 
     # -- flush cycle ------------------------------------------------------------------
 
+    def _note_unflushed(self, records: int) -> None:
+        if self._first_unflushed is None:
+            self._first_unflushed = self._monotonic()
+            self._flush_wakeup.set()  # the flush loop may be waiting for the long interval
+        self._unflushed_records += records
+        if self._unflushed_records >= self.config.flush_max_records:
+            self._flush_wakeup.set()
+
     def seconds_until_flush(self) -> float:
-        return max(0.0, self._last_flush + self.config.flush_interval_s - time.monotonic())
+        """How long until the next flush is due; 0 when it is due now.
+
+        Whichever comes first: the oldest record applied since the last flush has
+        waited ``flush_max_age_s`` (what bounds freshness), ``flush_max_records`` are
+        applied (what bounds a flush's work while catching up), or ``flush_interval_s``
+        has passed since the last flush (retries, held checkpoints, restored windows and
+        deleted segments go out without new records).
+        """
+        config = self.config
+        due = self._last_flush + config.flush_interval_s
+        if self._first_unflushed is not None:
+            if self._unflushed_records >= config.flush_max_records:
+                return 0.0
+            due = min(due, self._first_unflushed + config.flush_max_age_s)
+        return max(0.0, due - self._monotonic())
+
+    async def wait_until_flush_due(self) -> None:
+        """Return once a flush is due (:meth:`seconds_until_flush`).
+
+        Records applied meanwhile wake the wait, so a flush due by their age or number
+        is not held back by a wait computed before they came.
+        """
+        while True:
+            self._flush_wakeup.clear()
+            delay = self.seconds_until_flush()
+            if delay <= 0:
+                return
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._flush_wakeup.wait(), delay)
 
     async def flush(self) -> None:
-        """Make everything applied so far durable, acknowledge it, hand rows to the sink.
+        """Make everything applied so far durable, commit its offsets, hand rows to the sink.
 
         One flush at a time. The snapshot is taken under :attr:`lock` (no batch is
         half-applied); the waits for Kafka happen without it, so fetches keep
-        applying batches meanwhile. Only records in the snapshot are acknowledged.
+        applying batches meanwhile. Only offsets the snapshot covers are committed.
         """
         async with self._flush_lock:
-            self._last_flush = started = time.monotonic()
+            self._last_flush = started = self._monotonic()
             try:
                 await self._flush()
             finally:
-                took = time.monotonic() - started
+                took = self._monotonic() - started
                 self.stats.flush_s += took
                 self.stats.flush_durations.observe(took)
 
@@ -352,11 +395,13 @@ class StreamProcessor:
                     before = len(s.windows)
                     flushes.append((p, s, s.flush()))
                     self.stats.windows_closed += before - len(s.windows)
-            unacked, self._unacked = self._unacked, []
             outbox, self._outbox = self._outbox, []
             sampled = self.latency.take()
+            # Everything applied so far is in this flush: the next one's age starts anew.
+            self._first_unflushed = None
+            self._unflushed_records = 0
         deletes, self._written_dead = self._written_dead, []
-        if not (flushes or unacked or outbox or deletes or self._retry or self._held):
+        if not (flushes or outbox or deletes or self._retry or self._held):
             return
         writer = self.writer
         # Rows first: if this task is cancelled at an await below, they are not lost.
@@ -392,7 +437,6 @@ class StreamProcessor:
                 writer.submit((), result.dead_letters, token)
             else:
                 self._delete_on_send += [(partition, k) for k in result.dead_letter_keys]
-        self._held_unacked += unacked
         self._retry = await self._send(records, "forwarded events, rows, dead letters, state")
         if self._retry:
             return  # no checkpoint over what Kafka has not taken; the next flush retries
@@ -403,15 +447,10 @@ class StreamProcessor:
         if await self._send(last, "checkpoints"):
             return  # held: the next flush sends them again (or newer ones)
         self._held = {}
-        unacked, self._held_unacked = self._held_unacked, []
         for _, (state, (key, value)) in held.items():
             self._keep_in_table(key, value)
             state.confirm_durable()
         if self.consumer_running:
-            # Event.ack() does the consumer's commit bookkeeping; Stream.ack() would
-            # add two sensor callbacks per record, a third of the single-record cost.
-            for event in unacked:
-                event.ack()
             await self._commit_durable([(p, state) for p, (state, _) in held.items()])
         self.stats.flushes += 1
         self.stats.last_flush_unix = self.clock()
@@ -506,10 +545,6 @@ class StreamProcessor:
         for partition in partitions:
             self.states.pop(partition, None)
             self._held.pop(partition, None)
-        self._unacked = [e for e in self._unacked if e.message.partition not in partitions]
-        self._held_unacked = [
-            e for e in self._held_unacked if e.message.partition not in partitions
-        ]
 
     def snapshot(self) -> dict[str, Any]:
         """Counters for the /stats page and benchmarks."""

@@ -3,7 +3,7 @@
 Shipped in the package, as bytewax ships ``testing.py``, so every test uses the same
 doubles instead of each writing its own: a producer that records what it sends (and
 can refuse chosen records, as a broker would), an in-memory changelog, an offset
-committer that records commits, and a record as a stream delivers it.
+committer that records commits, and a record as the consumer delivers it.
 """
 
 from __future__ import annotations
@@ -29,24 +29,11 @@ class TestMessage:
     value: bytes | None
 
 
-@dataclass
-class TestRecord:
-    """A delivered record; ``acked`` says whether the processor acknowledged it."""
-
-    __test__ = False
-
-    message: TestMessage
-    acked: bool = False
-
-    def ack(self) -> bool:
-        self.acked = True
-        return True
-
-
 def record(
     offset: int, value: bytes | None, *, topic: str = "post-stats", partition: int = 0
-) -> TestRecord:
-    return TestRecord(TestMessage(topic, partition, offset, value))
+) -> TestMessage:
+    """A record as a fetch delivers it (the members of aiokafka's ``ConsumerRecord``)."""
+    return TestMessage(topic, partition, offset, value)
 
 
 @dataclass

@@ -70,23 +70,47 @@ def leaderboard_query(query: Mapping[str, str]) -> tuple[str | None, int, int, S
 
 
 def add_query_pages(
-    sink: ClickHouseSink | None, *, token: str | None = None
+    sink: ClickHouseSink | None,
+    *,
+    token: str | None = None,
+    pending: Callable[[], Mapping[tuple[str, str], str]] | None = None,
 ) -> Callable[[Any, Any], None]:
     """HTTP pages served by the worker: the leaderboard (other processes cannot open a
     chDB store it owns; only when the worker writes ClickHouse), its counters, its
     Prometheus metrics and a health check. ``token``: the bearer token every request
-    must carry (None: none needed, loopback only)."""
+    must carry (None: none needed, loopback only). ``pending``: the alert stage's
+    pending creators, for the dashboard's badges."""
 
     def install(app: Any, processor: Any) -> None:
         from aiohttp import web
         from faust.web import Request, Response, View
 
         from creatorpulse.web.access import require_token
+        from creatorpulse.web.dashboard import Dashboard
         from creatorpulse.web.metrics import CONTENT_TYPE_LATEST, render, worker_registry
+        from creatorpulse.web.routes import add_dashboard
 
         if token is not None:
             app.web.web_app.middlewares.append(require_token(token))
-        registry = worker_registry(processor, highwater=faust_highwater(app))
+        highwater = faust_highwater(app)
+        # Open event streams end when the web server shuts down, not at its timeout.
+        stop_streams = asyncio.Event()
+
+        async def end_streams(_: Any) -> None:
+            stop_streams.set()
+
+        app.web.web_app.on_shutdown.append(end_streams)
+        registry = worker_registry(processor, highwater=highwater)
+        add_dashboard(
+            app.web.web_app,
+            Dashboard(
+                sink,
+                processor,
+                highwater=highwater,
+                pending=pending,
+            ),
+            stop=stop_streams,
+        )
 
         @app.page("/metrics")
         class Metrics(View):

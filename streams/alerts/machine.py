@@ -99,6 +99,10 @@ class CampaignAlerts:
         track = self._tracks.get(creator_id)
         return "inactive" if track is None else track.state
 
+    def pending(self) -> tuple[str, ...]:
+        """The creators whose fire condition holds but has not held long enough yet."""
+        return tuple(sorted(c for c, t in self._tracks.items() if t.state == "pending"))
+
     def step(self, evaluation: Evaluation) -> Step:
         if evaluation.campaign_id != self.campaign_id:
             raise ValueError(

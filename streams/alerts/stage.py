@@ -327,6 +327,22 @@ async def read_reference(
         await consumer.stop()
 
 
+class PendingView:
+    """What the stage in this process holds as pending (the fire condition held, not yet
+    for ``pending_evaluations``): a state no table has, for the dashboard's badges.
+    Read-only; campaigns of partitions assigned elsewhere are not here."""
+
+    def __init__(self, stages: Mapping[bytes, CampaignStage]) -> None:
+        self._stages = stages
+
+    def pending(self) -> dict[tuple[str, str], str]:
+        return {
+            (stage.campaign_id, creator_id): "pending"
+            for stage in list(self._stages.values())
+            for creator_id in stage.machine.pending()
+        }
+
+
 def add_alert_stage(
     app: faust.App, bootstrap: str, topics: Topics, partitions: int, rules: Rules
 ) -> Any:
@@ -404,4 +420,4 @@ def add_alert_stage(
         # A revoked campaign's state may move on; the table holds what it was.
         stages.clear()
 
-    return (follow_reference, alert_stage, forget_stages)
+    return (follow_reference, alert_stage, forget_stages, PendingView(stages))

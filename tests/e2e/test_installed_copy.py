@@ -30,7 +30,12 @@ def _installed_copy(site: Path) -> None:
         target.mkdir(parents=True, exist_ok=True)
         for pattern in ("*.py", *data.get(package, ())):
             for path in source.glob(pattern):
-                shutil.copy(path, target / path.name)  # a link's target, as a wheel holds
+                if not path.is_file():  # setuptools' globs take files only
+                    continue
+                # Where the package holds it (static/vendor/...), a link's target as a
+                # wheel holds it.
+                (target / path.relative_to(source)).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy(path, target / path.relative_to(source))
 
 
 def _run(args: list[str], site: Path, cwd: Path, **env: str) -> subprocess.CompletedProcess[str]:
@@ -89,3 +94,15 @@ def test_an_installed_copy_fetches_the_kafka_jars(site: Path, tmp_path: Path) ->
     jars = tmp_path / "xdg" / "creatorpulse" / "kafka" / "jars"
     assert str(jars) in out.stdout
     assert list(jars.glob("kafka_2.13-*.jar"))
+
+
+def test_the_dashboard_page_and_its_vendored_assets_ship(site: Path) -> None:
+    web = site / "creatorpulse" / "web"
+    for name in ("index.html", "app.js", "app.css", "NOTICE"):
+        assert (web / "static" / name).is_file(), name
+    for name in ("uPlot.iife.min.js", "uPlot.min.css", "uPlot.LICENSE"):
+        assert (web / "static" / "vendor" / name).is_file(), name
+    page = (web / "static" / "index.html").read_text()
+    # Every asset the page loads is in the copy.
+    for src in ("vendor/uPlot.iife.min.js", "vendor/uPlot.min.css", "app.js", "app.css"):
+        assert f"/static/dashboard/{src}" in page

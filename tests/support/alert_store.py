@@ -1,4 +1,4 @@
-"""An in-memory :class:`creatorpulse.alert_sink.AlertStore` for unit tests: the tables as
+"""An in-memory :class:`creatorpulse.alerts.outbox.AlertStore` for unit tests: the tables as
 lists, FINAL semantics where the outbox relies on them, and a switch that makes every
 call fail as a store outage would."""
 

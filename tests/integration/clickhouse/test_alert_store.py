@@ -7,7 +7,7 @@ import asyncio
 
 import msgspec
 
-from creatorpulse.alert_sink import AlertOutbox
+from creatorpulse.alerts.outbox import AlertOutbox
 from schemas.alerts import Alert, Silence
 from sinks.clickhouse import ClickHouseSink
 from sinks.clickhouse.alerts import ClickHouseAlertStore, DeliveryRow, alert_key

@@ -11,7 +11,7 @@ import time
 import msgspec
 import pytest
 
-from creatorpulse.alert_sink import AlertOutbox
+from creatorpulse.alerts.outbox import AlertOutbox
 from creatorpulse.cli import main
 from sinks.clickhouse import ClickHouseSink
 from sinks.clickhouse.alerts import ClickHouseAlertStore

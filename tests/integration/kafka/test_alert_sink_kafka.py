@@ -10,7 +10,7 @@ from collections.abc import Callable
 import msgspec
 from kafka import KafkaProducer
 
-from creatorpulse.alert_sink import AlertOutbox, AlertSinkService
+from creatorpulse.alerts.outbox import AlertOutbox, AlertSinkService
 from schemas.alerts import Alert, alert_to_json
 from sinks.clickhouse import ClickHouseSink
 from sinks.clickhouse.alerts import ClickHouseAlertStore

@@ -137,6 +137,8 @@ def test_another_address_with_a_token_answers_401_without_it(
         (tmp_path / "token").write_text(token + "\n")
         settings = settings_for(tmp_path, web_host="0.0.0.0", web_token_file=tmp_path / "token")
     paths = ["/stats", "/metrics", "/leaderboard", "/healthz"]
+    paths += ["/dashboard", "/static/dashboard/app.js", "/api/board", "/api/health"]
+    paths += ["/api/overview", "/api/alerts", "/api/creator?campaign=c&creator=k"]
 
     async def scenario() -> tuple[set[str], dict[str, int], dict[str, int], dict[str, int]]:
         async with web_server(settings, clickhouse_sink) as port:
@@ -264,3 +266,76 @@ def test_leaderboard_stays_a_list_and_board_adds_the_campaign_summary(
         status, body = answers[path]
         assert status == 404, path
         assert body == {"error": "no such campaign: 'nope'", "parameter": "campaign"}
+
+
+def test_the_worker_serves_the_dashboard_and_a_browser_keeps_the_token_in_a_cookie(
+    tmp_path: Path, clickhouse_sink: ClickHouseSink
+) -> None:
+    import http.cookiejar
+
+    token = "another-s3cret"
+    settings = settings_for(tmp_path, web_host="0.0.0.0", web_token=token)
+
+    def browse(port: int) -> tuple[int, str, int, str]:
+        jar = http.cookiejar.CookieJar()
+        opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar))
+        # The link with the token once: redirected to the page without it, cookie set.
+        with opener.open(f"http://127.0.0.1:{port}/dashboard?token={token}", timeout=10) as page:
+            status, url, body = page.status, page.url, page.read().decode()
+        assert "/static/dashboard/app.js" in body
+        # The event stream, as EventSource opens it: no header, the cookie only.
+        with opener.open(f"http://127.0.0.1:{port}/api/stream", timeout=10) as stream:
+            first = stream.readline().decode()
+            return status, url, stream.status, first
+
+    async def scenario() -> tuple[int, str, int, str]:
+        async with web_server(settings, clickhouse_sink) as port:
+            return await asyncio.to_thread(browse, port)
+
+    status, url, stream_status, first_line = asyncio.run(scenario())
+    assert status == 200
+    assert url.endswith("/dashboard")  # the token left the address bar
+    assert stream_status == 200
+    assert first_line.startswith("id: ")
+
+
+@pytest.mark.parametrize("alerts", [True, False], ids=["alert stage", "no alert stage"])
+def test_the_dashboard_reads_the_alert_stages_pending_view(
+    tmp_path: Path, clickhouse_sink: ClickHouseSink, monkeypatch: pytest.MonkeyPatch, alerts: bool
+) -> None:
+    from creatorpulse.web import routes
+
+    monkeypatch.setenv("CREATORPULSE_ALERTS", "1" if alerts else "0")
+    given: list[Any] = []
+    add = routes.add_dashboard
+
+    def spy(app: Any, dashboard: Any, **options: Any) -> None:
+        given.append(dashboard)
+        add(app, dashboard, **options)
+
+    monkeypatch.setattr(routes, "add_dashboard", spy)
+    settings = settings_for(tmp_path)
+    worker = runtime.build(settings, clickhouse_sink, UNUSED_BOOTSTRAP)
+    (dashboard,) = given
+    if alerts:
+        assert dashboard.pending is not None
+        assert dashboard.pending() == {}  # no campaign held yet
+        # What the stage's view says is what the page reads.
+        from streams.alerts.stage import PendingView
+
+        monkeypatch.setattr(PendingView, "pending", lambda self: {("c", "k"): "pending"})
+        assert dashboard.pending() == {("c", "k"): "pending"}
+    else:
+        assert dashboard.pending is None
+
+    async def scenario() -> tuple[int, Any]:
+        await worker.app.web.start()
+        try:
+            status, body = await asyncio.to_thread(fetch, settings.web_port, "/api/board")
+            return status, json.loads(body)
+        finally:
+            await worker.app.web.stop()
+
+    status, board = asyncio.run(scenario())
+    assert status == 200
+    assert board["alerts"] == ({"c/k": "pending"} if alerts else {})

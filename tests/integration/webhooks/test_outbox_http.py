@@ -11,7 +11,7 @@ import time
 
 import msgspec
 
-from creatorpulse.alert_sink import AlertOutbox
+from creatorpulse.alerts.outbox import AlertOutbox
 from schemas.alerts import Alert
 from sinks.clickhouse import ClickHouseSink
 from sinks.clickhouse.alerts import ClickHouseAlertStore

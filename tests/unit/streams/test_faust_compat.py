@@ -13,13 +13,18 @@ import asyncio
 import hashlib
 import inspect
 from collections.abc import Callable
+from dataclasses import dataclass
+from types import SimpleNamespace
 from typing import Any
 
 import aiokafka
+import aiokafka.errors
 import faust
 import faust.transport.consumer as faust_consumer
 import pytest
+from faust.tables.recovery import Recovery
 from faust.transport.drivers import aiokafka as faust_aiokafka
+from faust.types import TP
 
 from streams import faust_compat
 from streams.faust_compat import FETCH_MAX_WAIT_MS, deliver_in_batches, use_prompt_fetches
@@ -50,6 +55,16 @@ FINGERPRINTS: dict[str, tuple[Callable[..., Any], str, str]] = {
         "stores the *next* offset as read offset",
     ),
     "faust Consumer.seek": (Core.seek, "b86a9fe05f956b30", "rewinds set the read offset"),
+    "faust Recovery.on_recovery_completed": (
+        Recovery.on_recovery_completed,
+        "6ef567acf072e46d",
+        "its perform_seek must not hand taken batches over again",
+    ),
+    "faust Recovery._resume_streams": (
+        Recovery._resume_streams,
+        "d986a6710c1aca98",
+        "the same without tables",
+    ),
     "faust Consumer._add_gap": (Core._add_gap, "4df2573ded7c1c2c", "per-record path"),
     "faust Consumer._commit_offsets": (
         Core._commit_offsets,
@@ -125,12 +140,18 @@ def test_the_private_members_used_exist_on_a_built_consumer() -> None:
         assert hasattr(app.monitor, "track_tp_end_offset")
         assert hasattr(app.topics, "acks_enabled_for")
 
-        async def handler(tp: Any, batch: list[Any]) -> None:
+        def handler(tp: Any, batch: list[Any]) -> bool:
             raise AssertionError("never called")
 
-        deliver_in_batches(app, ["t"], handler)
+        lock = asyncio.Lock()
+        deliver_in_batches(app, ["t"], handler, lock=lock, next_offset=lambda tp: None)
         assert consumer.batched_topics == frozenset({"t"})
         assert consumer.on_batch is handler
+        assert consumer.batch_lock is lock
+        # Ours, made per consumer: what batches took, and whether recovery's seek is done.
+        assert consumer.taken == {}
+        assert consumer.settled_generation is None
+        assert consumer.next_offset(TP("t", 0)) is None
     finally:
         # The consumer thread's own loops, made with the thread object; never run.
         consumer._thread.loop.close()
@@ -156,3 +177,267 @@ def test_the_worker_consumer_asks_the_broker_to_answer_fetches_promptly() -> Non
 
     assert FETCH_MAX_WAIT_MS == 100
     assert asyncio.run(built_consumer_wait_ms()) == FETCH_MAX_WAIT_MS
+
+
+@dataclass(frozen=True)
+class Record:
+    """The members of aiokafka's ``ConsumerRecord`` the batched path reads."""
+
+    offset: int
+
+
+class Delivery:
+    """A built (never started) worker consumer with batched delivery of topic ``t``.
+
+    The test holds :attr:`lock` as a revocation's flush would; :attr:`waiting` is set
+    once a delivery reached the batch lock (nothing awaits between the end-offset
+    tracking it hooks and the lock).
+    """
+
+    def __init__(self) -> None:
+        self.app = faust.App("compat-deliver", broker="kafka://127.0.0.1:9", web_enabled=False)
+        use_prompt_fetches(self.app)
+        consumer: Any = self.app.consumer
+        consumer.highwater = lambda tp: 0  # no broker to ask
+        self.consumer = consumer
+        self.waiting = asyncio.Event()
+        monitor: Any = self.app.monitor
+        monitor.track_tp_end_offset = lambda tp, offset: self.waiting.set()
+        self.lock = asyncio.Lock()
+        self.applied: list[tuple[Any, list[int]]] = []
+        self.after = 0
+        self.takes = True  # what the handler answers: the state holds the batch
+        # Where the state of each partition goes on (absent: not restored).
+        self.state_next: dict[TP, int] = {}
+
+        def handler(tp: Any, batch: list[Any]) -> bool:
+            self.applied.append((tp, [r.offset for r in batch]))
+            return self.takes
+
+        async def after() -> None:
+            self.after += 1
+
+        deliver_in_batches(
+            self.app,
+            ["t"],
+            handler,
+            lock=self.lock,
+            next_offset=lambda tp: self.state_next.get(tp),
+            after_batch=after,
+        )
+        self.consumer.resume_flow()
+
+        async def committed() -> dict[TP, int]:
+            return dict(self.committed)
+
+        async def no_broker_seek(tp: TP, offset: int) -> None:
+            self.seeks.append((tp, offset))
+
+        self.committed: dict[TP, int] = {}
+        self.seeks: list[tuple[TP, int]] = []
+        self.consumer.seek_to_committed = committed
+        self.consumer._seek = no_broker_seek
+        # As after recovery's seek; tests of what comes before it set this back.
+        self.consumer.settled_generation = self.app.consumer_generation_id
+
+    def close(self) -> None:
+        self.consumer._thread.loop.close()
+        self.consumer._thread.thread_loop.close()
+
+
+TP0 = TP("t", 0)
+
+
+def test_a_batch_goes_to_the_handler_and_the_read_offset_moves_past_it() -> None:
+    d = Delivery()
+    try:
+        d.consumer._read_offset[TP0] = 5  # what a seek to committed offset 5 stores
+        batch = [Record(o) for o in range(3, 9)]  # fetched from before that seek
+        asyncio.run(d.consumer._deliver({TP0: batch}, None, d.app.consumer_generation_id))
+        assert d.applied == [(TP0, [5, 6, 7, 8])]
+        assert d.consumer._read_offset[TP0] == 9  # the next offset, not the last
+        assert d.after == 1
+    finally:
+        d.close()
+
+
+def test_a_batch_that_waited_for_the_lock_while_a_rebalance_began_is_dropped() -> None:
+    # Found by tests/integration/kafka/test_worker_rebalance.py: the batch waited for
+    # the lock held by the revocation's flush and was applied after it, then read again
+    # from the committed offsets (every offset of it delivered twice).
+    d = Delivery()
+
+    async def scenario() -> None:
+        generation = d.app.consumer_generation_id
+        await d.lock.acquire()  # the revocation's flush
+        delivery = asyncio.ensure_future(
+            d.consumer._deliver({TP0: [Record(0), Record(1)]}, None, generation)
+        )
+        await d.waiting.wait()
+        d.consumer.stop_flow()  # Faust stops the flow before the revoked signal
+        d.lock.release()
+        await delivery
+        d.consumer.resume_flow()
+        d.app.consumer_generation_id = generation + 1  # assigned again
+        await d.consumer._deliver({TP0: [Record(0), Record(1)]}, None, generation)
+
+    try:
+        asyncio.run(scenario())
+        assert d.applied == []
+        assert d.consumer._read_offset[TP0] is None
+    finally:
+        d.close()
+
+
+def test_a_seek_while_a_batch_waited_decides_where_delivery_goes_on() -> None:
+    # A rewind (same generation) seeks back while a fetched batch waits: the batch may
+    # be applied (the processor skips what is out of sequence), but the read offset
+    # stays where the seek put it, or the records read again would be skipped here.
+    d = Delivery()
+
+    async def scenario() -> None:
+        d.consumer._read_offset[TP0] = 10
+        await d.lock.acquire()
+        delivery = asyncio.ensure_future(
+            d.consumer._deliver({TP0: [Record(10), Record(11)]}, None, d.app.consumer_generation_id)
+        )
+        await d.waiting.wait()
+        d.consumer._read_offset[TP0] = 7  # what Consumer.seek stores
+        d.lock.release()
+        await delivery
+
+    try:
+        asyncio.run(scenario())
+        assert d.applied == [(TP0, [10, 11])]
+        assert d.consumer._read_offset[TP0] == 7
+    finally:
+        d.close()
+
+
+def test_the_seek_after_recovery_keeps_what_the_handler_took_in_this_generation() -> None:
+    # Found by tests/integration/kafka/test_worker_rebalance.py: records came between
+    # the table's recovery and Faust's seek to the committed offsets and were applied;
+    # the seek set the read offset back, and they were handed over a second time.
+    # (Dropping them instead lost them when aiokafka had seeked before fetching them.)
+    d = Delivery()
+
+    async def scenario() -> None:
+        generation = d.app.consumer_generation_id
+        await d.consumer._deliver({TP0: [Record(4), Record(5)]}, None, generation)
+        d.committed[TP0] = 4  # what the revoked owner committed: the restored state's next
+        await d.consumer.perform_seek()
+        assert d.consumer._read_offset[TP0] == 6
+        # aiokafka reads again from the committed offset: nothing is handed over twice.
+        await d.consumer._deliver({TP0: [Record(4), Record(5), Record(6)]}, None, generation)
+
+    try:
+        asyncio.run(scenario())
+        assert d.applied == [(TP0, [4, 5]), (TP0, [6])]
+        assert d.consumer._read_offset[TP0] == 7
+    finally:
+        d.close()
+
+
+def test_the_seek_moves_back_what_the_handler_did_not_take_or_another_generation_took() -> None:
+    d = Delivery()
+    tp1 = TP("t", 1)
+
+    async def scenario() -> None:
+        generation = d.app.consumer_generation_id
+        d.takes = False  # e.g. not restored yet: the state does not hold them
+        await d.consumer._deliver({TP0: [Record(4), Record(5)]}, None, generation)
+        d.takes = True
+        await d.consumer._deliver({tp1: [Record(8)]}, None, generation)
+        d.app.consumer_generation_id = generation + 1  # assigned again since
+        d.committed.update({TP0: 4, tp1: 8})
+        await d.consumer.perform_seek()
+
+    try:
+        asyncio.run(scenario())
+        assert d.consumer._read_offset[TP0] == 4
+        assert d.consumer._read_offset[TP("t", 1)] == 8
+    finally:
+        d.close()
+
+
+def test_a_rewind_moves_the_read_offset_back_past_what_was_taken() -> None:
+    d = Delivery()
+
+    async def scenario() -> None:
+        generation = d.app.consumer_generation_id
+        await d.consumer._deliver({TP0: [Record(4), Record(5)]}, None, generation)
+        await d.consumer.seek(TP0, 2)  # the processor's rewind
+        d.committed[TP0] = 2
+        await d.consumer.perform_seek()  # e.g. the flow stopped meanwhile
+
+    try:
+        asyncio.run(scenario())
+        assert d.seeks == [(TP0, 2)]
+        assert d.consumer._read_offset[TP0] == 2
+    finally:
+        d.close()
+
+
+def test_before_recovery_s_seek_only_what_the_state_can_take_in_order_is_applied() -> None:
+    # Found by tests/integration/kafka/test_worker_rebalance.py: before the seek, aiokafka
+    # delivered records from where it stood before the rebalance (ahead of the restored
+    # state: they were applied out of order, rewound, and handed over twice), and records
+    # fetched after its part of the seek (dropping those lost them: it had moved past).
+    d = Delivery()
+    tp1, tp2 = TP("t", 1), TP("t", 2)
+
+    async def scenario() -> None:
+        d.app.consumer_generation_id += 1  # assigned again, recovering
+        generation = d.app.consumer_generation_id
+        d.state_next.update({TP0: 10, tp1: 20})  # restored; tp2 not yet
+        records = {
+            TP0: [Record(8), Record(9), Record(10), Record(11)],  # overlaps the state
+            tp1: [Record(25), Record(26)],  # stale position, ahead of the state
+            tp2: [Record(0)],
+        }
+        await d.consumer._deliver(records, None, generation)
+        d.committed.update({TP0: 10, tp1: 20, tp2: 0})
+        await d.consumer.perform_seek()
+        # After the seek: what aiokafka reads again from the committed offsets.
+        again = {TP0: [Record(10), Record(11), Record(12)], tp1: [Record(20)], tp2: [Record(0)]}
+        await d.consumer._deliver(again, None, generation)
+
+    try:
+        asyncio.run(scenario())
+        assert d.applied == [(TP0, [10, 11]), (TP0, [12]), (tp1, [20]), (TP("t", 2), [0])]
+        assert d.consumer._read_offset[TP0] == 13
+        assert d.consumer.settled_generation == d.app.consumer_generation_id
+    finally:
+        d.close()
+
+
+def test_a_failed_seek_with_the_flow_stopped_does_not_end_the_fetch_loop() -> None:
+    # Found by tests/integration/kafka/test_worker_rebalance.py: a fetch returned while a
+    # rebalance had stopped the flow, the seek to committed offsets raised for a
+    # partition no longer assigned, and the fetcher (and with it the worker) crashed.
+    d = Delivery()
+    fetches = 0
+
+    async def next_records(timeout: float) -> tuple[dict[TP, list[Record]], None]:
+        nonlocal fetches
+        fetches += 1
+        if fetches == 2:
+            d.consumer._stopped.set()  # the second fetch ends the loop
+        return {TP0: [Record(0)]}, None
+
+    async def not_assigned() -> dict[TP, int]:
+        raise aiokafka.errors.IllegalStateError("No current assignment for partition")
+
+    async def scenario() -> None:
+        d.consumer._wait_next_records = next_records
+        d.consumer.seek_to_committed = not_assigned
+        d.consumer.stop_flow()
+        fetcher = SimpleNamespace(_stopped=asyncio.Event())
+        await d.consumer._drain_messages(fetcher)
+
+    try:
+        asyncio.run(scenario())
+        assert fetches == 2  # went on after the failed seek
+        assert d.applied == []
+    finally:
+        d.close()

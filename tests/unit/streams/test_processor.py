@@ -19,7 +19,6 @@ from streams.testing import (
     InMemoryChangelog,
     RecordingCommitter,
     RecordingProducer,
-    TestRecord,
     record,
 )
 
@@ -75,10 +74,10 @@ def test_each_flush_commits_what_its_checkpoint_covers() -> None:
         h = harness()
         h.processor.restore([0])
         async with h.processor.lock:
-            h.processor.apply_batch([record(7, event_json("e1", T0, 5))])
+            h.processor.apply_records([record(7, event_json("e1", T0, 5))])
         await h.processor.flush()
         async with h.processor.lock:
-            h.processor.apply_batch([record(8, b"[]"), record(9, event_json("e2", T0, 1))])
+            h.processor.apply_records([record(8, b"[]"), record(9, event_json("e2", T0, 1))])
         # The consumer is already past offset 9 (e.g. its own commit got there first).
         h.committer.offsets[TP("post-stats", 0)] = 12
         await h.processor.flush()
@@ -96,15 +95,16 @@ def test_dead_letters_already_written_leave_no_segment_in_the_changelog() -> Non
         events = [record(0, event_json("e1", T0, 5)), record(1, b"{not json")]
         h.processor.restore([0])
         async with h.processor.lock:
-            h.processor.apply_batch(events)
+            h.processor.apply_records(events)
         await h.processor.flush()
         await h.writer.drain()
         await h.processor.flush()  # the next flush must not bring the segment back
         await h.writer.stop()
-        assert all(e.acked for e in events)
         return h
 
     h = asyncio.run(scenario())
+    # Both records, the bad one too, are done: the group resumes after them.
+    assert h.committer.offsets == {TP("post-stats", 0): 2}
     sink = h.sink
     assert [d.reason.split(":")[0] for d in sink.dead_letters] == ["bad_json"]
     assert sum(r.counts[0] for r in sink.rows() if r.window_size_s == 60) == 5
@@ -120,7 +120,7 @@ def test_a_record_kafka_refuses_holds_the_checkpoint_back_until_it_is_through() 
         h = harness()
         h.processor.restore([0])
         async with h.processor.lock:
-            h.processor.apply_batch([record(3, event_json("e1", T0, 5))])
+            h.processor.apply_records([record(3, event_json("e1", T0, 5))])
         h.producer.refuse.add(orjson.dumps([0, "d", 1, 0]))  # the dedup segment
         await h.processor.flush()
         commits = [list(h.committer.commits)]
@@ -144,7 +144,7 @@ def test_assigned_partitions_rewrite_their_windows_without_a_new_record() -> Non
         first = harness()
         first.processor.restore([0])
         async with first.processor.lock:
-            first.processor.apply_batch([record(0, event_json("e1", T0, 5))])
+            first.processor.apply_records([record(0, event_json("e1", T0, 5))])
         await first.processor.flush()  # durable in the changelog; the sink's write is lost
         await first.writer.stop()
         sink = MemoryRowSink()
@@ -177,7 +177,7 @@ def test_forwarded_events_are_split_into_records_kafka_accepts() -> None:
         assert len(value) < 1024 * 1024  # a record the contract accepts
         h.processor.restore([0])
         async with h.processor.lock:
-            h.processor.apply_batch([record(0, value)])
+            h.processor.apply_records([record(0, value)])
         await h.processor.flush()
         await h.writer.stop()
         return h
@@ -194,7 +194,7 @@ def test_the_dead_letter_of_a_huge_bad_record_fits_a_kafka_record() -> None:
         h = harness()
         h.processor.restore([0])
         async with h.processor.lock:
-            h.processor.apply_batch([record(0, b"[" + b"\x01" * 900_000)])
+            h.processor.apply_records([record(0, b"[" + b"\x01" * 900_000)])
         await h.processor.flush()
         await h.writer.stop()
         return h
@@ -217,7 +217,7 @@ def test_every_flush_publishes_its_rows_on_the_window_rows_topic() -> None:
         h = harness()
         h.processor.restore([0])
         async with h.processor.lock:
-            h.processor.apply_batch([record(0, event_json("e1", T0, 5))])
+            h.processor.apply_records([record(0, event_json("e1", T0, 5))])
         await h.processor.flush()
         await h.writer.stop()
         return h
@@ -236,7 +236,7 @@ def test_without_a_sink_writer_rows_and_dead_letters_are_written_once_kafka_took
         h = topic_mode()
         h.processor.restore([0])
         async with h.processor.lock:
-            h.processor.apply_batch([record(0, event_json("e1", T0, 5)), record(1, b"{not json")])
+            h.processor.apply_records([record(0, event_json("e1", T0, 5)), record(1, b"{not json")])
         await h.processor.flush()
         await h.processor.flush()  # deletes the dead letter's segment: it is on its topic
         return h
@@ -254,7 +254,7 @@ def test_without_a_sink_writer_a_restore_publishes_every_window_again() -> None:
         first = topic_mode()
         first.processor.restore([0])
         async with first.processor.lock:
-            first.processor.apply_batch([record(0, event_json("e1", T0, 5))])
+            first.processor.apply_records([record(0, event_json("e1", T0, 5))])
         await first.processor.flush()
         again = topic_mode(first.changelog)
         again.processor.restore([0])
@@ -276,14 +276,14 @@ def test_records_skipped_by_the_delivery_are_read_again_before_anything_after_th
         h = harness()
         h.processor.restore([0])
         async with h.processor.lock:
-            h.processor.apply_batch(
+            h.processor.apply_records(
                 [record(4, event_json("e4", T0, 1)), record(7, event_json("e7", T0, 100))]
             )
         assert h.processor.states[0].offsets["post-stats"] == 4  # 7 waits for 5 and 6
         h.processor.rewind()
         await asyncio.gather(*(r.task for r in h.processor.rewinds.values() if r.task))
         async with h.processor.lock:
-            h.processor.apply_batch(
+            h.processor.apply_records(
                 [record(o, event_json(f"e{o}", T0, 10**o)) for o in (8, 5, 6, 7)][1:]
             )
         await h.processor.flush()
@@ -306,13 +306,13 @@ def test_a_hole_in_the_log_is_passed_once_kafka_confirms_it() -> None:
         h.committer.log_holes[TP("post-stats", 0)] = {5, 6}  # e.g. transaction markers
         h.processor.restore([0])
         async with h.processor.lock:
-            h.processor.apply_batch(
+            h.processor.apply_records(
                 [record(4, event_json("e4", T0, 1)), record(7, event_json("e7", T0, 2))]
             )
         h.processor.rewind()
         await asyncio.gather(*(r.task for r in h.processor.rewinds.values() if r.task))
         async with h.processor.lock:
-            h.processor.apply_batch([record(7, event_json("e7", T0, 2))])
+            h.processor.apply_records([record(7, event_json("e7", T0, 2))])
         return h
 
     h = asyncio.run(scenario())
@@ -321,18 +321,130 @@ def test_a_hole_in_the_log_is_passed_once_kafka_confirms_it() -> None:
     assert not h.processor.rewinds
 
 
-def test_a_record_of_a_partition_not_restored_is_neither_applied_nor_acknowledged() -> None:
-    async def scenario() -> tuple[Harness, list[TestRecord]]:
+def test_a_record_of_a_partition_not_restored_is_neither_applied_nor_committed() -> None:
+    async def scenario() -> Harness:
         h = harness()
-        events = [record(0, event_json("e1", T0, 5))]
         async with h.processor.lock:
-            h.processor.apply_batch(events)  # no restore([0]) before: it comes again later
+            # No restore([0]) before: it comes again later, from the committed offset.
+            h.processor.apply_records([record(0, event_json("e1", T0, 5))])
         await h.processor.flush()
         await h.writer.stop()
-        return h, events
+        return h
 
-    h, events = asyncio.run(scenario())
-    assert not events[0].acked
+    h = asyncio.run(scenario())
+    assert h.processor.stats.records == 0  # not applied: nothing counted, nothing sent
+    assert h.producer.sent == []
     assert h.processor.stats.unrestored_records == 1
     assert h.processor.states == {}
     assert h.committer.commits == []
+
+
+@dataclass
+class FakeClock:
+    """A monotonic clock the test moves by hand."""
+
+    now: float = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def timed(clock: FakeClock, **config: float) -> StreamProcessor:
+    settings = WorkerConfig(kafka_bootstrap="x:1", partitions=1, **config)  # type: ignore[arg-type]
+    return StreamProcessor(
+        settings,
+        None,
+        RecordingProducer(),
+        InMemoryChangelog(),
+        RecordingCommitter(),
+        monotonic=clock,
+    )
+
+
+def test_the_flush_defaults_bound_freshness_below_the_interval() -> None:
+    config = WorkerConfig(kafka_bootstrap="x:1")
+    assert config.flush_max_age_s == 0.25
+    assert config.flush_interval_s == 1.0
+    assert config.flush_max_records == 50_000
+
+
+def test_without_new_records_a_flush_is_due_once_the_interval_has_passed() -> None:
+    clock = FakeClock()
+    p = timed(clock, flush_interval_s=1.0, flush_max_age_s=0.25)
+    assert p.seconds_until_flush() == 1.0
+    clock.now += 0.6
+    assert p.seconds_until_flush() == pytest.approx(0.4)
+    clock.now += 0.4
+    assert p.seconds_until_flush() == 0.0
+
+
+def test_a_flush_is_due_once_the_oldest_unflushed_record_has_waited_the_max_age() -> None:
+    clock = FakeClock()
+    p = timed(clock, flush_interval_s=1.0, flush_max_age_s=0.25)
+    p.restore([0])
+    clock.now += 0.5  # idle for a while: the age counts from the first record, not the flush
+    p.apply_records([record(0, event_json("e1", T0, 5))])
+    assert p.seconds_until_flush() == pytest.approx(0.25)
+    clock.now += 0.1
+    p.apply_records([record(1, event_json("e2", T0, 5))])  # a newer one changes nothing
+    assert p.seconds_until_flush() == pytest.approx(0.15)
+    clock.now += 0.15
+    assert p.seconds_until_flush() == 0.0
+
+
+def test_a_flush_is_due_at_once_when_enough_records_wait() -> None:
+    clock = FakeClock()
+    p = timed(clock, flush_interval_s=1.0, flush_max_age_s=0.25, flush_max_records=3)
+    p.restore([0])
+    p.apply_records([record(o, event_json(f"e{o}", T0, 1)) for o in range(2)])
+    assert p.seconds_until_flush() == pytest.approx(0.25)
+    p.apply_records([record(2, event_json("e2", T0, 1))])
+    assert p.seconds_until_flush() == 0.0
+
+
+def test_a_flush_starts_the_age_and_the_count_anew() -> None:
+    async def scenario() -> StreamProcessor:
+        p = timed(clock, flush_interval_s=1.0, flush_max_age_s=0.25, flush_max_records=3)
+        p.restore([0])
+        p.apply_records([record(o, event_json(f"e{o}", T0, 1)) for o in range(3)])
+        clock.now += 0.3
+        await p.flush()
+        return p
+
+    clock = FakeClock()
+    p = asyncio.run(scenario())
+    assert p.stats.flushes == 1
+    assert p.seconds_until_flush() == 1.0  # nothing waits: the interval, from this flush
+    clock.now += 0.5
+    p.apply_records([record(3, event_json("e3", T0, 1))])
+    assert p.seconds_until_flush() == pytest.approx(0.25)
+
+
+def test_the_flush_wait_wakes_when_records_make_a_flush_due() -> None:
+    # The wait began with nothing to flush (the whole interval ahead, and the fake clock
+    # never moves): enough records must end it, not a timer.
+    async def scenario() -> bool:
+        p = timed(FakeClock(), flush_interval_s=60.0, flush_max_age_s=30.0, flush_max_records=2)
+        p.restore([0])
+        waiting = asyncio.ensure_future(p.wait_until_flush_due())
+        await asyncio.sleep(0)
+        assert not waiting.done()
+        p.apply_records([record(0, event_json("e0", T0, 1))])  # wakes: age now 30 s away
+        await asyncio.sleep(0)
+        assert not waiting.done()
+        p.apply_records([record(1, event_json("e1", T0, 1))])
+        await asyncio.wait_for(waiting, 5.0)
+        return waiting.done()
+
+    assert asyncio.run(scenario())
+
+
+def test_next_offset_says_where_a_restored_partition_goes_on() -> None:
+    p = timed(FakeClock())
+    tp = TP("post-stats", 0)
+    assert p.next_offset(tp) is None  # not restored: no state to take anything
+    p.restore([0])
+    assert p.next_offset(tp) == 0  # restored, nothing of this topic yet
+    p.apply_records([record(6, event_json("e1", T0, 5)), record(7, event_json("e2", T0, 1))])
+    assert p.next_offset(tp) == 8
+    assert p.next_offset(TP(p.topics.rekey, 0)) == 0

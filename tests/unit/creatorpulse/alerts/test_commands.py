@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from creatorpulse.alerts_cli import parse_duration_s
+from creatorpulse.alerts.commands import parse_duration_s
 from creatorpulse.cli import main
 
 

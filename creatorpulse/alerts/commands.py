@@ -308,8 +308,8 @@ def redeliver(
     that alert). The attempt is recorded in alert_deliveries, numbered after the earlier
     ones; the webhook-id stays the same, so a receiver that has it drops it.
     """
-    from creatorpulse.alert_sink import delivery_row
-    from creatorpulse.alerting import alert_settings
+    from creatorpulse.alerts.outbox import delivery_row
+    from creatorpulse.alerts.settings import alert_settings
     from sinks.webhooks import Deliverer, Delivery
 
     hooks = alert_settings().hook_configs()
@@ -411,7 +411,7 @@ def rules(
 
     path = check
     if path is None:
-        from creatorpulse.alerting import alert_settings
+        from creatorpulse.alerts.settings import alert_settings
 
         configured = alert_settings().alert_rules
         path = str(configured) if configured is not None else None

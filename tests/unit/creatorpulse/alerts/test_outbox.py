@@ -9,7 +9,7 @@ import asyncio
 import msgspec
 import pytest
 
-from creatorpulse.alert_sink import AlertOutbox
+from creatorpulse.alerts.outbox import AlertOutbox
 from schemas.alerts import Alert, Silence
 from sinks.webhooks.config import HookConfig
 from sinks.webhooks.delivery import AttemptResult
