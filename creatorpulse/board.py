@@ -404,6 +404,39 @@ def _summary(campaign_id: str, rows: list[BoardRow], totals: dict[str, int]) -> 
     )
 
 
+# -- alert badges ------------------------------------------------------------------------
+
+#: The badge of a firing alert names the figure that decided it.
+_METRIC_BADGES: Final = {
+    "engagement_rate": "ER",
+    "ctr": "CTR",
+    "conversion_rate": "CVR",
+    "views_per_minute": "views/min",
+    "cpa": "CPA",
+}
+BADGE_MARK: Final = "▲"
+
+
+def alert_badges(alerts: Iterable[Any]) -> dict[tuple[str, str], str]:
+    """``(campaign_id, creator_id)`` -> badge (``"▲ ER"``) of each alert still firing
+    (``schemas.alerts.Alert``s, e.g. from the alert store's ``open_alerts``)."""
+    badges: dict[tuple[str, str], str] = {}
+    for alert in alerts:
+        if alert.status != "firing":
+            continue
+        key = (alert.campaign_id, alert.creator_id)
+        label = f"{BADGE_MARK} {_METRIC_BADGES.get(alert.metric, alert.metric)}"
+        badges[key] = label if key not in badges else f"{badges[key]},{label[2:]}"
+    return badges
+
+
+def read_alert_badges(sink: Any, now_ms: int) -> dict[tuple[str, str], str]:
+    """The badges of the alerts firing in ``sink``'s alert table (a ``ClickHouseSink``)."""
+    from sinks.clickhouse.alerts import ClickHouseAlertStore
+
+    return alert_badges(ClickHouseAlertStore(sink).open_alerts(resolved_since_ms=now_ms))
+
+
 # -- reading a board from a store ---------------------------------------------------------
 
 
@@ -469,6 +502,24 @@ def read_board(
     }
     return build_board(
         aggregates, contracts, from_s=from_s, to_s=newest, sort=sort, limit=limit, alerts=alerts
+    )
+
+
+def read_live_board(
+    sink: Any,
+    *,
+    campaign: str | None = None,
+    last_s: int = 3600,
+    sort: SortKey = DEFAULT_SORT,
+    limit: int | None = None,
+    only: Callable[[str], bool] | None = None,
+) -> Board:
+    """:func:`read_board` of a ClickHouse sink, with the badges of its firing alerts."""
+    import time
+
+    badges = read_alert_badges(sink, int(time.time() * 1000))
+    return read_board(
+        sink, campaign=campaign, last_s=last_s, sort=sort, limit=limit, alerts=badges, only=only
     )
 
 

@@ -157,8 +157,14 @@ def run(
         DEFAULT_SORT
     ),
     limit: Annotated[
-        int, typer.Option(help="Creators on the board.", min=1, max=LEADERBOARD_MAX_LIMIT)
-    ] = 15,
+        int | None,
+        typer.Option(
+            help="Creators on the board (default: as many as the terminal's height fits; "
+            "15 in a pipe).",
+            min=1,
+            max=LEADERBOARD_MAX_LIMIT,
+        ),
+    ] = None,
     refresh_s: Annotated[float, typer.Option(help="Board refresh interval (terminal).")] = 1.0,
     progress_s: Annotated[
         float, typer.Option(help="Seconds between progress lines when stdout is not a terminal.")
@@ -177,7 +183,7 @@ def run(
     line every --progress-s. Ctrl-C (or q) stops cleanly.
     """
     from creatorpulse import runtime
-    from creatorpulse.board import read_board
+    from creatorpulse.board import read_live_board
     from creatorpulse.demo import next_campaign
     from creatorpulse.liveboard import BoardLoop
 
@@ -234,7 +240,8 @@ def run(
             }
 
         loop = BoardLoop(
-            fetch=lambda key: read_board(sink, sort=key, limit=limit, only=only),
+            fetch=lambda key, rows: read_live_board(sink, sort=key, limit=rows, only=only),
+            limit=limit,
             stats=stats,
             stop=stop,
             title="creatorpulse: last hour of event time",
@@ -742,7 +749,7 @@ BoardFetch = Callable[[str | None, int, SortKey, int], "Board"]
 def _board_source(settings: Settings) -> BoardFetch:
     """Direct ClickHouse access if the store is free, else through the running worker."""
     from creatorpulse import runtime
-    from creatorpulse.board import NoSuchCampaign, board_from_json, read_board
+    from creatorpulse.board import NoSuchCampaign, board_from_json, read_live_board
 
     try:
         sink = runtime.open_sink(settings, migrate_schema=False)
@@ -776,7 +783,7 @@ def _board_source(settings: Settings) -> BoardFetch:
         return through_worker
 
     def direct(campaign: str | None, last_s: int, sort: SortKey, limit: int) -> Board:
-        return read_board(sink, campaign=campaign, last_s=last_s, sort=sort, limit=limit)
+        return read_live_board(sink, campaign=campaign, last_s=last_s, sort=sort, limit=limit)
 
     return direct
 
@@ -821,6 +828,9 @@ SUBCOMMAND_SETTINGS: dict[str, tuple[str, ...] | None] = {
     "load": ("kafka_bootstrap",),
     "migrate": _CLICKHOUSE,
     "top": (*_CLICKHOUSE, *_WEB),
+    "alerts": (*_CLICKHOUSE, *_WEB),
+    "alerts silence": (*_CLICKHOUSE, *_WEB),
+    "alerts redeliver": _CLICKHOUSE,
 }
 SETTINGS_PANEL = "Settings (here, or before the subcommand, or CREATORPULSE_*)"
 
@@ -832,9 +842,12 @@ def build_command() -> Any:
 
     group = typer.main.get_command(app)
     shared = {p.name: p for p in group.params if p.param_type_name == "option" and p.name}
-    commands: dict[str, Any] = getattr(group, "commands", {})
     for name, wanted in SUBCOMMAND_SETTINGS.items():
-        command = commands.get(name)
+        command: Any = group
+        for part in name.split():  # "alerts silence": a command of a group
+            command = getattr(command, "commands", {}).get(part)
+            if command is None:
+                break
         if command is None or command.callback is None:
             continue
         names = tuple(shared) if wanted is None else wanted

@@ -20,7 +20,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
@@ -29,6 +29,11 @@ from rich.live import Live
 
 from creatorpulse.board import SORT_KEYS, Board, SortKey, empty_board
 from creatorpulse.terminal import SORT_KEYS_BY_KEY, progress_line, screen
+
+#: Creators in a progress line's board (a pipe has no height), and the fewest a
+#: terminal board shows however short the terminal.
+DEFAULT_LIMIT = 15
+MIN_ROWS = 5
 
 #: Polls of the key reader: how soon it notices the board has stopped.
 _KEY_POLL_S = 0.2
@@ -83,10 +88,11 @@ def key_presses(on_key: Callable[[str], None], stop: threading.Event) -> Iterato
 
 @dataclass
 class BoardLoop:
-    """Draws the board until ``stop`` is set. ``fetch(sort)`` reads the board; a
-    failing fetch shows the last board (the board never takes the pipeline down)."""
+    """Draws the board until ``stop`` is set. ``fetch(sort, limit)`` reads the board; a
+    failing fetch shows the last board (the board never takes the pipeline down).
+    ``limit`` None: on a terminal, as many creators as its height leaves room for."""
 
-    fetch: Callable[[SortKey], Board]
+    fetch: Callable[[SortKey, int], Board]
     stats: Callable[[], Mapping[str, Any]]
     stop: threading.Event
     title: str
@@ -97,6 +103,7 @@ class BoardLoop:
     as_json: bool = False
     out: TextIO = field(default_factory=lambda: sys.stdout)
     on_error: Callable[[Exception], None] = lambda _: None
+    limit: int | None = None
     _changed: threading.Event = field(default_factory=threading.Event)
     _last: Board | None = None
 
@@ -109,12 +116,22 @@ class BoardLoop:
             self.sort = chosen
             self._changed.set()  # redraw now, not at the next refresh
 
-    def board(self) -> Board:
+    def board(self, height: int | None = None) -> Board:
         try:
-            self._last = self.fetch(self.sort)
+            self._last = self.fetch(self.sort, self._limit(height))
         except Exception as exc:
             self.on_error(exc)
         return self._last if self._last is not None else empty_board(self.sort)
+
+    def _limit(self, height: int | None) -> int:
+        if self.limit is not None:
+            return self.limit
+        if height is None:
+            return DEFAULT_LIMIT
+        # Lines that are not creator rows: the title and header (3), each campaign's
+        # line and its table's header (2 + n), counters, footnotes and keys (about 8).
+        campaigns = len(self._last.campaigns) if self._last is not None else 3
+        return max(MIN_ROWS, height - 13 - campaigns)
 
     def run(self, *, tty: bool | None = None) -> None:
         if tty is None:
@@ -139,15 +156,20 @@ class BoardLoop:
             Live(console=console, refresh_per_second=4, transient=False) as live,
         ):
             while not self.stop.is_set():
-                live.update(
-                    screen(
-                        self.board(),
-                        title=self.title,
-                        stats=self.stats(),
-                        notes=self.notes,
-                        keys=keys,
-                    )
-                )
+                height = console.size.height
+                board, stats = self.board(height), self.stats()
+                view = screen(board, title=self.title, stats=stats, notes=self.notes, keys=keys)
+                if self.limit is None:
+                    # The estimate above does not know how lines wrap at this width: drop
+                    # rows until the screen fits, rather than let the bottom be cut off.
+                    over = len(console.render_lines(view, pad=False)) - height
+                    if over > 0 and len(board.rows) > MIN_ROWS:
+                        rows = board.rows[: max(MIN_ROWS, len(board.rows) - over)]
+                        board = replace(board, rows=rows)
+                        view = screen(
+                            board, title=self.title, stats=stats, notes=self.notes, keys=keys
+                        )
+                live.update(view)
                 self._wait(self.refresh_s)
 
     def _lines(self) -> None:

@@ -169,7 +169,7 @@ def _campaign_columns(board: Board) -> list[_Column]:
 
         return cell
 
-    return [
+    columns = [
         _Column("campaign", lambda c: c.campaign_id, 0, "left"),
         _Column("creators", lambda c: f"{c.ranked}/{c.creators}", 3),
         _Column("views", lambda c: _num(c.views), 1, key="views"),
@@ -181,6 +181,9 @@ def _campaign_columns(board: Board) -> list[_Column]:
         _Column("CTR", lambda c: _pct(c.ctr), 4, key="ctr"),
         _Column("CVR", lambda c: _pct(c.cvr), 5, key="cvr"),
     ]
+    if any(c.alerts for c in board.campaigns):
+        columns.insert(2, _Column("alerts", lambda c: str(c.alerts) if c.alerts else "", 1))
+    return columns
 
 
 def _text(cell: str | Text) -> str:
@@ -351,8 +354,10 @@ def progress_line(board: Board, stats: Mapping[str, Any] | None = None, top: int
         money = ""
         if c.spend is not None and c.currency:
             money = f" spend={c.spend:.2f} {c.currency} cpa={_money(c.cpa)} roas={_roas(c.roas)}"
+        alerts = f" alerts={c.alerts}" if c.alerts else ""
         parts.append(
-            f"[{c.campaign_id}] creators={c.creators} views={c.views} er={_pct(c.er)}{money}"
+            f"[{c.campaign_id}] creators={c.creators} views={c.views} er={_pct(c.er)}"
+            f"{money}{alerts}"
         )
     leaders = [r for r in board.rows if r.rank is not None][:top]
     if leaders:

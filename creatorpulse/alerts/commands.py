@@ -72,7 +72,9 @@ def _open_store() -> tuple[ClickHouseSink, Any]:
 
 
 def _held(exc: SettingsError) -> bool:
-    return "held by another" in str(exc)
+    from creatorpulse.settings import StoreHeld
+
+    return isinstance(exc, StoreHeld)  # the store's type, not its message's wording
 
 
 def _through_worker(path: str, body: bytes | None = None) -> Any:

@@ -21,7 +21,14 @@ from collections.abc import Callable, Mapping
 from dataclasses import asdict
 from typing import Any
 
-from creatorpulse.board import DEFAULT_SORT, Board, NoSuchCampaign, SortKey, parse_sort, read_board
+from creatorpulse.board import (
+    DEFAULT_SORT,
+    Board,
+    NoSuchCampaign,
+    SortKey,
+    parse_sort,
+    read_live_board,
+)
 from creatorpulse.settings import LEADERBOARD_MAX_LAST_S, LEADERBOARD_MAX_LIMIT
 from sinks.clickhouse import ClickHouseSink
 
@@ -122,7 +129,12 @@ def add_query_pages(
                     return web.json_response({"error": str(exc), "parameter": exc.name}, status=400)
                 try:
                     return await asyncio.to_thread(
-                        read_board, store, campaign=campaign, last_s=last_s, sort=sort, limit=limit
+                        read_live_board,
+                        store,
+                        campaign=campaign,
+                        last_s=last_s,
+                        sort=sort,
+                        limit=limit,
                     )
                 except NoSuchCampaign as exc:
                     return web.json_response(

@@ -116,9 +116,11 @@ class PtyRun:
             os.close(self.master)
 
 
-@pytest.mark.parametrize("cols", [80, 200])
-def test_live_board_on_a_terminal_fits_and_sorts_by_key(tmp_path: Path, cols: int) -> None:
-    run = PtyRun(tmp_path / "state", cols)
+@pytest.mark.parametrize(("cols", "rows"), [(80, 24), (200, 50)])
+def test_live_board_on_a_terminal_fits_and_sorts_by_key(
+    tmp_path: Path, cols: int, rows: int
+) -> None:
+    run = PtyRun(tmp_path / "state", cols, rows)
     try:
         # A board with ranked creators and the campaign lines: enough views have come in.
         run.read_until(lambda t: re.search(r"^\s+1\s+@", t, re.M) is not None, 120)
@@ -137,7 +139,14 @@ def test_live_board_on_a_terminal_fits_and_sorts_by_key(tmp_path: Path, cols: in
     assert "stopped (exit 0)" in text
     too_wide = [line for line in lines if len(line.rstrip()) > cols]
     assert not too_wide, too_wide[:3]
-    assert "…" not in text  # no id cut to an ellipsis
+    assert "…" not in text  # no id cut to an ellipsis, no screen cut off at the bottom
+    shown = [int(n) for n in re.findall(r"\((\d+) of \d+ creators", text)]
+    assert shown
+    # As many creators as the height leaves room for: all 12 in 50 lines, fewer in 24.
+    if rows == 24:
+        assert 5 <= max(shown) < 12, shown
+    else:
+        assert max(shown) == 12, shown
     # Whole handles (@name.niche<n>) on the board, each on one line with its rank.
     ranked = re.findall(r"^\s+(\d+)\s+(@[a-z]+\.[a-z]+\d+)\s", text, re.M)
     assert ranked, text[-3000:]

@@ -13,6 +13,7 @@ from creatorpulse.board import (
     Board,
     NoSuchCampaign,
     Terms,
+    alert_badges,
     board_from_json,
     build_board,
     parse_sort,
@@ -275,3 +276,28 @@ def test_progress_line_names_campaign_totals_and_leaders() -> None:
     assert "[c1] creators=4 views=11000 er=5.9% spend=1140.00 EUR cpa=47.50 roas=0.53x" in line
     assert "top by ER: a 20.0%, c 10.0%, b 5.0%" in line
     assert "\n" not in line
+
+
+# -- alert badges ----------------------------------------------------------------------
+
+
+def test_firing_alerts_become_badges_and_resolved_ones_do_not() -> None:
+    from tests.support.webhook_samples import alert
+
+    badges = alert_badges(
+        [
+            alert("a", campaign_id="c1"),
+            alert("b", campaign_id="c1", status="resolved"),
+            alert("c", campaign_id="c1", metric="ctr"),
+            alert("c", campaign_id="c1", metric="views_per_minute"),
+        ]
+    )
+    assert badges == {("c1", "a"): "▲ ER", ("c1", "c"): "▲ CTR,views/min"}
+    board = build_board(CREATORS, FEES, from_s=T0, to_s=T0 + HOUR, alerts=badges)
+    by_id = {r.creator_id: r.alert for r in board.rows}
+    assert by_id == {"a": "▲ ER", "b": None, "c": "▲ CTR,views/min", "d": None}
+    assert board.campaigns[0].alerts == 2
+    narrow = render_text(screen(board, title="board"), 80)
+    (line,) = [ln for ln in narrow.splitlines() if ln.split()[1:2] == ["a"]]
+    assert "▲ ER" in line
+    assert "alerts=2" in progress_line(board)

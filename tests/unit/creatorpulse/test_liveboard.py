@@ -18,7 +18,7 @@ T0 = 1_700_000_000
 def fetch_counting(stop_after: int, stop: threading.Event) -> tuple[list[SortKey], object]:
     asked: list[SortKey] = []
 
-    def fetch(sort: SortKey) -> Board:
+    def fetch(sort: SortKey, limit: int) -> Board:
         asked.append(sort)
         if len(asked) >= stop_after:
             stop.set()
@@ -27,7 +27,7 @@ def fetch_counting(stop_after: int, stop: threading.Event) -> tuple[list[SortKey
              "handle": "@a", "tier": None, "views": 900, "likes": 90},
         ]  # fmt: skip
         terms = {("c1", "a"): Terms(fee=10.0, currency="USD")}
-        return build_board(rows, terms, from_s=T0, to_s=T0 + 60, sort=sort)
+        return build_board(rows, terms, from_s=T0, to_s=T0 + 60, sort=sort, limit=limit)
 
     return asked, fetch
 
@@ -39,7 +39,7 @@ def test_keys_choose_sorts_and_s_cycles() -> None:
     assert next_sort("revenue", "s") == "er"
     assert next_sort("er", "x") is None
     stop = threading.Event()
-    loop = BoardLoop(fetch=lambda s: Board(s, 0, 0, 0, (), ()), stats=dict, stop=stop,
+    loop = BoardLoop(fetch=lambda s, _: Board(s, 0, 0, 0, (), ()), stats=dict, stop=stop,
                      title="t", sort="er")  # fmt: skip
     loop.on_key("A")  # upper case works too
     assert loop.sort == "cpa"
@@ -84,13 +84,13 @@ def test_a_failing_fetch_keeps_the_last_board() -> None:
     errors: list[Exception] = []
     _, good = fetch_counting(99, threading.Event())
 
-    def flaky(sort: SortKey) -> Board:
+    def flaky(sort: SortKey, limit: int) -> Board:
         calls["n"] += 1
         if calls["n"] == 3:
             stop.set()
         if calls["n"] >= 2:
             raise RuntimeError("store busy")
-        return good(sort)  # type: ignore[operator, no-any-return]
+        return good(sort, limit)  # type: ignore[operator, no-any-return]
 
     out = io.StringIO()
     loop = BoardLoop(fetch=flaky, stats=dict, stop=stop, title="t", sort="er",
@@ -113,3 +113,22 @@ def test_demo_campaign_continues_until_a_new_one_is_asked_for(tmp_path: Path) ->
     assert (fresh.run_id, fresh.session) == ("demo9000", 1)
     (tmp_path / STATE_FILE).write_text("{not json")
     assert next_campaign(tmp_path, now_ms=5_000).run_id == "demo5"
+
+
+def test_the_terminal_height_decides_how_many_creators_a_board_asks_for() -> None:
+    asked: list[int] = []
+
+    def fetch(sort: SortKey, limit: int) -> Board:
+        asked.append(limit)
+        return Board(sort, 0, 0, 0, (), ())
+
+    loop = BoardLoop(fetch=fetch, stats=dict, stop=threading.Event(), title="t", sort="er")
+    loop.board(50)  # no board yet: three campaign lines assumed
+    loop.board(50)  # the last board had none
+    loop.board(10)  # a short terminal still shows a few
+    loop.board(None)  # a pipe
+    assert asked == [50 - 13 - 3, 50 - 13, 5, 15]
+    fixed = BoardLoop(fetch=fetch, stats=dict, stop=threading.Event(), title="t", sort="er",
+                      limit=7)  # fmt: skip
+    fixed.board(50)
+    assert asked[-1] == 7

@@ -197,3 +197,13 @@ def test_typos_get_a_suggestion(capsys: pytest.CaptureFixture[str]) -> None:
     assert "--kafka-bootstrap" in capsys.readouterr().err
     assert main(["top", "--srot", "cpa"]) == 2
     assert "--sort" in capsys.readouterr().err
+
+
+def test_the_alerts_commands_take_the_store_settings(capsys: pytest.CaptureFixture[str]) -> None:
+    for argv in (["alerts", "--help"], ["alerts", "silence", "--help"]):
+        assert main(argv) == 0
+        out = capsys.readouterr().out
+        assert "--clickhouse-url" in out, argv
+        assert "--web-port" in out, argv
+    assert main(["alerts", "redeliver", "--help"]) == 0
+    assert "--data-dir" in capsys.readouterr().out
