@@ -17,7 +17,7 @@ import time
 import urllib.error
 import urllib.request
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
@@ -142,7 +142,8 @@ class WorkerProcess:
     """``python -m creatorpulse worker`` on its own chDB store, group and HTTP port.
 
     ``command="sink"`` runs ``creatorpulse sink`` instead; ``sink="topic"`` makes the
-    worker publish its rows for one (give both the same ``app_id``).
+    worker publish its rows for one (give both the same ``app_id``). ``env`` adds
+    ``CREATORPULSE_*`` settings after the fixed ones (``CREATORPULSE_ALERTS=0``).
     """
 
     def __init__(
@@ -155,6 +156,7 @@ class WorkerProcess:
         command: str = "worker",
         sink: str = "clickhouse",
         app_id: str | None = None,
+        env: Mapping[str, str] | None = None,
     ) -> None:
         self.bootstrap = bootstrap
         self.topic = topic
@@ -162,6 +164,7 @@ class WorkerProcess:
         self.command = command
         self.sink = sink
         self.app_id = app_id or f"bench-{name}-{uuid.uuid4().hex[:6]}"
+        self.env = dict(env or {})
         self.port = free_port()
         self.proc: subprocess.Popen[bytes] | None = None
         self.started_at = 0.0
@@ -188,6 +191,7 @@ class WorkerProcess:
             CREATORPULSE_FLUSH_INTERVAL_S=str(FLUSH_INTERVAL_S),
             CREATORPULSE_SINK=self.sink,
         )
+        env.update(self.env)
         self.started_at = time.time()
         with open(self.log_path, "wb") as log:  # the child keeps its own descriptor
             self.proc = subprocess.Popen(
