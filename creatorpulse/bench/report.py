@@ -285,7 +285,7 @@ def _alert_rows(alerts: Mapping[str, Any] | None) -> list[Row]:
     section = f"8 alerts, {SHAPE_LABEL['batch']}"
     caught_up = on.get("stage_caught_up_s")
     stage_note = (
-        f"; the stage caught up {fmt_number(caught_up, 's', 1)} after the last write"
+        f"; the stage caught up {fmt_number(caught_up, 's', 1)} after the worker settled"
         if caught_up is not None
         else ""
     )

@@ -131,7 +131,8 @@ METHOD: Final = {
         "off (CREATORPULSE_ALERTS=0), runs interleaved on, off, on, off, each a fresh worker "
         "and group; events/s as for worker; medians of each side's runs; with the stage on, "
         "CPU per event is taken once the stage has committed every window row (its group "
-        "lag on the window-rows topic is 0), so the stage's work after the last write counts"
+        "lag on the window-rows topic is 0), so the stage's work after the last write counts; "
+        "the runs off read their CPU at the same point (after the same quiet period)"
     ),
 }
 
@@ -456,31 +457,37 @@ class Runner:
         env = {"CREATORPULSE_ALERTS": "1" if alerts else "0"}
         worker = WorkerProcess(self.bootstrap(), dataset.topic, self.work_dir, name, env=env)
         figures = self._worker_run(
-            dataset, name, worker, then=self._stage_caught_up if alerts else None
+            dataset, name, worker, then=functools.partial(self._settled_cpu, alerts=alerts)
         )
         figures["alerts"] = alerts
         return figures
 
-    def _stage_caught_up(self, worker: WorkerProcess, waited: Waited) -> dict[str, Any]:
-        """Wait until the worker's alert stage has committed every window row; the CPU
-        per event then, which includes the stage's work after the last write."""
+    def _settled_cpu(
+        self, worker: WorkerProcess, waited: Waited, *, alerts: bool
+    ) -> dict[str, Any]:
+        """CPU per event once everything is done: with the stage on, once it has committed
+        every window row, so its work after the last write counts. Both sides read it at
+        this point, after the same quiet period, so the idle worker's CPU is on both."""
         from schemas.topics import Topics
 
-        # The stage is an agent of the worker's app: its group is the app id.
-        topic = Topics(app_id=worker.app_id).window_rows
-        started = time.monotonic()
-        deadline = started + 120
-        while (lag := group_lag(self.bootstrap(), worker.app_id, [topic])) != 0:
-            worker.stats()  # raises if the worker exited
-            if time.monotonic() > deadline:
-                raise BenchError(
-                    f"the alert stage still lags {lag} rows behind (log {worker.log_path})"
+        out: dict[str, Any] = {}
+        if alerts:
+            # The stage is an agent of the worker's app: its group is the app id.
+            topic = Topics(app_id=worker.app_id).window_rows
+            started = time.monotonic()
+            deadline = started + 120
+            while (lag := group_lag(self.bootstrap(), worker.app_id, [topic])) != 0:
+                worker.stats()  # raises if the worker exited
+                if time.monotonic() > deadline:
+                    raise BenchError(
+                        f"the alert stage still lags {lag} rows behind (log {worker.log_path})"
+                    )
+                self.say(
+                    f"{worker.dir.name}: the alert stage lags {lag if lag is not None else '?'}"
                 )
-            self.say(f"{worker.dir.name}: the alert stage lags {lag if lag is not None else '?'}")
-            time.sleep(POLL_RUNNING_S)
-        caught_up_s = time.monotonic() - started
+                time.sleep(POLL_RUNNING_S)
+            out["stage_caught_up_s"] = time.monotonic() - started
         stats = worker.stats() or {}
-        out: dict[str, Any] = {"stage_caught_up_s": caught_up_s}
         cpu = stats.get("cpu_s")
         events = waited.final.get("events_counted") or 0
         if cpu is not None and events:

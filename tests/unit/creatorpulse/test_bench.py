@@ -513,7 +513,7 @@ def test_alert_rows_show_both_sides_and_the_signed_cost() -> None:
     assert (on.figure, on.value) == ("worker, alert evaluation on", "95,000 ev/s")
     assert "median of 96,000, 94,000 ev/s" in on.note
     assert "CPU 11.0 us/event" in on.note
-    assert "caught up 1.3 s after the last write" in on.note
+    assert "caught up 1.3 s after the worker settled" in on.note
     assert (off.figure, off.value) == ("worker, alert evaluation off", "100,000 ev/s")
     assert "CREATORPULSE_ALERTS=0" in off.note
     assert (speed.figure, speed.value) == ("cost of alerts, throughput", "+5.0%")
