@@ -178,6 +178,7 @@ def alert_cost(on: Sequence[Mapping[str, Any]], off: Sequence[Mapping[str, Any]]
             "events_per_s": speed_on,
             "cpu_s_per_event": cpu_on,
             "stage_caught_up_s": median_of(on, "stage_caught_up_s"),
+            "evaluations": median_of(on, "evaluations"),
             "passes": [run.get("events_per_s") for run in on],
         },
         "off": {

@@ -113,6 +113,18 @@ def parse_json_line(text: str) -> dict[str, Any] | None:
     return None
 
 
+def parse_sample(text: str, name: str) -> float | None:
+    """The value of the unlabelled sample ``name`` in Prometheus's text format."""
+    for line in text.splitlines():
+        parts = line.split()
+        if len(parts) >= 2 and parts[0] == name:
+            try:
+                return float(parts[1])
+            except ValueError:
+                return None
+    return None
+
+
 def group_lag(bootstrap: str, group: str, topics: Sequence[str]) -> int | None:
     """Records of ``topics`` that consumer ``group`` has not committed (None: unknown yet)."""
     from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
@@ -227,6 +239,16 @@ class WorkerProcess:
         except (OSError, ValueError):
             return None
         return data if isinstance(data, dict) else None
+
+    def metric(self, name: str) -> float | None:
+        """One unlabelled sample of the worker's ``/metrics``, or None if it has none."""
+        url = f"http://127.0.0.1:{self.port}/metrics"
+        try:
+            with urllib.request.urlopen(url, timeout=5) as response:
+                text = response.read().decode("utf-8", "replace")
+        except (OSError, ValueError):
+            return None
+        return parse_sample(text, name)
 
     def vm_hwm_mb(self) -> float | None:
         if self.proc is None:

@@ -291,7 +291,7 @@ def _alert_rows(alerts: Mapping[str, Any] | None) -> list[Row]:
     )
     evaluations = on.get("evaluations")
     if evaluations is not None:
-        stage_note += f"; {evaluations:,} evaluations"
+        stage_note += f"; {fmt_number(evaluations)} evaluations per run"
     return [
         Row(
             section,

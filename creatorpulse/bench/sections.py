@@ -446,6 +446,11 @@ class Runner:
             off.append(self.alert_run(dataset, f"alerts-off-{i}", alerts=False))
         result = alert_cost(on, off)
         result["runs"] = {"on": on, "off": off}
+        if not all(run.get("evaluations") for run in on):
+            self.errors["alerts/evaluations"] = (
+                "a worker with alerts on evaluated no minute (creatorpulse_alert_evaluations_"
+                "total): the figure is that of an idle stage"
+            )
         self.done(
             f"alerts: on {fmt_number(result['on']['events_per_s'], 'ev/s')}, off "
             f"{fmt_number(result['off']['events_per_s'], 'ev/s')}: throughput cost "
@@ -487,6 +492,9 @@ class Runner:
                 )
                 time.sleep(POLL_RUNNING_S)
             out["stage_caught_up_s"] = time.monotonic() - started
+            # Proof that the stage evaluated: a workload without campaigns' minutes to
+            # evaluate would measure an idle stage.
+            out["evaluations"] = worker.metric("creatorpulse_alert_evaluations_total")
         stats = worker.stats() or {}
         cpu = stats.get("cpu_s")
         events = waited.final.get("events_counted") or 0

@@ -25,7 +25,7 @@ from creatorpulse.bench.figures import (
 )
 from creatorpulse.bench.machine import parse_cpu_model, parse_mem_total_gb, parse_vm_hwm_mb
 from creatorpulse.bench.options import BenchOptions, parse_args
-from creatorpulse.bench.processes import parse_json_line
+from creatorpulse.bench.processes import parse_json_line, parse_sample
 from creatorpulse.bench.report import (
     build_rows,
     default_out_path,
@@ -458,7 +458,12 @@ def test_alert_cost_compares_the_medians_of_each_side() -> None:
     on = [
         {"events_per_s": 90_000.0, "cpu_s_per_event": 11e-6, "stage_caught_up_s": 1.5},
         {"events_per_s": 70_000.0, "cpu_s_per_event": 13e-6, "stage_caught_up_s": 2.5},
-        {"events_per_s": 95_000.0, "cpu_s_per_event": 12e-6, "stage_caught_up_s": 3.5},
+        {
+            "events_per_s": 95_000.0,
+            "cpu_s_per_event": 12e-6,
+            "stage_caught_up_s": 3.5,
+            "evaluations": 42.0,
+        },
     ]
     off = [
         {"events_per_s": 100_000.0, "cpu_s_per_event": 10e-6},
@@ -472,6 +477,7 @@ def test_alert_cost_compares_the_medians_of_each_side() -> None:
     assert cost["throughput_cost_pct"] == pytest.approx(10.0)
     assert cost["cpu_cost_pct"] == pytest.approx(20.0)
     assert cost["on"]["stage_caught_up_s"] == 2.5
+    assert cost["on"]["evaluations"] == 42.0  # of the runs that report it
     assert cost["on"]["passes"] == [90_000.0, 70_000.0, 95_000.0]
     assert cost["off"]["passes"] == [100_000.0, 120_000.0, 80_000.0]
 
@@ -500,7 +506,12 @@ def test_alert_rows_show_both_sides_and_the_signed_cost() -> None:
     sections["alerts"] = alert_cost(
         [
             {"events_per_s": 96_000.0, "cpu_s_per_event": 11e-6, "stage_caught_up_s": 1.2},
-            {"events_per_s": 94_000.0, "cpu_s_per_event": 11e-6, "stage_caught_up_s": 1.4},
+            {
+                "events_per_s": 94_000.0,
+                "cpu_s_per_event": 11e-6,
+                "stage_caught_up_s": 1.4,
+                "evaluations": 1_300.0,
+            },
         ],
         [
             {"events_per_s": 100_000.0, "cpu_s_per_event": 10e-6},
@@ -514,6 +525,7 @@ def test_alert_rows_show_both_sides_and_the_signed_cost() -> None:
     assert "median of 96,000, 94,000 ev/s" in on.note
     assert "CPU 11.0 us/event" in on.note
     assert "caught up 1.3 s after the worker settled" in on.note
+    assert "1,300 evaluations per run" in on.note
     assert (off.figure, off.value) == ("worker, alert evaluation off", "100,000 ev/s")
     assert "CREATORPULSE_ALERTS=0" in off.note
     assert (speed.figure, speed.value) == ("cost of alerts, throughput", "+5.0%")
@@ -531,3 +543,16 @@ def test_alerts_is_a_section_that_can_be_skipped() -> None:
     options = parse_args(["--skip", "alerts"])
     assert not options.runs("alerts")
     assert options.runs("worker")
+
+
+def test_parse_sample_reads_one_unlabelled_sample() -> None:
+    text = (
+        "# HELP creatorpulse_alert_evaluations_total Minutes evaluated\n"
+        "# TYPE creatorpulse_alert_evaluations_total counter\n"
+        'creatorpulse_alerts_fired_total{rule="r"} 3.0\n'
+        "creatorpulse_alert_evaluations_total 168.0\n"
+        "creatorpulse_alert_evaluations_created 1.7e+09\n"
+    )
+    assert parse_sample(text, "creatorpulse_alert_evaluations_total") == 168.0
+    assert parse_sample(text, "creatorpulse_alerts_fired_total") is None  # labelled
+    assert parse_sample("", "x") is None
