@@ -556,3 +556,30 @@ def test_parse_sample_reads_one_unlabelled_sample() -> None:
     assert parse_sample(text, "creatorpulse_alert_evaluations_total") == 168.0
     assert parse_sample(text, "creatorpulse_alerts_fired_total") is None  # labelled
     assert parse_sample("", "x") is None
+
+
+def test_a_worker_gets_its_own_settings_over_the_fixed_ones(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from creatorpulse.bench import processes
+
+    started: list[dict[str, str]] = []
+
+    class Spawned:
+        pid = 0
+
+        def __init__(self, cmd: list[str], *, env: dict[str, str], **_: object) -> None:
+            started.append(env)
+
+    monkeypatch.setattr("creatorpulse.bench.processes.subprocess.Popen", Spawned)
+    # A user's own setting never reaches a bench worker; the run's own does.
+    monkeypatch.setenv("CREATORPULSE_ALERTS", "1")
+    monkeypatch.setenv("CREATORPULSE_GRACE_S", "5")
+    processes.WorkerProcess(
+        "127.0.0.1:9", "t", tmp_path, "off", env={"CREATORPULSE_ALERTS": "0"}
+    ).start()
+    processes.WorkerProcess("127.0.0.1:9", "t", tmp_path, "default").start()
+    off, default = started
+    assert off["CREATORPULSE_ALERTS"] == "0"
+    assert "CREATORPULSE_ALERTS" not in default  # the settings' default: alerts on
+    assert off["CREATORPULSE_GRACE_S"] == default["CREATORPULSE_GRACE_S"] == "600"
