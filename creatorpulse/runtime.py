@@ -324,6 +324,7 @@ def build(
         sink if isinstance(sink, ClickHouseSink) else None,
         token=token,
         pending=pending if config.alert_rules is not None else None,
+        alert_stats=lambda: views[0].stats if views else None,
     )
     if isinstance(sink, ClickHouseSink):
         from creatorpulse.web.alert_pages import add_alert_pages

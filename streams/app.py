@@ -36,6 +36,7 @@ from streams.faust_compat import (
     deliver_in_batches,
     use_prompt_fetches,
 )
+from streams.observability import AlertStats
 from streams.outputs.writer import SinkWriter
 from streams.processor import StreamProcessor
 
@@ -49,6 +50,8 @@ class Worker:
     app: faust.App
     processor: StreamProcessor
     writer: SinkWriter | None
+    #: the alert stage's counters when it runs in this worker (its /metrics reads them)
+    alerts: AlertStats | None = None
 
 
 def build_worker(
@@ -235,11 +238,13 @@ def build_worker(
             await writer.stop(config.shutdown_timeout_s)
         log.info("worker stopped: %s", processor.stats.as_dict())
 
+    alert_stats: AlertStats | None = None
     if config.alert_rules is not None:
         # Its own agent on the window-rows topic: it never holds up counting.
         *_, pending = add_alert_stage(
             app, config.kafka_bootstrap, topics, config.partitions, config.alert_rules
         )
+        alert_stats = pending.stats
         if on_alert_view is not None:
             on_alert_view(pending)
     if extra_pages is not None:
@@ -251,7 +256,7 @@ def build_worker(
         report,
         start_writer,
     )
-    return Worker(app, processor, writer)
+    return Worker(app, processor, writer, alert_stats)
 
 
 def _valid(model: type[Any], values: Sequence[bytes]) -> list[Any]:

@@ -71,6 +71,7 @@ class AlertStats:
 
     firing_by_rule: dict[str, int] = field(default_factory=dict)  # alerts firing now
     fired_by_rule: dict[str, int] = field(default_factory=dict)  # ever fired
+    evaluations: int = 0  # minutes of a campaign's clock the stage evaluated
     notifications_by_outcome: dict[str, int] = field(default_factory=dict)
     webhook_deliveries_by_outcome: dict[str, int] = field(default_factory=dict)
     outbox_pending: int = 0

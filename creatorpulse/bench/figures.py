@@ -152,3 +152,40 @@ def kb_per_window(run: Mapping[str, Any], windows: int | None) -> float | None:
     if peak is None or start is None or not windows:
         return None
     return float((peak - start) * 1024 / windows)
+
+
+def median_of(runs: Sequence[Mapping[str, Any]], name: str) -> float | None:
+    """The median of ``name`` over the runs that have it (None when none has)."""
+    values = [float(run[name]) for run in runs if run.get(name) is not None]
+    return percentile(values, 0.5)
+
+
+def alert_cost(on: Sequence[Mapping[str, Any]], off: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """What alert evaluation costs the worker: medians of the runs with the stage on and
+    off, and the difference as a share of the figure without it.
+
+    ``throughput_cost_pct`` is the throughput lost (positive: slower with alerts),
+    ``cpu_cost_pct`` the CPU per event added (positive: costlier with alerts). Medians,
+    not the best run: the cost is a difference of two noisy figures, and a median of each
+    side keeps one lucky or unlucky pass from deciding it.
+    """
+    speed_on, speed_off = median_of(on, "events_per_s"), median_of(off, "events_per_s")
+    cpu_on, cpu_off = median_of(on, "cpu_s_per_event"), median_of(off, "cpu_s_per_event")
+    lost = ratio(speed_on, speed_off)
+    added = ratio(cpu_on, cpu_off)
+    return {
+        "on": {
+            "events_per_s": speed_on,
+            "cpu_s_per_event": cpu_on,
+            "stage_caught_up_s": median_of(on, "stage_caught_up_s"),
+            "evaluations": median_of(on, "evaluations"),
+            "passes": [run.get("events_per_s") for run in on],
+        },
+        "off": {
+            "events_per_s": speed_off,
+            "cpu_s_per_event": cpu_off,
+            "passes": [run.get("events_per_s") for run in off],
+        },
+        "throughput_cost_pct": (1.0 - lost) * 100 if lost is not None else None,
+        "cpu_cost_pct": (added - 1.0) * 100 if added is not None else None,
+    }

@@ -23,6 +23,7 @@ SECTIONS: Final = (
     "latency",
     "memory",
     "scaling",
+    "alerts",
 )
 PARTITIONS: Final = 4
 #: The worker's defaults, set explicitly so a user's environment cannot change the run.

@@ -17,7 +17,7 @@ import time
 import urllib.error
 import urllib.request
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
@@ -113,6 +113,18 @@ def parse_json_line(text: str) -> dict[str, Any] | None:
     return None
 
 
+def parse_sample(text: str, name: str) -> float | None:
+    """The value of the unlabelled sample ``name`` in Prometheus's text format."""
+    for line in text.splitlines():
+        parts = line.split()
+        if len(parts) >= 2 and parts[0] == name:
+            try:
+                return float(parts[1])
+            except ValueError:
+                return None
+    return None
+
+
 def group_lag(bootstrap: str, group: str, topics: Sequence[str]) -> int | None:
     """Records of ``topics`` that consumer ``group`` has not committed (None: unknown yet)."""
     from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
@@ -142,7 +154,8 @@ class WorkerProcess:
     """``python -m creatorpulse worker`` on its own chDB store, group and HTTP port.
 
     ``command="sink"`` runs ``creatorpulse sink`` instead; ``sink="topic"`` makes the
-    worker publish its rows for one (give both the same ``app_id``).
+    worker publish its rows for one (give both the same ``app_id``). ``env`` adds
+    ``CREATORPULSE_*`` settings after the fixed ones (``CREATORPULSE_ALERTS=0``).
     """
 
     def __init__(
@@ -155,6 +168,7 @@ class WorkerProcess:
         command: str = "worker",
         sink: str = "clickhouse",
         app_id: str | None = None,
+        env: Mapping[str, str] | None = None,
     ) -> None:
         self.bootstrap = bootstrap
         self.topic = topic
@@ -162,6 +176,7 @@ class WorkerProcess:
         self.command = command
         self.sink = sink
         self.app_id = app_id or f"bench-{name}-{uuid.uuid4().hex[:6]}"
+        self.env = dict(env or {})
         self.port = free_port()
         self.proc: subprocess.Popen[bytes] | None = None
         self.started_at = 0.0
@@ -188,6 +203,7 @@ class WorkerProcess:
             CREATORPULSE_FLUSH_INTERVAL_S=str(FLUSH_INTERVAL_S),
             CREATORPULSE_SINK=self.sink,
         )
+        env.update(self.env)
         self.started_at = time.time()
         with open(self.log_path, "wb") as log:  # the child keeps its own descriptor
             self.proc = subprocess.Popen(
@@ -223,6 +239,16 @@ class WorkerProcess:
         except (OSError, ValueError):
             return None
         return data if isinstance(data, dict) else None
+
+    def metric(self, name: str) -> float | None:
+        """One unlabelled sample of the worker's ``/metrics``, or None if it has none."""
+        url = f"http://127.0.0.1:{self.port}/metrics"
+        try:
+            with urllib.request.urlopen(url, timeout=5) as response:
+                text = response.read().decode("utf-8", "replace")
+        except (OSError, ValueError):
+            return None
+        return parse_sample(text, name)
 
     def vm_hwm_mb(self) -> float | None:
         if self.proc is None:

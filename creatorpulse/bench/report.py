@@ -263,6 +263,64 @@ def _scaling_rows(scaling: Mapping[str, Any] | None) -> list[Row]:
     return rows
 
 
+def fmt_pct(value: float | None) -> str:
+    """``+4.2%``, ``-0.8%``: a signed share, '-' if unknown."""
+    return "-" if value is None else f"{value:+.1f}%"
+
+
+def _alert_rows(alerts: Mapping[str, Any] | None) -> list[Row]:
+    """Batch throughput with the alert stage on and off, medians of the same run's passes.
+
+    The cost rows are signed: positive is what alert evaluation costs (throughput lost,
+    CPU per event added); a negative figure is within the noise of a shared machine.
+    """
+    if not alerts:
+        return []
+    on, off = alerts.get("on") or {}, alerts.get("off") or {}
+
+    def passes(side: Mapping[str, Any]) -> str:
+        runs = side.get("passes") or []
+        return "median of " + ", ".join(fmt_number(v) for v in runs) + " ev/s"
+
+    section = f"8 alerts, {SHAPE_LABEL['batch']}"
+    caught_up = on.get("stage_caught_up_s")
+    stage_note = (
+        f"; the stage caught up {fmt_number(caught_up, 's', 1)} after the worker settled"
+        if caught_up is not None
+        else ""
+    )
+    evaluations = on.get("evaluations")
+    if evaluations is not None:
+        stage_note += f"; {fmt_number(evaluations)} evaluations per run"
+    return [
+        Row(
+            section,
+            "worker, alert evaluation on",
+            fmt_number(on.get("events_per_s"), "ev/s"),
+            note=f"{passes(on)}, CPU {fmt_us(on.get('cpu_s_per_event'))}/event{stage_note}",
+        ),
+        Row(
+            "",
+            "worker, alert evaluation off",
+            fmt_number(off.get("events_per_s"), "ev/s"),
+            note=f"{passes(off)}, CPU {fmt_us(off.get('cpu_s_per_event'))}/event; "
+            "CREATORPULSE_ALERTS=0",
+        ),
+        Row(
+            "",
+            "cost of alerts, throughput",
+            fmt_pct(alerts.get("throughput_cost_pct")),
+            note="throughput lost with the stage on (issue 10 aims under 10%)",
+        ),
+        Row(
+            "",
+            "cost of alerts, CPU per event",
+            fmt_pct(alerts.get("cpu_cost_pct")),
+            note="CPU per event added with the stage on",
+        ),
+    ]
+
+
 def build_rows(results: Mapping[str, Any]) -> list[Row]:
     """The table's rows from the results dict (what ``sections.run_benchmark`` returns)."""
     rows: list[Row] = []
@@ -273,6 +331,7 @@ def build_rows(results: Mapping[str, Any]) -> list[Row]:
     rows += _latency_rows(sections.get("latency"))
     rows += _memory_rows(sections.get("memory"))
     rows += _scaling_rows(sections.get("scaling"))
+    rows += _alert_rows(sections.get("alerts"))
     return rows
 
 

@@ -24,6 +24,7 @@ import orjson
 
 from creatorpulse.bench.brokers import BrokerInfo, create_topic, open_broker
 from creatorpulse.bench.figures import (
+    alert_cost,
     best_of,
     kb_per_window,
     percentile,
@@ -45,6 +46,7 @@ from creatorpulse.bench.options import (
     BenchOptions,
 )
 from creatorpulse.bench.processes import (
+    Waited,
     WorkerProcess,
     group_lag,
     log_tail,
@@ -52,7 +54,14 @@ from creatorpulse.bench.processes import (
     wait_until_written,
     worker_timeout,
 )
-from creatorpulse.bench.report import SHAPE_LABEL, console, fmt_number, fmt_us, jsonable
+from creatorpulse.bench.report import (
+    SHAPE_LABEL,
+    console,
+    fmt_number,
+    fmt_pct,
+    fmt_us,
+    jsonable,
+)
 from creatorpulse.bench.workload import (
     Dataset,
     campaigns_for,
@@ -115,6 +124,15 @@ METHOD: Final = {
     "scaling": (
         "as memory, at each creator count with the same event count, and at the smallest "
         "creator count with more events per creator; single-event records"
+    ),
+    "alerts": (
+        "the worker over the batch-record topic (3 campaigns, so the campaign-keyed alert "
+        "stage evaluates each campaign's minutes) with the alert stage on (the default) and "
+        "off (CREATORPULSE_ALERTS=0), runs interleaved on, off, on, off, each a fresh worker "
+        "and group; events/s as for worker; medians of each side's runs; with the stage on, "
+        "CPU per event is taken once the stage has committed every window row (its group "
+        "lag on the window-rows topic is 0), so the stage's work after the last write counts; "
+        "the runs off read their CPU at the same point (after the same quiet period)"
     ),
 }
 
@@ -254,10 +272,14 @@ class Runner:
                 self.section("memory", None, self.memory)
             if o.runs("scaling"):
                 self.scaling()
+            if o.runs("alerts") and "batch" in self.datasets:
+                self.section("alerts", None, self.alerts)
 
     def shape(self, shape: str) -> None:
         o = self.options
         wanted = [s for s in ("producers", "ceiling", "baseline", "worker") if o.runs(s)]
+        if shape == "batch" and o.runs("alerts"):
+            wanted.append("alerts")  # it reads the batch-record topic made here
         if not wanted:
             return
         events = o.events if shape == "batch" else o.single_events
@@ -413,7 +435,84 @@ class Runner:
             "sink_caught_up_s": time.monotonic() - started,
         }
 
-    def _worker_run(self, dataset: Dataset, name: str, worker: WorkerProcess) -> dict[str, Any]:
+    def alerts(self) -> dict[str, Any]:
+        """Batch throughput with alert evaluation on and off, in this run, same topic."""
+        dataset = self.datasets["batch"]
+        on: list[dict[str, Any]] = []
+        off: list[dict[str, Any]] = []
+        for i in range(PASSES):
+            # Interleaved: a neighbour's job on the shared machine falls on both sides.
+            on.append(self.alert_run(dataset, f"alerts-on-{i}", alerts=True))
+            off.append(self.alert_run(dataset, f"alerts-off-{i}", alerts=False))
+        result = alert_cost(on, off)
+        result["runs"] = {"on": on, "off": off}
+        if not all(run.get("evaluations") for run in on):
+            self.errors["alerts/evaluations"] = (
+                "a worker with alerts on evaluated no minute (creatorpulse_alert_evaluations_"
+                "total): the figure is that of an idle stage"
+            )
+        self.done(
+            f"alerts: on {fmt_number(result['on']['events_per_s'], 'ev/s')}, off "
+            f"{fmt_number(result['off']['events_per_s'], 'ev/s')}: throughput cost "
+            f"{fmt_pct(result['throughput_cost_pct'])}, CPU cost {fmt_pct(result['cpu_cost_pct'])}"
+        )
+        return result
+
+    def alert_run(self, dataset: Dataset, name: str, *, alerts: bool) -> dict[str, Any]:
+        env = {"CREATORPULSE_ALERTS": "1" if alerts else "0"}
+        worker = WorkerProcess(self.bootstrap(), dataset.topic, self.work_dir, name, env=env)
+        figures = self._worker_run(
+            dataset, name, worker, then=functools.partial(self._settled_cpu, alerts=alerts)
+        )
+        figures["alerts"] = alerts
+        return figures
+
+    def _settled_cpu(
+        self, worker: WorkerProcess, waited: Waited, *, alerts: bool
+    ) -> dict[str, Any]:
+        """CPU per event once everything is done: with the stage on, once it has committed
+        every window row, so its work after the last write counts. Both sides read it at
+        this point, after the same quiet period, so the idle worker's CPU is on both."""
+        from schemas.topics import Topics
+
+        out: dict[str, Any] = {}
+        if alerts:
+            # The stage is an agent of the worker's app: its group is the app id.
+            topic = Topics(app_id=worker.app_id).window_rows
+            started = time.monotonic()
+            deadline = started + 120
+            while (lag := group_lag(self.bootstrap(), worker.app_id, [topic])) != 0:
+                worker.stats()  # raises if the worker exited
+                if time.monotonic() > deadline:
+                    raise BenchError(
+                        f"the alert stage still lags {lag} rows behind (log {worker.log_path})"
+                    )
+                self.say(
+                    f"{worker.dir.name}: the alert stage lags {lag if lag is not None else '?'}"
+                )
+                time.sleep(POLL_RUNNING_S)
+            out["stage_caught_up_s"] = time.monotonic() - started
+            # Proof that the stage evaluated: a workload without campaigns' minutes to
+            # evaluate would measure an idle stage.
+            out["evaluations"] = worker.metric("creatorpulse_alert_evaluations_total")
+        stats = worker.stats() or {}
+        cpu = stats.get("cpu_s")
+        events = waited.final.get("events_counted") or 0
+        if cpu is not None and events:
+            used = cpu - waited.before.get("cpu_s", 0.0)
+            out.update(cpu_s=used, cpu_s_per_event=used / events)
+        return out
+
+    def _worker_run(
+        self,
+        dataset: Dataset,
+        name: str,
+        worker: WorkerProcess,
+        then: Callable[[WorkerProcess, Waited], dict[str, Any]] | None = None,
+    ) -> dict[str, Any]:
+        """One worker run; ``then`` measures more while the worker still runs, and its
+        figures replace the run's own."""
+        extra: dict[str, Any] = {}
         with worker:
 
             def progress(stats: dict[str, Any]) -> None:
@@ -425,7 +524,12 @@ class Runner:
             waited = wait_until_written(
                 worker, dataset.events, worker_timeout(dataset.events), progress
             )
+            if then is not None:
+                extra = then(worker, waited)
         figures = worker_figures(waited.before, waited.final, dataset.events)
+        if "cpu_s" in extra:
+            extra["cpu_s_at_last_write"] = figures["cpu_s"]
+        figures.update(extra)
         figures.update(
             startup_s=waited.startup_s,
             stop_s=worker.stop_s,

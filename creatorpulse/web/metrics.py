@@ -86,6 +86,11 @@ def alert_metrics(alerts: AlertStats) -> Iterator[Metric]:
     yield _labelled_counter(
         "alerts_fired", "Alerts that fired, by rule", "rule", alerts.fired_by_rule
     )
+    yield _counter(
+        "alert_evaluations",
+        "Minutes of a campaign's event-time clock the alert stage evaluated",
+        alerts.evaluations,
+    )
     yield _labelled_counter(
         "notifications",
         "Notifications decided by the notification policy, by outcome",

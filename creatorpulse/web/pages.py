@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Mapping
 from dataclasses import asdict
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from creatorpulse.board import (
     DEFAULT_SORT,
@@ -31,6 +31,9 @@ from creatorpulse.board import (
 )
 from creatorpulse.settings import LEADERBOARD_MAX_LAST_S, LEADERBOARD_MAX_LIMIT
 from sinks.clickhouse import ClickHouseSink
+
+if TYPE_CHECKING:
+    from streams.observability import AlertStats
 
 
 class BadParameter(ValueError):
@@ -74,12 +77,15 @@ def add_query_pages(
     *,
     token: str | None = None,
     pending: Callable[[], Mapping[tuple[str, str], str]] | None = None,
+    alert_stats: Callable[[], AlertStats | None] | None = None,
 ) -> Callable[[Any, Any], None]:
     """HTTP pages served by the worker: the leaderboard (other processes cannot open a
     chDB store it owns; only when the worker writes ClickHouse), its counters, its
     Prometheus metrics and a health check. ``token``: the bearer token every request
     must carry (None: none needed, loopback only). ``pending``: the alert stage's
-    pending creators, for the dashboard's badges."""
+    pending creators, for the dashboard's badges. ``alert_stats``: the alert stage's
+    counters for ``/metrics``, asked for when the pages are installed (the stage is
+    built after the pages are declared)."""
 
     def install(app: Any, processor: Any) -> None:
         from aiohttp import web
@@ -100,7 +106,8 @@ def add_query_pages(
             stop_streams.set()
 
         app.web.web_app.on_shutdown.append(end_streams)
-        registry = worker_registry(processor, highwater=highwater)
+        alerts = alert_stats() if alert_stats is not None else None
+        registry = worker_registry(processor, highwater=highwater, alerts=alerts)
         add_dashboard(
             app.web.web_app,
             Dashboard(

@@ -103,6 +103,13 @@ class CampaignAlerts:
         """The creators whose fire condition holds but has not held long enough yet."""
         return tuple(sorted(c for c, t in self._tracks.items() if t.state == "pending"))
 
+    def firing(self) -> tuple[str, ...]:
+        """The creators with an open alert: firing, or recovering (still firing until it
+        resolves, as Prometheus keeps an alert firing while it recovers)."""
+        return tuple(
+            sorted(c for c, t in self._tracks.items() if t.state in ("firing", "recovering"))
+        )
+
     def step(self, evaluation: Evaluation) -> Step:
         if evaluation.campaign_id != self.campaign_id:
             raise ValueError(

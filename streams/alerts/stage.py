@@ -38,6 +38,7 @@ from schemas.topics import Topics
 from streams.alerts.evaluate import UNKNOWN_TIER, CreatorTotals, evaluate
 from streams.alerts.machine import CampaignAlerts, Step
 from streams.alerts.rules import Rules
+from streams.observability import AlertStats
 
 log = logging.getLogger("creatorpulse.alerts")
 
@@ -327,13 +328,37 @@ async def read_reference(
         await consumer.stop()
 
 
+def count_steps(stats: AlertStats, steps: Iterable[Step]) -> None:
+    """Add a campaign's evaluations and the alerts they fired to ``stats``."""
+    for step in steps:
+        if step.ignored:
+            continue
+        stats.evaluations += 1
+        for alert in step.fired:
+            stats.fired_by_rule[alert.rule] = stats.fired_by_rule.get(alert.rule, 0) + 1
+
+
+def firing_by_rule(stages: Iterable[CampaignStage]) -> dict[str, int]:
+    """Alerts firing now in the campaigns the stage holds, by rule."""
+    out: dict[str, int] = {}
+    for stage in stages:
+        firing = len(stage.machine.firing())
+        if firing:
+            out[stage.machine.rule] = out.get(stage.machine.rule, 0) + firing
+    return out
+
+
 class PendingView:
     """What the stage in this process holds as pending (the fire condition held, not yet
     for ``pending_evaluations``): a state no table has, for the dashboard's badges.
-    Read-only; campaigns of partitions assigned elsewhere are not here."""
+    Read-only; campaigns of partitions assigned elsewhere are not here. ``stats`` are the
+    stage's counters, for the worker's ``/metrics``."""
 
-    def __init__(self, stages: Mapping[bytes, CampaignStage]) -> None:
+    def __init__(
+        self, stages: Mapping[bytes, CampaignStage], stats: AlertStats | None = None
+    ) -> None:
         self._stages = stages
+        self.stats = stats if stats is not None else AlertStats()
 
     def pending(self) -> dict[tuple[str, str], str]:
         return {
@@ -366,6 +391,7 @@ def add_alert_stage(
     reference = ReferenceData()
     ready = asyncio.Event()
     stages: dict[bytes, CampaignStage] = {}
+    stats = AlertStats()  # bumped here, read by /metrics; no Prometheus object per record
 
     @app.task  # type: ignore[untyped-decorator]  # mode types the task decorator loosely
     async def follow_reference() -> None:
@@ -408,6 +434,9 @@ def add_alert_stage(
             if not stage.add(rows):
                 continue
             steps = stage.advance(reference.references, reference.fees)
+            if steps:
+                count_steps(stats, steps)
+                stats.firing_by_rule = firing_by_rule(stages.values())
             for alert in step_records(steps):
                 await alerts_topic.send(key=key, value=alert_to_json(alert))
             for step in steps:
@@ -419,5 +448,6 @@ def add_alert_stage(
     async def forget_stages(sender: Any, *args: Any, **_: Any) -> None:
         # A revoked campaign's state may move on; the table holds what it was.
         stages.clear()
+        stats.firing_by_rule = {}  # counted again as the campaigns come back
 
-    return (follow_reference, alert_stage, forget_stages, PendingView(stages))
+    return (follow_reference, alert_stage, forget_stages, PendingView(stages, stats))

@@ -17,6 +17,7 @@ replays the whole input topic.
 from __future__ import annotations
 
 import time
+import urllib.request
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,7 +26,9 @@ from typing import Any
 import orjson
 import pytest
 from kafka import KafkaConsumer, TopicPartition
+from prometheus_client.parser import text_string_to_metric_families
 
+from creatorpulse.brokers.process import free_port
 from schemas.rows import window_rows_from_json
 from sinks.clickhouse import ClickHouseSink
 from sinks.webhooks import new_secret
@@ -228,8 +231,16 @@ def test_one_alert_fires_and_resolves_through_kill9_and_replay(
         # A replay by a new consumer group: the same alerts again, delivered to nobody.
         before = alerts_end(bootstrap, alerts_topic)
         replay_id = unique_name("e2e-replay")
+        replay_port = free_port()
         replay = spawn(
-            bootstrap, clickhouse_url, topic, replay_id, tmp_path / "r", sink="topic", **alerting
+            bootstrap,
+            clickhouse_url,
+            topic,
+            replay_id,
+            tmp_path / "r",
+            sink="topic",
+            web_port=str(replay_port),
+            **alerting,
         )
         replay.start()
         wait_until(
@@ -247,6 +258,20 @@ def test_one_alert_fires_and_resolves_through_kill9_and_replay(
             sink,
             "the alert sink to read the replay",
         )
+        # The replaying worker's own stage evaluated the whole campaign: its /metrics say
+        # so (the stage's counters, not the alert sink's, which runs elsewhere).
+        url = f"http://127.0.0.1:{replay_port}/metrics"
+        with urllib.request.urlopen(url, timeout=10) as response:
+            exposition = response.read().decode()
+        metrics = {
+            (s.name, tuple(sorted(s.labels.items()))): s.value
+            for family in text_string_to_metric_families(exposition)
+            for s in family.samples
+        }
+        rule = (("rule", "creator.outperforming"),)
+        assert metrics[("creatorpulse_alerts_fired_total", rule)] == 1  # the planted one, once
+        assert metrics.get(("creatorpulse_alerts_firing", rule), 0) == 0  # it resolved
+        assert metrics[("creatorpulse_alert_evaluations_total", ())] >= 1
         for proc in (replay, *workers):
             assert proc.terminate() == 0, proc.log_tail()
         assert sink.terminate() == 0, sink.log_tail()  # decides what it still holds

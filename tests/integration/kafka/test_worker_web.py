@@ -339,3 +339,41 @@ def test_the_dashboard_reads_the_alert_stages_pending_view(
     status, board = asyncio.run(scenario())
     assert status == 200
     assert board["alerts"] == ({"c/k": "pending"} if alerts else {})
+
+
+@pytest.mark.parametrize("alerts", [True, False], ids=["alert stage", "no alert stage"])
+def test_the_workers_metrics_read_its_alert_stages_counters(
+    tmp_path: Path, clickhouse_sink: ClickHouseSink, monkeypatch: pytest.MonkeyPatch, alerts: bool
+) -> None:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    monkeypatch.setenv("CREATORPULSE_ALERTS", "1" if alerts else "0")
+    settings = settings_for(tmp_path)
+    worker = runtime.build(settings, clickhouse_sink, UNUSED_BOOTSTRAP)
+    if alerts:
+        # What the stage counts (in its agent, which needs Kafka) is what /metrics shows.
+        assert worker.alerts is not None
+        worker.alerts.evaluations = 7
+        worker.alerts.fired_by_rule["creator.outperforming"] = 2
+        worker.alerts.firing_by_rule = {"creator.outperforming": 1}
+    else:
+        assert worker.alerts is None
+
+    async def scenario() -> tuple[int, bytes]:
+        await worker.app.web.start()
+        try:
+            return await asyncio.to_thread(fetch, settings.web_port, "/metrics")
+        finally:
+            await worker.app.web.stop()
+
+    status, body = asyncio.run(scenario())
+    assert status == 200
+    m = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(body.decode())
+        for s in family.samples
+    }
+    rule = (("rule", "creator.outperforming"),)
+    assert m[("creatorpulse_alert_evaluations_total", ())] == (7 if alerts else 0)
+    assert m.get(("creatorpulse_alerts_fired_total", rule)) == (2 if alerts else None)
+    assert m.get(("creatorpulse_alerts_firing", rule)) == (1 if alerts else None)

@@ -14,8 +14,10 @@ from creatorpulse.bench.baseline import add_counts, window_keys
 from creatorpulse.bench.command import main
 from creatorpulse.bench.figures import (
     DoneTracker,
+    alert_cost,
     best_of,
     kb_per_window,
+    median_of,
     percentile,
     ratio,
     whole_topic_rates,
@@ -23,10 +25,11 @@ from creatorpulse.bench.figures import (
 )
 from creatorpulse.bench.machine import parse_cpu_model, parse_mem_total_gb, parse_vm_hwm_mb
 from creatorpulse.bench.options import BenchOptions, parse_args
-from creatorpulse.bench.processes import parse_json_line
+from creatorpulse.bench.processes import parse_json_line, parse_sample
 from creatorpulse.bench.report import (
     build_rows,
     default_out_path,
+    fmt_pct,
     fmt_ratio,
     render_table,
     write_results,
@@ -446,3 +449,137 @@ def test_best_of_keeps_the_fastest_run_and_every_pass() -> None:
     assert best["passes"] == [900, 1_100]
     assert "passes" not in runs[1]  # the inputs are left alone
     assert best_of([{"events_per_s": None}])["passes"] == [0]
+
+
+# -- alerts on and off ---------------------------------------------------------------------
+
+
+def test_alert_cost_compares_the_medians_of_each_side() -> None:
+    on = [
+        {"events_per_s": 90_000.0, "cpu_s_per_event": 11e-6, "stage_caught_up_s": 1.5},
+        {"events_per_s": 70_000.0, "cpu_s_per_event": 13e-6, "stage_caught_up_s": 2.5},
+        {
+            "events_per_s": 95_000.0,
+            "cpu_s_per_event": 12e-6,
+            "stage_caught_up_s": 3.5,
+            "evaluations": 42.0,
+        },
+    ]
+    off = [
+        {"events_per_s": 100_000.0, "cpu_s_per_event": 10e-6},
+        {"events_per_s": 120_000.0, "cpu_s_per_event": 9e-6},
+        {"events_per_s": 80_000.0, "cpu_s_per_event": 11e-6},
+    ]
+    cost = alert_cost(on, off)
+    # Medians, not means or bests: 90k on, 100k off; 12 us on, 10 us off.
+    assert cost["on"]["events_per_s"] == 90_000.0
+    assert cost["off"]["events_per_s"] == 100_000.0
+    assert cost["throughput_cost_pct"] == pytest.approx(10.0)
+    assert cost["cpu_cost_pct"] == pytest.approx(20.0)
+    assert cost["on"]["stage_caught_up_s"] == 2.5
+    assert cost["on"]["evaluations"] == 42.0  # of the runs that report it
+    assert cost["on"]["passes"] == [90_000.0, 70_000.0, 95_000.0]
+    assert cost["off"]["passes"] == [100_000.0, 120_000.0, 80_000.0]
+
+
+def test_alert_cost_of_two_runs_is_their_midpoint_and_may_be_negative() -> None:
+    on = [{"events_per_s": 104_000.0}, {"events_per_s": 106_000.0}]
+    off = [{"events_per_s": 100_000.0}, {"events_per_s": 100_000.0}]
+    cost = alert_cost(on, off)
+    assert cost["on"]["events_per_s"] == 105_000.0
+    assert cost["throughput_cost_pct"] == pytest.approx(-5.0)  # noise: faster with alerts
+    assert cost["cpu_cost_pct"] is None  # no CPU figure on either side
+    assert median_of([{"x": None}], "x") is None
+
+
+def test_alert_cost_without_runs_off_has_no_ratio() -> None:
+    cost = alert_cost([{"events_per_s": 1.0, "cpu_s_per_event": 1e-6}], [])
+    assert cost["off"]["events_per_s"] is None
+    assert cost["throughput_cost_pct"] is None
+    assert cost["cpu_cost_pct"] is None
+
+
+def test_alert_rows_show_both_sides_and_the_signed_cost() -> None:
+    results = _results()
+    sections = results["sections"]
+    assert isinstance(sections, dict)
+    sections["alerts"] = alert_cost(
+        [
+            {"events_per_s": 96_000.0, "cpu_s_per_event": 11e-6, "stage_caught_up_s": 1.2},
+            {
+                "events_per_s": 94_000.0,
+                "cpu_s_per_event": 11e-6,
+                "stage_caught_up_s": 1.4,
+                "evaluations": 1_300.0,
+            },
+        ],
+        [
+            {"events_per_s": 100_000.0, "cpu_s_per_event": 10e-6},
+            {"events_per_s": 100_000.0, "cpu_s_per_event": 10e-6},
+        ],
+    )
+    rows = build_rows(results)
+    at = next(i for i, r in enumerate(rows) if r.section == "8 alerts, batch records")
+    on, off, speed, cpu = rows[at : at + 4]
+    assert (on.figure, on.value) == ("worker, alert evaluation on", "95,000 ev/s")
+    assert "median of 96,000, 94,000 ev/s" in on.note
+    assert "CPU 11.0 us/event" in on.note
+    assert "caught up 1.3 s after the worker settled" in on.note
+    assert "1,300 evaluations per run" in on.note
+    assert (off.figure, off.value) == ("worker, alert evaluation off", "100,000 ev/s")
+    assert "CREATORPULSE_ALERTS=0" in off.note
+    assert (speed.figure, speed.value) == ("cost of alerts, throughput", "+5.0%")
+    assert (cpu.figure, cpu.value) == ("cost of alerts, CPU per event", "+10.0%")
+    assert all(not r.section for r in (off, speed, cpu))
+    assert fmt_pct(None) == "-"
+    assert fmt_pct(-0.04) == "-0.0%"
+    out = io.StringIO()
+    Console(file=out, width=240).print(render_table(results))
+    assert "8 alerts, batch records" in out.getvalue()
+
+
+def test_alerts_is_a_section_that_can_be_skipped() -> None:
+    assert parse_args([]).runs("alerts")
+    options = parse_args(["--skip", "alerts"])
+    assert not options.runs("alerts")
+    assert options.runs("worker")
+
+
+def test_parse_sample_reads_one_unlabelled_sample() -> None:
+    text = (
+        "# HELP creatorpulse_alert_evaluations_total Minutes evaluated\n"
+        "# TYPE creatorpulse_alert_evaluations_total counter\n"
+        'creatorpulse_alerts_fired_total{rule="r"} 3.0\n'
+        "creatorpulse_alert_evaluations_total 168.0\n"
+        "creatorpulse_alert_evaluations_created 1.7e+09\n"
+    )
+    assert parse_sample(text, "creatorpulse_alert_evaluations_total") == 168.0
+    assert parse_sample(text, "creatorpulse_alerts_fired_total") is None  # labelled
+    assert parse_sample("", "x") is None
+
+
+def test_a_worker_gets_its_own_settings_over_the_fixed_ones(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from creatorpulse.bench import processes
+
+    started: list[dict[str, str]] = []
+
+    class Spawned:
+        pid = 0
+
+        def __init__(self, cmd: list[str], *, env: dict[str, str], **_: object) -> None:
+            started.append(env)
+
+    monkeypatch.setattr("creatorpulse.bench.processes.subprocess.Popen", Spawned)
+    # A user's own setting never reaches a bench worker; the run's own does.
+    monkeypatch.setenv("CREATORPULSE_ALERTS", "1")
+    monkeypatch.setenv("CREATORPULSE_GRACE_S", "5")
+    processes.WorkerProcess(
+        "127.0.0.1:9", "t", tmp_path, "off", env={"CREATORPULSE_ALERTS": "0"}
+    ).start()
+    processes.WorkerProcess("127.0.0.1:9", "t", tmp_path, "default").start()
+    off, default = started
+    assert off["CREATORPULSE_ALERTS"] == "0"
+    assert "CREATORPULSE_ALERTS" not in default  # the settings' default: alerts on
+    assert off["CREATORPULSE_GRACE_S"] == default["CREATORPULSE_GRACE_S"] == "600"

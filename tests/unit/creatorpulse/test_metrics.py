@@ -63,7 +63,12 @@ def test_worker_counters_become_prometheus_names_and_units() -> None:
     registry = worker_registry(
         processor(stats, writer),
         highwater=lambda topic, p: highwater.get((topic, p)),
-        alerts=AlertStats(firing_by_rule={"er_drop": 2}, webhook_deliveries_by_outcome={"ok": 5}),
+        alerts=AlertStats(
+            firing_by_rule={"er_drop": 2},
+            fired_by_rule={"er_drop": 3},
+            evaluations=12,
+            webhook_deliveries_by_outcome={"ok": 5},
+        ),
     )
     m = parsed(render(registry))
     assert m[("creatorpulse_events_counted_total", ())] == 20
@@ -83,6 +88,8 @@ def test_worker_counters_become_prometheus_names_and_units() -> None:
     assert m[("creatorpulse_sink_batch_duration_seconds_count", ())] == 2
     assert m[("creatorpulse_sink_rows_pending", ())] == 4
     assert m[("creatorpulse_alerts_firing", (("rule", "er_drop"),))] == 2
+    assert m[("creatorpulse_alerts_fired_total", (("rule", "er_drop"),))] == 3
+    assert m[("creatorpulse_alert_evaluations_total", ())] == 12
     assert m[("creatorpulse_webhook_deliveries_total", (("outcome", "ok"),))] == 5
     assert m[("creatorpulse_webhook_outbox_pending", ())] == 0
     names = {name for name, _ in m}
