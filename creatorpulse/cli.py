@@ -343,11 +343,17 @@ def _start_pipeline(
     # The embedded broker kept nothing from an earlier run: open windows start from
     # the totals already in the store instead of from zero.
     baseline = runtime.load_baseline(sink, settings) if settings.embedded_broker else None
-    progress("starting the worker")
-    built = runtime.build(settings, sink, bootstrap, baseline=baseline)
     alert_sink = runtime.start_alert_sink(settings, sink, bootstrap)
     if alert_sink is not None:
         stack.callback(alert_sink[0])
+    progress("starting the worker")
+    built = runtime.build(
+        settings,
+        sink,
+        bootstrap,
+        baseline=baseline,
+        delivery_stats=alert_sink[1] if alert_sink is not None else None,
+    )
     return bootstrap, sink, built
 
 

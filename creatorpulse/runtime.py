@@ -307,9 +307,12 @@ def build(
     bootstrap: str,
     *,
     baseline: dict[WindowKey, tuple[int, ...]] | None = None,
+    delivery_stats: AlertStats | None = None,
 ) -> Worker:
     """The worker, writing ``sink`` (ClickHouse), or with ``None`` only the window-rows
-    topic, which a separate ``creatorpulse sink`` writes to ClickHouse."""
+    topic, which a separate ``creatorpulse sink`` writes to ClickHouse.
+    ``delivery_stats``: the counters of an alert sink running in this process, for the
+    worker's ``/metrics``."""
     config = worker_config(settings, bootstrap)
     token = web_token(settings) if config.web_port is not None else None
     config.data_dir.mkdir(parents=True, exist_ok=True)
@@ -325,6 +328,7 @@ def build(
         token=token,
         pending=pending if config.alert_rules is not None else None,
         alert_stats=lambda: views[0].stats if views else None,
+        delivery_stats=delivery_stats,
     )
     if isinstance(sink, ClickHouseSink):
         from creatorpulse.web.alert_pages import add_alert_pages

@@ -75,8 +75,13 @@ def _histogram(suffix: str, doc: str, histogram: Histogram) -> HistogramMetricFa
     return HistogramMetricFamily(_name(suffix), doc, buckets=buckets, sum_value=histogram.total)
 
 
-def alert_metrics(alerts: AlertStats) -> Iterator[Metric]:
-    """The alerting stage's and webhook delivery's metrics (zero until they report)."""
+def alert_metrics(alerts: AlertStats, deliveries: AlertStats | None = None) -> Iterator[Metric]:
+    """The alerting stage's and webhook delivery's metrics (zero until they report).
+
+    ``deliveries``: where the notification and delivery counters come from when they are
+    kept apart from the firing counters (a worker whose process also runs the alert
+    sink); by default both come from ``alerts``."""
+    sent = alerts if deliveries is None else deliveries
     firing = GaugeMetricFamily(
         _name("alerts_firing"), "Alerts firing now, by rule", labels=["rule"]
     )
@@ -95,18 +100,18 @@ def alert_metrics(alerts: AlertStats) -> Iterator[Metric]:
         "notifications",
         "Notifications decided by the notification policy, by outcome",
         "outcome",
-        alerts.notifications_by_outcome,
+        sent.notifications_by_outcome,
     )
     yield _labelled_counter(
         "webhook_deliveries",
         "Webhook delivery attempts, by outcome (delivered, retry, failed, ...)",
         "outcome",
-        alerts.webhook_deliveries_by_outcome,
+        sent.webhook_deliveries_by_outcome,
     )
     yield GaugeMetricFamily(
         _name("webhook_outbox_pending"),
         "Notifications waiting in the webhook outbox",
-        value=alerts.outbox_pending,
+        value=sent.outbox_pending,
     )
 
 
@@ -115,7 +120,8 @@ class WorkerCollector(Collector):
 
     ``processor`` is a ``streams.processor.StreamProcessor``; ``highwater`` gives a
     partition's end offset (from the Faust consumer) for the lag, ``alerts`` the
-    alerting stage's counters when it runs in this process.
+    alerting stage's counters when it runs in this process, ``deliveries`` the alert
+    sink's (notifications, webhook deliveries, outbox) when it runs here too.
     """
 
     def __init__(
@@ -124,10 +130,12 @@ class WorkerCollector(Collector):
         *,
         highwater: Highwater | None = None,
         alerts: AlertStats | None = None,
+        deliveries: AlertStats | None = None,
     ) -> None:
         self.processor = processor
         self.highwater = highwater
         self.alerts = alerts or AlertStats()
+        self.deliveries = deliveries
 
     def collect(self) -> Iterable[Metric]:
         processor = self.processor
@@ -217,7 +225,7 @@ class WorkerCollector(Collector):
                 value=stats.last_record_unix,
             )
         yield from self._sink()
-        yield from alert_metrics(self.alerts)
+        yield from alert_metrics(self.alerts, self.deliveries)
 
     def _sink(self) -> Iterator[Metric]:
         writer = self.processor.writer
@@ -312,10 +320,16 @@ def _version(package: str) -> str:
 
 
 def worker_registry(
-    processor: Any, *, highwater: Highwater | None = None, alerts: AlertStats | None = None
+    processor: Any,
+    *,
+    highwater: Highwater | None = None,
+    alerts: AlertStats | None = None,
+    deliveries: AlertStats | None = None,
 ) -> CollectorRegistry:
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(WorkerCollector(processor, highwater=highwater, alerts=alerts))
+    registry.register(
+        WorkerCollector(processor, highwater=highwater, alerts=alerts, deliveries=deliveries)
+    )
     registry.register(BuildInfoCollector("worker"))
     return registry
 

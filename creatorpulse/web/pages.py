@@ -78,6 +78,7 @@ def add_query_pages(
     token: str | None = None,
     pending: Callable[[], Mapping[tuple[str, str], str]] | None = None,
     alert_stats: Callable[[], AlertStats | None] | None = None,
+    delivery_stats: AlertStats | None = None,
 ) -> Callable[[Any, Any], None]:
     """HTTP pages served by the worker: the leaderboard (other processes cannot open a
     chDB store it owns; only when the worker writes ClickHouse), its counters, its
@@ -85,7 +86,8 @@ def add_query_pages(
     must carry (None: none needed, loopback only). ``pending``: the alert stage's
     pending creators, for the dashboard's badges. ``alert_stats``: the alert stage's
     counters for ``/metrics``, asked for when the pages are installed (the stage is
-    built after the pages are declared)."""
+    built after the pages are declared). ``delivery_stats``: the alert sink's counters
+    when it runs in this process (the worker that writes the store)."""
 
     def install(app: Any, processor: Any) -> None:
         from aiohttp import web
@@ -107,7 +109,9 @@ def add_query_pages(
 
         app.web.web_app.on_shutdown.append(end_streams)
         alerts = alert_stats() if alert_stats is not None else None
-        registry = worker_registry(processor, highwater=highwater, alerts=alerts)
+        registry = worker_registry(
+            processor, highwater=highwater, alerts=alerts, deliveries=delivery_stats
+        )
         add_dashboard(
             app.web.web_app,
             Dashboard(

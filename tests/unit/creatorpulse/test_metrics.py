@@ -97,6 +97,28 @@ def test_worker_counters_become_prometheus_names_and_units() -> None:
     assert all(n.startswith("creatorpulse_") for n in names)
 
 
+def test_a_worker_that_runs_the_alert_sink_shows_its_deliveries_beside_the_stage() -> None:
+    # The stage counts what fired in the campaigns this worker holds; the alert sink in
+    # the same process counts notifications and webhook attempts. Each number comes
+    # from the one that keeps it: the sink's own firing counts are not added in.
+    stage = AlertStats(firing_by_rule={"r": 1}, fired_by_rule={"r": 2}, evaluations=7)
+    deliveries = AlertStats(
+        fired_by_rule={"r": 40},
+        notifications_by_outcome={"sent": 3},
+        webhook_deliveries_by_outcome={"delivered": 4, "retry": 1},
+        outbox_pending=2,
+    )
+    m = parsed(
+        render(worker_registry(processor(WorkerStats()), alerts=stage, deliveries=deliveries))
+    )
+    assert m[("creatorpulse_alerts_fired_total", (("rule", "r"),))] == 2
+    assert m[("creatorpulse_alert_evaluations_total", ())] == 7
+    assert m[("creatorpulse_notifications_total", (("outcome", "sent"),))] == 3
+    assert m[("creatorpulse_webhook_deliveries_total", (("outcome", "delivered"),))] == 4
+    assert m[("creatorpulse_webhook_deliveries_total", (("outcome", "retry"),))] == 1
+    assert m[("creatorpulse_webhook_outbox_pending", ())] == 2
+
+
 def test_histogram_buckets_are_cumulative_and_inclusive() -> None:
     h = Histogram((1.0, 2.0))
     for value in (0.5, 1.0, 1.5, 3.0):
