@@ -17,7 +17,7 @@ from typing import Any
 
 import msgspec
 
-from creatorpulse.web.pages import BadParameter, _bounded_int
+from creatorpulse.web.dashboard import BadParameter, bounded_int
 from schemas.alerts import silence_from_json
 from sinks.clickhouse import ClickHouseSink
 from sinks.clickhouse.alerts import ClickHouseAlertStore
@@ -27,7 +27,7 @@ MAX_ALERTS = 1000
 
 def recent_alerts_json(store: ClickHouseAlertStore, query: Mapping[str, str]) -> list[Any]:
     """What ``GET /alerts`` answers; BadParameter for a query it cannot use."""
-    limit = _bounded_int(query, "limit", 20, MAX_ALERTS)
+    limit = bounded_int(query, "limit", 20, MAX_ALERTS)
     alerts = store.recent_alerts(limit, query.get("campaign") or None)
     return [msgspec.to_builtins(a) for a in alerts]
 

@@ -30,31 +30,11 @@ from creatorpulse.board import (
     read_live_board,
 )
 from creatorpulse.settings import LEADERBOARD_MAX_LAST_S, LEADERBOARD_MAX_LIMIT
+from creatorpulse.web.dashboard import BadParameter, bounded_int
 from sinks.clickhouse import ClickHouseSink
 
 if TYPE_CHECKING:
     from streams.observability import AlertStats
-
-
-class BadParameter(ValueError):
-    """A query parameter a page cannot use; ``name`` is the parameter."""
-
-    def __init__(self, name: str, message: str) -> None:
-        super().__init__(f"{name}: {message}")
-        self.name = name
-
-
-def _bounded_int(query: Mapping[str, str], name: str, default: int, high: int) -> int:
-    raw = query.get(name)
-    if raw is None:
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise BadParameter(name, f"expected an integer from 1 to {high}, got {raw!r}") from None
-    if not 1 <= value <= high:
-        raise BadParameter(name, f"expected an integer from 1 to {high}, got {value}")
-    return value
 
 
 def leaderboard_query(query: Mapping[str, str]) -> tuple[str | None, int, int, SortKey]:
@@ -66,8 +46,8 @@ def leaderboard_query(query: Mapping[str, str]) -> tuple[str | None, int, int, S
         raise BadParameter("sort", str(exc)) from None
     return (
         query.get("campaign") or None,
-        _bounded_int(query, "last_s", 3600, LEADERBOARD_MAX_LAST_S),
-        _bounded_int(query, "limit", 20, LEADERBOARD_MAX_LIMIT),
+        bounded_int(query, "last_s", 3600, LEADERBOARD_MAX_LAST_S),
+        bounded_int(query, "limit", 20, LEADERBOARD_MAX_LIMIT),
         sort,
     )
 

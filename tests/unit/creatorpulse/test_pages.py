@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from creatorpulse.web.pages import BadParameter, leaderboard_query
+from creatorpulse.web.dashboard import BadParameter
+from creatorpulse.web.pages import leaderboard_query
 
 
 def test_defaults_and_good_values() -> None:
