@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import random
 from datetime import UTC, datetime
 
 import orjson
@@ -169,3 +170,75 @@ def test_collect_reads_array_records_and_single_rows_of_older_workers() -> None:
         ("camp", "cr-1", 60, 60_000): 30,  # the older single row has a lower version
         ("camp", "cr-2", 60, 60_000): 10,
     }
+
+
+# -- the msgspec fast path reads window rows exactly as the pydantic model does ---------
+
+_BIG = "__beyond 64 bits__"  # orjson writes no such integer: put in as text
+_ODD_INTS = [-1, 0, 1, 2**53, 2**53 + 1, _BIG, 1.0, 1.5, True, "5", None, [1]]
+_ODD_IDS = ["", "x" * 128, "x" * 129, "é" * 128, "😀" * 128, "😀" * 129, "a\x00b", 5, None]
+
+
+def _mutated_element(rng: random.Random) -> bytes:
+    """A worker's row with up to three odd fields, sometimes odd JSON text as well."""
+    data = orjson.loads(window_row_to_json(row(f"cr-{rng.randrange(99)}", rng.randrange(10**6))))
+    for _ in range(rng.randrange(4)):
+        match rng.randrange(5):
+            case 0:
+                data[rng.choice(METRICS)] = rng.choice(_ODD_INTS)
+            case 1:
+                data[rng.choice(("window_size_s", "window_start_ms"))] = rng.choice(_ODD_INTS)
+            case 2:
+                data[rng.choice(("campaign_id", "creator_id"))] = rng.choice(_ODD_IDS)
+            case 3:
+                data.pop(rng.choice(list(data)), None)
+            case 4:
+                data[rng.choice(("extra", "version"))] = rng.choice([1.5, [1], {}])
+    text = orjson.dumps(data).replace(f'"{_BIG}"'.encode(), str(2**64 * 3).encode())
+    match rng.randrange(5):
+        case 0:  # a repeated key: the last one counts
+            text = text[:-1] + b',"views":' + str(rng.randrange(-1, 3)).encode() + b"}"
+        case 1:  # JSON only pydantic's parser takes
+            text = text[:-1] + b',"score":NaN}'
+        case 2:  # an escaped lone surrogate
+            text = text.replace(b'"cr-', b'"\\ud800cr-', 1)
+    return text
+
+
+def _one_by_one(elements: list[bytes]) -> list[CreatorWindowRow] | None:
+    """The record as the pydantic model reads it, element by element (None: refused)."""
+    try:
+        return [window_row_from_json(element) for element in elements]
+    except ValidationError:
+        return None
+
+
+def test_window_rows_decode_exactly_as_the_pydantic_model_reads_each_row() -> None:
+    rng = random.Random(20261203)
+    accepted = refused = 0
+    for _ in range(3000):
+        elements = [_mutated_element(rng) for _ in range(rng.choice((1, 1, 2, 3)))]
+        expected = _one_by_one(elements)
+        value = b"[" + b",".join(elements) + b"]"
+        if expected is None:
+            refused += 1
+            with pytest.raises(ValidationError):
+                window_rows_from_json(value)
+        else:
+            accepted += 1
+            assert window_rows_from_json(value) == expected
+    # Both sides of the property were exercised.
+    assert accepted > 600
+    assert refused > 600
+
+
+def test_window_rows_the_worker_writes_are_read_without_the_pydantic_model(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def refuse(value: bytes) -> None:
+        raise AssertionError("the slow path read a row the worker wrote")
+
+    monkeypatch.setattr("schemas.rows._WindowRowsMessage.validate_json", refuse)
+    rows = [row("cr-1"), row("cr-2", views=2**53, start=0)]
+    value = b"[" + b",".join(window_row_to_json(r) for r in rows) + b"]"
+    assert window_rows_from_json(value) == rows
