@@ -24,7 +24,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field, fields, is_dataclass, replace
 from datetime import UTC, datetime
-from typing import Any, Final, Literal, Protocol, get_args
+from typing import Any, Final, Literal, Protocol, TypedDict, get_args
 
 from schemas import metrics
 from schemas.metrics import METRICS
@@ -233,6 +233,31 @@ def _field(aggregate: Aggregate | Mapping[str, Any], name: str) -> Any:
     return getattr(aggregate, name)
 
 
+class _Figures(TypedDict):
+    views: int
+    engagements: int
+    clicks: int
+    conversions: int
+    revenue: float
+    er: float | None
+    ctr: float | None
+    cvr: float | None
+
+
+def _figures(totals: Mapping[str, int]) -> _Figures:
+    """The counts and rates a creator row and a campaign summary both show, from totals."""
+    return {
+        "views": totals["views"],
+        "engagements": metrics.engagements(totals),
+        "clicks": totals["clicks"],
+        "conversions": totals["conversions"],
+        "revenue": totals["revenue_cents"] / 100,
+        "er": metrics.engagement_rate(totals),
+        "ctr": metrics.ctr(totals),
+        "cvr": metrics.conversion_rate(totals),
+    }
+
+
 def _row(
     aggregate: Aggregate | Mapping[str, Any],
     terms: Terms | None,
@@ -253,15 +278,8 @@ def _row(
         creator_id=str(_field(aggregate, "creator_id")),
         handle=_field(aggregate, "handle") or None,
         tier=_field(aggregate, "tier") or None,
-        views=totals["views"],
-        engagements=metrics.engagements(totals),
-        clicks=totals["clicks"],
-        conversions=totals["conversions"],
-        revenue=totals["revenue_cents"] / 100,
+        **_figures(totals),
         currency=terms.currency if terms is not None else campaign_currency,
-        er=metrics.engagement_rate(totals),
-        ctr=metrics.ctr(totals),
-        cvr=metrics.conversion_rate(totals),
         avg_watch_s=metrics.avg_watch_time_s(totals),
         fee=terms.fee if terms is not None else None,
         spend=spend,
@@ -388,15 +406,8 @@ def _summary(campaign_id: str, rows: list[BoardRow], totals: dict[str, int]) -> 
         campaign_id=campaign_id,
         creators=len(rows),
         ranked=sum(1 for r in rows if r.rank is not None),
-        views=totals["views"],
-        engagements=metrics.engagements(totals),
-        clicks=totals["clicks"],
-        conversions=totals["conversions"],
-        revenue=totals["revenue_cents"] / 100,
+        **_figures(totals),
         currency=currency,
-        er=metrics.engagement_rate(totals),
-        ctr=metrics.ctr(totals),
-        cvr=metrics.conversion_rate(totals),
         spend=spend,
         cpa=cpa,
         roas=roas,

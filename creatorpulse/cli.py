@@ -381,6 +381,7 @@ def sink_command() -> None:
         )
     _check_listener(settings)
     from creatorpulse import runtime
+    from sinks.consumer import GroupReader
     from sinks.service import RowSinkService, SinkTopics
 
     runtime.configure_logging(log_format=settings.log_format)
@@ -396,7 +397,7 @@ def sink_command() -> None:
             profiles=config.topics.profiles,
             contracts=config.topics.contracts,
         )
-        service = RowSinkService(sink, bootstrap, topics, f"{settings.app_id}-sink")
+        service = RowSinkService(sink, topics, GroupReader(bootstrap, f"{settings.app_id}-sink"))
         alert_sink = runtime.start_alert_sink(settings, sink, bootstrap)
         if alert_sink is not None:
             stack.callback(alert_sink[0])

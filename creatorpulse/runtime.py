@@ -247,13 +247,16 @@ def start_alert_sink(
     from creatorpulse.alerts.outbox import AlertOutbox, AlertSinkService
     from creatorpulse.alerts.settings import alert_settings
     from sinks.clickhouse.alerts import ClickHouseAlertStore
+    from sinks.consumer import GroupReader
 
     alerting = alert_settings()
     if not alerting.alerts:
         return None
     outbox = AlertOutbox(alerting.rules(), ClickHouseAlertStore(sink), alerting.hook_configs())
     topics = worker_config(settings, bootstrap).topics
-    service = AlertSinkService(outbox, bootstrap, topics.alerts, topics.alerts_sink_group)
+    service = AlertSinkService(
+        outbox, topics.alerts, GroupReader(bootstrap, topics.alerts_sink_group)
+    )
     log.info(
         "alert sink: %s -> alerts table and hooks %s",
         topics.alerts,

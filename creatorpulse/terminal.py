@@ -12,7 +12,7 @@ from __future__ import annotations
 import io
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 from rich import box
 from rich.console import Console, ConsoleOptions, Group, RenderResult
@@ -107,25 +107,37 @@ class _Column:
     key: SortKey | None = None
 
 
+#: A creator row or a campaign summary: what a money cell is drawn from.
+Priced = TypeVar("Priced", BoardRow, CampaignSummary)
+
+
 def _currency_of(items: Iterable[BoardRow | CampaignSummary]) -> str | None:
     found = {i.currency for i in items if i.currency}
     return found.pop() if len(found) == 1 else None
 
 
-def _creator_columns(board: Board) -> list[_Column]:
-    rows = board.rows
-    currency = _currency_of(rows)
-    unit = f" {currency}" if currency else ""
+def _money_cells(
+    items: Iterable[Priced],
+) -> tuple[str, Callable[[Callable[[Priced], float | None]], Callable[[Priced], str]]]:
+    """The unit for a money column's header, and a maker of its cells. With one currency
+    across ``items`` the header names it; otherwise each amount carries its own."""
+    currency = _currency_of(items)
 
-    def money(get: Callable[[BoardRow], float | None]) -> Callable[[BoardRow], str]:
-        def cell(row: BoardRow) -> str:
-            text = _money(get(row))
-            if not currency and row.currency and text != "-":
-                text = f"{text} {row.currency}"
+    def money(get: Callable[[Priced], float | None]) -> Callable[[Priced], str]:
+        def cell(item: Priced) -> str:
+            text = _money(get(item))
+            if not currency and item.currency and text != "-":
+                text = f"{text} {item.currency}"
             return text
 
         return cell
 
+    return (f" {currency}" if currency else ""), money
+
+
+def _creator_columns(board: Board) -> list[_Column]:
+    rows = board.rows
+    unit, money = _money_cells(rows)
     columns = [
         _Column(
             "#",
@@ -157,18 +169,7 @@ def _creator_columns(board: Board) -> list[_Column]:
 
 
 def _campaign_columns(board: Board) -> list[_Column]:
-    currency = _currency_of(board.campaigns)
-    unit = f" {currency}" if currency else ""
-
-    def money(get: Callable[[CampaignSummary], float | None]) -> Callable[[CampaignSummary], str]:
-        def cell(c: CampaignSummary) -> str:
-            text = _money(get(c))
-            if not currency and c.currency and text != "-":
-                text = f"{text} {c.currency}"
-            return text
-
-        return cell
-
+    unit, money = _money_cells(board.campaigns)
     columns = [
         _Column("campaign", lambda c: c.campaign_id, 0, "left"),
         _Column("creators", lambda c: f"{c.ranked}/{c.creators}", 3),

@@ -13,7 +13,7 @@ reading it back validates it.
 from __future__ import annotations
 
 import hashlib
-from typing import Literal
+from typing import Any, Literal
 
 import msgspec
 
@@ -143,6 +143,51 @@ def fingerprint(rule: str, campaign_id: str, creator_id: str) -> str:
 def episode_id(fingerprint_hex: str, starts_at_ms: int) -> str:
     """An alert's id: its fingerprint and the event time it started firing."""
     return f"{fingerprint_hex}-{starts_at_ms}"
+
+
+def sample_alert(campaign_id: str, creator_id: str, starts_at_ms: int, /, **changes: Any) -> Alert:
+    """An outperforming alert with realistic numbers, firing from ``starts_at_ms`` for the
+    hour window that ends then: what ``creatorpulse alerts test-hook`` sends, and the
+    sample the tests build on. Its fingerprint and id are those of the three arguments;
+    ``changes`` then replace any field (a ``handle``, a ``status``, even a
+    ``campaign_id``, which leaves the identity and cohort as they were)."""
+    fp = fingerprint(OUTPERFORMING, campaign_id, creator_id)
+    alert = Alert(
+        alert_id=episode_id(fp, starts_at_ms),
+        fingerprint=fp,
+        rule=OUTPERFORMING,
+        status="firing",
+        campaign_id=campaign_id,
+        creator_id=creator_id,
+        metric="engagement_rate",
+        value=0.152,
+        baseline=0.071,
+        z=4.2,
+        lift=2.14,
+        probability=0.999,
+        cohort=Cohort(
+            campaign_id=campaign_id, tier="micro", scope="tier", size=9, median=-2.57, mad=0.2
+        ),
+        figures=Figures(
+            views=12_000,
+            engagements=1_900,
+            clicks=240,
+            conversions=12,
+            revenue_cents=59_880,
+            engagement_rate=0.158,
+            engagement_rate_shrunk=0.152,
+            ctr=0.02,
+            ctr_shrunk=0.019,
+            conversion_rate=0.05,
+            conversion_rate_shrunk=0.048,
+            views_per_minute=200.0,
+        ),
+        thresholds=Thresholds(z=3.5, lift=1.5, probability=0.95, recover_z=2.0),
+        window_start_ms=starts_at_ms - 3_600_000,
+        window_end_ms=starts_at_ms,
+        starts_at_ms=starts_at_ms,
+    )
+    return msgspec.structs.replace(alert, **changes) if changes else alert
 
 
 _ENCODER = msgspec.json.Encoder()

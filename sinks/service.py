@@ -43,7 +43,6 @@ from sinks.base import (
     CONTRACTS_TABLE,
     CREATOR_METRICS_TABLE,
     PROFILES_TABLE,
-    Backoff,
     BatchOutcome,
     Part,
     RowBatch,
@@ -54,6 +53,7 @@ from sinks.base import (
     write_batch,
     write_until_done,
 )
+from sinks.consumer import GroupReader
 
 log = logging.getLogger("creatorpulse.sink")
 
@@ -142,20 +142,16 @@ class RowSinkService:
     def __init__(
         self,
         sink: StoreSink,
-        bootstrap: str,
         topics: SinkTopics,
-        group_id: str,
+        reader: GroupReader,
         *,
-        retry_initial_s: float = 0.5,
-        retry_max_s: float = 15.0,
         report_every_s: float = 10.0,
         topic_timeout_s: float = 60.0,
     ) -> None:
         self.sink = sink
-        self.bootstrap = bootstrap
         self.topics = topics
-        self.group_id = group_id
-        self.backoff = Backoff(retry_initial_s, retry_max_s)
+        self.reader = reader
+        self.backoff = reader.backoff()
         self.report_every_s = report_every_s
         self.topic_timeout_s = topic_timeout_s
         self.stats = SinkStats()
@@ -165,20 +161,12 @@ class RowSinkService:
         from kafka import KafkaConsumer
         from kafka.errors import CommitFailedError
 
-        consumer = KafkaConsumer(
-            bootstrap_servers=self.bootstrap.split(","),
-            group_id=self.group_id,
-            client_id=f"{self.group_id}-consumer",
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-            max_poll_records=50_000,
-            session_timeout_ms=10_000,
-        )
+        consumer = KafkaConsumer(**self.reader.consumer_options(max_poll_records=50_000))
         reported = time.monotonic()
         try:
             self._wait_for_topics(consumer, stop)
             consumer.subscribe(self.topics.all())
-            log.info("sink %s: reading %s", self.group_id, ", ".join(self.topics.all()))
+            log.info("sink %s: reading %s", self.reader.group_id, ", ".join(self.topics.all()))
             while not stop.is_set():
                 polled = consumer.poll(timeout_ms=250)
                 if polled:
@@ -223,7 +211,7 @@ class RowSinkService:
                 return
             if time.monotonic() > deadline:
                 raise RuntimeError(
-                    f"topics {', '.join(missing)} do not exist on {self.bootstrap}; start a "
+                    f"topics {', '.join(missing)} do not exist on {self.reader.bootstrap}; start a "
                     "worker first or create them"
                 )
             stop.wait(0.5)

@@ -171,52 +171,12 @@ def alerts(
 
 def sample_notification(now_ms: int) -> Notification:
     """A realistic notification for ``test-hook``, marked as a test in its explanation."""
-    from schemas.alerts import (
-        OUTPERFORMING,
-        Alert,
-        Cohort,
-        Figures,
-        Notification,
-        Thresholds,
-        episode_id,
-        fingerprint,
-    )
+    from schemas.alerts import OUTPERFORMING, Notification, sample_alert
 
-    fp = fingerprint(OUTPERFORMING, "test-campaign", "test-creator")
-    alert = Alert(
-        alert_id=episode_id(fp, now_ms),
-        fingerprint=fp,
-        rule=OUTPERFORMING,
-        status="firing",
-        campaign_id="test-campaign",
-        creator_id="test-creator",
-        metric="engagement_rate",
-        value=0.152,
-        baseline=0.071,
-        z=4.2,
-        lift=2.14,
-        probability=0.999,
-        cohort=Cohort(
-            campaign_id="test-campaign", tier="micro", scope="tier", size=9, median=-2.57, mad=0.2
-        ),
-        figures=Figures(
-            views=12_000,
-            engagements=1_900,
-            clicks=240,
-            conversions=12,
-            revenue_cents=59_880,
-            engagement_rate=0.158,
-            engagement_rate_shrunk=0.152,
-            ctr=0.02,
-            ctr_shrunk=0.019,
-            conversion_rate=0.05,
-            conversion_rate_shrunk=0.048,
-            views_per_minute=200.0,
-        ),
-        thresholds=Thresholds(z=3.5, lift=1.5, probability=0.95, recover_z=2.0),
-        window_start_ms=now_ms - 3_600_000,
-        window_end_ms=now_ms,
-        starts_at_ms=now_ms,
+    alert = sample_alert(
+        "test-campaign",
+        "test-creator",
+        now_ms,
         handle="@test.creator",
         explanation="a test notification from `creatorpulse alerts test-hook`",
     )

@@ -49,6 +49,7 @@ from sinks.clickhouse.alerts import (
     Unfinished,
     alert_key,
 )
+from sinks.consumer import GroupReader
 from sinks.webhooks import Deliverer, Delivery, HookConfig
 from streams.alerts.policy import Dispatch, NotificationPolicy, notification_id
 from streams.alerts.rules import Rules
@@ -290,19 +291,12 @@ class AlertSinkService:
     def __init__(
         self,
         outbox: AlertOutbox,
-        bootstrap: str,
         topic: str,
-        group_id: str,
-        *,
-        retry_initial_s: float = 0.5,
-        retry_max_s: float = 15.0,
+        reader: GroupReader,
     ) -> None:
         self.outbox = outbox
-        self.bootstrap = bootstrap
         self.topic = topic
-        self.group_id = group_id
-        self.retry_initial_s = retry_initial_s
-        self.retry_max_s = retry_max_s
+        self.reader = reader
         self.alerts_read = 0
         self.invalid = 0
         self._assigned: set[int] | None = None  # set by a rebalance, restored then
@@ -344,21 +338,14 @@ class AlertSinkService:
             async def on_partitions_assigned(self, assigned: Any) -> None:
                 service._assigned = {tp.partition for tp in assigned if tp.topic == service.topic}
 
-        consumer = AIOKafkaConsumer(
-            bootstrap_servers=self.bootstrap.split(","),
-            group_id=self.group_id,
-            client_id=f"{self.group_id}-consumer",
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-            session_timeout_ms=10_000,
-        )
+        consumer = AIOKafkaConsumer(**self.reader.consumer_options())
         consumer.subscribe([self.topic], listener=Listener())
         await consumer.start()
         deliverer = self.outbox.deliverer
         await deliverer.start()
         delivering = asyncio.Event()
         delivery = asyncio.create_task(deliverer.run(delivering, idle_s=0.5))
-        log.info("alert sink %s: reading %s", self.group_id, self.topic)
+        log.info("alert sink %s: reading %s", self.reader.group_id, self.topic)
         try:
             while not stop.is_set():
                 if self._assigned is not None:
@@ -367,7 +354,7 @@ class AlertSinkService:
                     batch = await consumer.getmany(timeout_ms=250, max_records=5000)
                 except Exception as exc:  # Kafka trouble: the consumer recovers; keep going
                     log.warning("alert sink: reading %s failed (%s); retrying", self.topic, exc)
-                    await asyncio.sleep(self.retry_initial_s)
+                    await asyncio.sleep(self.reader.retry_initial_s)
                     continue
                 alerts = self._decode(batch)
                 if batch:
@@ -430,13 +417,13 @@ class AlertSinkService:
         return alerts
 
     async def _take(self, alerts: list[Alert], stop: threading.Event) -> bool:
-        delay = self.retry_initial_s
+        backoff = self.reader.backoff()
         while not stop.is_set():
             try:
                 self.outbox.take(alerts)
                 return True
             except Exception as exc:
+                delay = backoff.next_delay()
                 log.warning("alerts not written (%s); retrying in %.1fs", exc, delay)
                 await asyncio.sleep(delay)
-                delay = min(delay * 2, self.retry_max_s)
         return False

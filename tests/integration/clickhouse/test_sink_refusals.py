@@ -24,6 +24,7 @@ from schemas.reference import CreatorProfile
 from schemas.rows import CreatorWindowRow, window_row_to_json
 from sinks.base import stable_idx
 from sinks.clickhouse import ClickHouseSink
+from sinks.consumer import GroupReader
 from sinks.service import RowSinkService, SinkBatch, SinkTopics
 from streams.outputs.writer import SinkWriter
 from tests.support.fixtures.kafka import create_topic
@@ -130,7 +131,9 @@ def test_a_batch_refused_only_for_its_size_is_written_in_pieces(
 def test_the_sink_process_dead_letters_a_profile_clickhouse_refuses(
     clickhouse_sink: ClickHouseSink,
 ) -> None:
-    service = RowSinkService(clickhouse_sink, "x:1", SinkTopics("r", "d", "p", "c"), "g")
+    service = RowSinkService(
+        clickhouse_sink, SinkTopics("r", "d", "p", "c"), GroupReader("x:1", "g")
+    )
     batch = SinkBatch(
         profiles=[
             CreatorProfile(creator_id="c-0", handle="@ok", follower_count=12_000),
@@ -176,7 +179,9 @@ def test_the_sink_process_stops_promptly_while_clickhouse_keeps_failing(
 
     group = unique_name("sink")
     service = RowSinkService(
-        clickhouse_sink, kafka_bootstrap, topics, group, retry_initial_s=0.05, retry_max_s=0.2
+        clickhouse_sink,
+        topics,
+        GroupReader(kafka_bootstrap, group, retry_initial_s=0.05, retry_max_s=0.2),
     )
     stop = threading.Event()
     runner = threading.Thread(target=service.run, args=(stop,), daemon=True)

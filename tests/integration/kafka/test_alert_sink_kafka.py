@@ -14,6 +14,7 @@ from creatorpulse.alerts.outbox import AlertOutbox, AlertSinkService
 from schemas.alerts import Alert, alert_to_json
 from sinks.clickhouse import ClickHouseSink
 from sinks.clickhouse.alerts import ClickHouseAlertStore
+from sinks.consumer import GroupReader
 from sinks.webhooks import HookConfig, new_secret, parse_secret
 from streams.alerts.rules import Rules
 from tests.support.fixtures.kafka import create_topic
@@ -43,7 +44,7 @@ def run_service(
 ) -> tuple[AlertSinkService, Callable[[], None]]:
     hook = HookConfig(name="ops", kind="webhook", url=url, secret=parse_secret(secret))
     outbox = AlertOutbox(RULES, ClickHouseAlertStore(sink), [hook])
-    service = AlertSinkService(outbox, bootstrap, topic, group)
+    service = AlertSinkService(outbox, topic, GroupReader(bootstrap, group))
     stop = threading.Event()
     thread = threading.Thread(target=service.run, args=(stop,), daemon=True)
     thread.start()

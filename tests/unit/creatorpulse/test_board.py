@@ -269,6 +269,28 @@ def test_80_columns_drop_low_priority_columns_200_keep_them() -> None:
     assert "…" not in narrow
 
 
+def test_one_currency_goes_in_the_money_headers_mixed_ones_on_each_amount() -> None:
+    one = render_text(
+        screen(build_board(CREATORS, FEES, from_s=T0, to_s=T0 + HOUR), title="b"), 200
+    )
+    assert "CPA EUR" in one
+    assert "spend EUR" in one  # the campaign table's header too
+    assert "1,000 EUR" not in one
+    fees = dict(FEES)
+    fees[("c1", "d")] = Terms(fee=10.0, currency="USD")
+    mixed = render_text(
+        screen(build_board(CREATORS, fees, from_s=T0, to_s=T0 + HOUR), title="b"), 200
+    )
+    assert "CPA EUR" not in mixed
+    assert "CPA USD" not in mixed
+    # b paid 1000 EUR for 20 conversions; d 10 USD and no conversions; spend says its unit.
+    (b_line,) = [ln for ln in mixed.splitlines() if ln.split()[1:2] == ["b"]]
+    assert "50.00 EUR" in b_line
+    assert "1,000 EUR" in b_line
+    (d_line,) = [ln for ln in mixed.splitlines() if ln.split()[1:2] == ["d"]]
+    assert "10.00 USD" in d_line
+
+
 def test_progress_line_names_campaign_totals_and_leaders() -> None:
     board = build_board(CREATORS, FEES, from_s=T0, to_s=T0 + HOUR, sort="er")
     line = progress_line(board, {"records": 12})

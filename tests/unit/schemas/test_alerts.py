@@ -2,69 +2,71 @@
 
 from __future__ import annotations
 
+import hashlib
+
 import msgspec
 import pytest
 
 from schemas.alerts import (
     OUTPERFORMING,
-    Alert,
-    Cohort,
-    Figures,
     Notification,
     Silence,
-    Thresholds,
     alert_from_json,
     alert_to_json,
     episode_id,
     fingerprint,
     notification_from_json,
     notification_to_json,
+    sample_alert,
     silence_from_json,
     silence_to_json,
 )
 
+T0_MS = 1_795_338_060_000  # 2026-11-22T09:01:00Z
 
-def sample_alert() -> Alert:
-    fp = fingerprint(OUTPERFORMING, "spring", "maya")
-    return Alert(
-        alert_id=episode_id(fp, 1_795_338_060_000),
-        fingerprint=fp,
-        rule=OUTPERFORMING,
-        status="firing",
-        campaign_id="spring",
-        creator_id="maya",
-        metric="engagement_rate",
-        value=0.152,
-        baseline=0.071,
-        z=4.2,
-        lift=2.14,
-        probability=0.999,
-        cohort=Cohort(
-            campaign_id="spring", tier="micro", scope="tier", size=9, median=-2.57, mad=0.2
-        ),
-        figures=Figures(
-            views=12_000,
-            engagements=1_900,
-            clicks=240,
-            conversions=12,
-            revenue_cents=59_880,
-            engagement_rate=0.158,
-            engagement_rate_shrunk=0.152,
-            ctr=0.02,
-            ctr_shrunk=0.019,
-            conversion_rate=0.05,
-            conversion_rate_shrunk=0.048,
-            views_per_minute=200.0,
-        ),
-        thresholds=Thresholds(z=3.5, lift=1.5, probability=0.95, recover_z=2.0),
-        window_start_ms=1_795_334_460_000,
-        window_end_ms=1_795_338_060_000,
-        starts_at_ms=1_795_338_060_000,
+
+def test_the_sample_alert_fires_for_the_hour_before_it_and_takes_changes() -> None:
+    alert = sample_alert("spring", "maya", T0_MS, handle="@maya.eats", status="resolved")
+    # Expected values written out here, not derived from the function under test.
+    expected_fp = hashlib.sha256(b"creator.outperforming\x00spring\x00maya").hexdigest()[:16]
+    assert (alert.fingerprint, alert.alert_id) == (expected_fp, f"{expected_fp}-1795338060000")
+    assert (alert.rule, alert.campaign_id, alert.creator_id) == (
+        "creator.outperforming",
+        "spring",
+        "maya",
+    )
+    assert (alert.window_start_ms, alert.window_end_ms, alert.starts_at_ms) == (
+        1_795_334_460_000,
+        1_795_338_060_000,
+        1_795_338_060_000,
+    )
+    assert (alert.metric, alert.value, alert.baseline, alert.z, alert.lift) == (
+        "engagement_rate",
+        0.152,
+        0.071,
+        4.2,
+        2.14,
+    )
+    assert (alert.cohort.campaign_id, alert.cohort.tier, alert.cohort.size) == (
+        "spring",
+        "micro",
+        9,
+    )
+    assert (alert.figures.views, alert.figures.revenue_cents) == (12_000, 59_880)
+    assert (alert.handle, alert.status) == ("@maya.eats", "resolved")
+    plain = sample_alert("spring", "maya", T0_MS)
+    assert (plain.handle, plain.status, plain.explanation) == (None, "firing", "")
+    # A field named like an argument is a change too: the identity stays that of the arguments.
+    moved = sample_alert("spring", "maya", T0_MS, campaign_id="autumn")
+    assert (moved.campaign_id, moved.cohort.campaign_id, moved.fingerprint) == (
+        "autumn",
+        "spring",
+        expected_fp,
     )
 
 
 def test_an_alert_round_trips_through_json() -> None:
-    alert = sample_alert()
+    alert = sample_alert("spring", "maya", T0_MS)
     assert alert_from_json(alert_to_json(alert)) == alert
     # The fields added for the alerting stage round-trip too.
     fallback = msgspec.structs.replace(
@@ -90,7 +92,7 @@ def test_a_notification_round_trips_and_malformed_json_is_refused() -> None:
         kind="firing",
         campaign_id="spring",
         rule=OUTPERFORMING,
-        alerts=[sample_alert()],
+        alerts=[sample_alert("spring", "maya", T0_MS)],
         created_at_ms=1,
     )
     assert notification_from_json(notification_to_json(notification)) == notification

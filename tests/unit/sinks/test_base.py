@@ -34,6 +34,7 @@ from sinks.base import (
     write_batch,
     write_until_done,
 )
+from sinks.consumer import GroupReader
 from sinks.memory import MemoryRowSink
 from sinks.service import RowSinkService, SinkBatch, SinkTopics
 from streams.outputs.writer import SinkWriter
@@ -364,7 +365,7 @@ def test_the_worker_writer_loads_no_clickhouse_client() -> None:
 def test_the_sink_process_dead_letters_refused_rows_and_reference_data() -> None:
     sink = MemoryRowSink(refuse_windows=refuse_far_future, refuse_profiles=refuse_huge_profiles)
     service = RowSinkService(
-        sink, "x:1", SinkTopics("rows", "dead", "profiles", "contracts"), "group"
+        sink, SinkTopics("rows", "dead", "profiles", "contracts"), GroupReader("x:1", "group")
     )
     good, poison = row("c-0"), row("c-1", FAR_FUTURE_MS)
     batch = SinkBatch(

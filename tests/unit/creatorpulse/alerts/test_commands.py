@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from creatorpulse.alerts.commands import parse_duration_s
+from creatorpulse.alerts.commands import parse_duration_s, sample_notification
 from creatorpulse.cli import main
 
 
@@ -79,3 +79,23 @@ def test_silence_refuses_a_bad_duration_and_an_empty_matcher(
 def test_test_hook_refuses_a_bad_url(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["alerts", "test-hook", "ftp://example.com/x"]) == 2
     assert "url" in capsys.readouterr().err
+
+
+def test_test_hook_sends_a_marked_sample_of_realistic_numbers() -> None:
+    notification = sample_notification(1_795_338_060_000)
+    assert notification.notification_id.startswith("test-")
+    assert (notification.type, notification.kind, notification.campaign_id) == (
+        "creator.outperforming",
+        "firing",
+        "test-campaign",
+    )
+    (alert,) = notification.alerts
+    assert (alert.campaign_id, alert.creator_id, alert.handle) == (
+        "test-campaign",
+        "test-creator",
+        "@test.creator",
+    )
+    assert alert.explanation == "a test notification from `creatorpulse alerts test-hook`"
+    assert (alert.value, alert.baseline, alert.z, alert.lift) == (0.152, 0.071, 4.2, 2.14)
+    assert (alert.window_start_ms, alert.window_end_ms) == (1_795_334_460_000, 1_795_338_060_000)
+    assert alert.cohort.campaign_id == "test-campaign"
