@@ -233,3 +233,50 @@ def test_counters_for_metrics_follow_alerts_notifications_and_attempts() -> None
     assert box.stats.outbox_pending == 1
     box.take([resolved(maya, T0_MS + 300_000)])
     assert box.stats.firing_by_rule == {maya.rule: 1}
+
+
+class _ArrivingConsumer:
+    """An aiokafka consumer's ``getmany`` over records that arrive at given delays."""
+
+    def __init__(self, arrivals: list[tuple[float, dict[str, list[int]]]]) -> None:
+        self.arrivals = arrivals
+        self.asked: list[int] = []  # max_records of each call
+
+    async def getmany(self, *, timeout_ms: int, max_records: int) -> dict[str, list[int]]:
+        self.asked.append(max_records)
+        if not self.arrivals or self.arrivals[0][0] > timeout_ms / 1000:
+            await asyncio.sleep(timeout_ms / 1000)
+            if self.arrivals:
+                self.arrivals[0] = (self.arrivals[0][0] - timeout_ms / 1000, self.arrivals[0][1])
+            return {}
+        delay, batch = self.arrivals.pop(0)
+        await asyncio.sleep(delay)
+        return batch
+
+
+def test_the_alert_sink_reads_a_burst_as_one_batch_and_stops_at_the_linger() -> None:
+    from creatorpulse.alerts.outbox import read_lingering
+
+    consumer = _ArrivingConsumer(
+        [(0.0, {"p0": [1, 2]}), (0.02, {"p1": [7]}), (0.02, {"p0": [3]}), (5.0, {"p0": [4]})]
+    )
+    batch = asyncio.run(read_lingering(consumer, 0.3))
+    assert batch == {"p0": [1, 2, 3], "p1": [7]}  # the late record is left for next time
+    assert [batch for _, batch in consumer.arrivals] == [{"p0": [4]}]
+
+
+def test_the_alert_sink_reads_no_more_than_its_record_bound() -> None:
+    from creatorpulse.alerts.outbox import read_lingering
+
+    consumer = _ArrivingConsumer([(0.0, {"p0": [1, 2]}), (0.0, {"p0": [3]}), (0.0, {"p0": [4]})])
+    batch = asyncio.run(read_lingering(consumer, 10.0, max_records=3))
+    assert batch == {"p0": [1, 2, 3]}
+    assert consumer.asked == [3, 1]
+
+
+def test_the_alert_sink_returns_at_once_when_nothing_arrives() -> None:
+    from creatorpulse.alerts.outbox import read_lingering
+
+    consumer = _ArrivingConsumer([])
+    assert asyncio.run(read_lingering(consumer, 10.0, wait_ms=10)) == {}
+    assert consumer.asked == [5000]
