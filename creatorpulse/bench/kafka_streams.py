@@ -16,6 +16,7 @@ consumer group has committed the topic's end offsets, and reads its CPU from
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import signal
@@ -23,18 +24,35 @@ import subprocess
 import tempfile
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
-from creatorpulse.bench.figures import rate
+from creatorpulse.bench.figures import best_of, rate, ratio
 from creatorpulse.bench.machine import parse_vm_hwm_mb, read_proc
-from creatorpulse.bench.options import GRACE_S, POLL_RUNNING_S, WINDOWS, BenchError
-from creatorpulse.bench.processes import group_lag, log_tail, parse_json_line
+from creatorpulse.bench.options import GRACE_S, PASSES, POLL_RUNNING_S, WINDOWS, BenchError
+from creatorpulse.bench.processes import group_lag, log_tail, parse_json_line, worker_timeout
+from creatorpulse.bench.report import fmt_number, fmt_ratio, fmt_us
 from creatorpulse.brokers.process import die_with_parent, kill_group
+
+if TYPE_CHECKING:
+    from creatorpulse.bench.sections import Runner
+    from creatorpulse.bench.workload import Dataset
 
 PROJECT: Final = Path(__file__).resolve().parent / "kafka_streams"
 JAR_NAME: Final = "creatorpulse-kstreams.jar"
+#: How the figures are measured (the results' "method").
+KSTREAMS_METHOD: Final = (
+    "creatorpulse/bench/kafka_streams (Kafka Streams 4.3, Java 17, java -jar with default "
+    "JVM flags): the same topic as the worker, every event parsed (Jackson) and checked, "
+    "re-stamped with its own ts; per (campaign, creator) the 11 counters summed in 60 s and "
+    "3600 s tumbling event-time windows, 600 s grace; 1 stream thread, at-least-once, "
+    "commit.interval.ms 1000, in-memory window stores with changelog topics, the changed "
+    "windows written as JSON rows to an output topic at each commit; events/s from the "
+    "first record to the end of the first commit after the last event, the group's "
+    "committed offsets then checked at the end offsets; CPU from the JVM's /proc/<pid>/stat "
+    "at those two points (start-up excluded); best of 2 runs, each a fresh application id"
+)
 #: Maven's first build downloads Kafka Streams and the shade plugin; later ones take seconds.
 BUILD_TIMEOUT_S: Final = 600.0
 
@@ -271,3 +289,87 @@ def run_kstreams(
     if figures["events"] < expect:
         raise BenchError(f"Kafka Streams counted {figures['events']:,} of {expect:,} events")
     return figures
+
+
+def comparison(
+    kstreams: Mapping[str, Any], ceiling: Mapping[str, Any], worker: Mapping[str, Any]
+) -> dict[str, float | None]:
+    """Kafka Streams against the same run's ceiling, and creatorpulse against it.
+
+    ``*_vs_*`` of events/s: above 1 is faster than the reference; of CPU per event
+    (``cpu_*``): above 1 is costlier.
+    """
+    speed, cpu = kstreams.get("events_per_s"), kstreams.get("cpu_s_per_event")
+    return {
+        "vs_ceiling": ratio(speed, ceiling.get("events_per_s")),
+        "cpu_vs_ceiling": ratio(cpu, ceiling.get("cpu_s_per_event")),
+        "worker_vs_kstreams": ratio(worker.get("events_per_s"), speed),
+        "worker_cpu_vs_kstreams": ratio(worker.get("cpu_s_per_event"), cpu),
+    }
+
+
+class KStreamsSection:
+    """The ``kstreams`` section of a run: built once, then run on each shape's topic."""
+
+    def __init__(self, runner: Runner) -> None:
+        self.runner = runner
+        self._jar: Path | None = None
+        self._build_error: str | None = None
+
+    def jar(self) -> Path:
+        """The built jar; a failed build is not tried again for the next shape."""
+        if self._build_error is not None:
+            raise BenchError(self._build_error)
+        if self._jar is None:
+            self.runner.say("Kafka Streams: building the baseline with Maven")
+            try:
+                with self.runner.timed("kstreams/build"):
+                    self._jar = build_jar(self.runner.work_dir / "kstreams-build.log")
+            except BenchError as exc:
+                self._build_error = str(exc)
+                raise
+        return self._jar
+
+    def run(self, dataset: Dataset) -> None:
+        r = self.runner
+        result = r.section("kstreams", dataset.shape, functools.partial(self.measure, dataset))
+        if result:
+            r.done(
+                f"{dataset.shape}: Kafka Streams {fmt_number(result['events_per_s'], 'ev/s')}, "
+                f"CPU {fmt_us(result['cpu_s_per_event'])}/event; creatorpulse "
+                f"{fmt_ratio(result['worker_vs_kstreams'])} its events/s"
+            )
+
+    def measure(self, dataset: Dataset) -> dict[str, Any]:
+        r = self.runner
+        jar = self.jar()
+        runs = []
+        for i in range(PASSES):
+            name = f"kstreams-{dataset.shape}-{i}"
+
+            def progress(text: str, name: str = name) -> None:
+                r.say(f"{name}: {text}")
+
+            runs.append(
+                run_kstreams(
+                    jar,
+                    r.bootstrap(),
+                    dataset.topic,
+                    r.topic(f"{dataset.shape}-ks-rows-{i}"),
+                    dataset.events,
+                    r.work_dir,
+                    name,
+                    worker_timeout(dataset.events),
+                    on_progress=progress,
+                )
+            )
+        result = best_of(runs)
+        sections = r.sections
+        result.update(
+            comparison(
+                result,
+                sections.get("ceiling", {}).get(dataset.shape) or {},
+                sections.get("worker", {}).get(dataset.shape) or {},
+            )
+        )
+        return result
