@@ -8,13 +8,14 @@ from pathlib import Path
 import pytest
 
 from creatorpulse.bench.kafka_streams import (
+    build_jar,
     comparison,
     jar_is_current,
     kstreams_figures,
     parse_proc_cpu_ticks,
     sources,
 )
-from creatorpulse.bench.options import parse_args
+from creatorpulse.bench.options import BenchError, parse_args
 from creatorpulse.bench.report import build_rows
 from schemas.metrics import METRICS
 
@@ -123,3 +124,12 @@ def test_the_java_app_sums_the_same_metrics_in_the_same_order() -> None:
     listed = java[start : java.index("};", start)]
     names = [part.strip().strip('"') for part in listed.split("{", 1)[1].split(",")]
     assert [name for name in names if name] == list(METRICS)
+
+
+def test_without_maven_the_build_is_a_clear_bench_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "pom.xml").write_text("<project/>")
+    monkeypatch.setattr("creatorpulse.bench.kafka_streams.shutil.which", lambda name: None)
+    with pytest.raises(BenchError, match="`mvn` was not found"):
+        build_jar(tmp_path / "mvn.log", tmp_path)
