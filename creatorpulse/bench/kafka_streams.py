@@ -1,7 +1,8 @@
 """The Kafka Streams baseline of ``creatorpulse bench``: the JVM peer on the same topics.
 
 The Java project next to this file (``kafka_streams/``, one class) computes what the worker
-computes: every event of a record parsed and checked, per (campaign, creator) the 11
+computes: every event of a record parsed and checked, summed per campaign and 60 s
+bucket within the record (as the worker sums them), per (campaign, creator) the 11
 counters summed in 60 s and 3600 s tumbling event-time windows with 600 s grace, one
 stream thread, at-least-once, a 1 s commit interval, in-memory window stores with their
 changelog topics, and the changed windows written to an output topic at each commit
@@ -44,8 +45,9 @@ JAR_NAME: Final = "creatorpulse-kstreams.jar"
 #: How the figures are measured (the results' "method").
 KSTREAMS_METHOD: Final = (
     "creatorpulse/bench/kafka_streams (Kafka Streams 4.3, Java 17, java -jar with default "
-    "JVM flags): the same topic as the worker, every event parsed (Jackson) and checked, "
-    "re-stamped with its own ts; per (campaign, creator) the 11 counters summed in 60 s and "
+    "JVM flags): the same topic as the worker, every event parsed (Jackson) and checked; "
+    "as in the worker, a record's events summed per campaign and 60 s bucket, each sum "
+    "stamped with its newest event ts; per (campaign, creator) the 11 counters summed in 60 s and "
     "3600 s tumbling event-time windows, 600 s grace; 1 stream thread, at-least-once, "
     "commit.interval.ms 1000, in-memory window stores with changelog topics, the changed "
     "windows written as JSON rows to an output topic at each commit; events/s from the "

@@ -46,9 +46,11 @@ import org.apache.kafka.streams.state.WindowStore;
  * The creatorpulse worker's window totals, written as a Kafka Streams user would.
  *
  * <p>Records hold one JSON event or a JSON array of events of the record key's creator
- * (schemas/events.py). Every event is parsed and checked, then re-timestamped with its own
- * {@code ts}: a batch record spans up to two minutes, so windowing by the record timestamp would
- * put events in the wrong windows. Per (campaign, creator) and window size (60 s, 3600 s,
+ * (schemas/events.py). Every event is parsed and checked, and placed by its own {@code ts}: a
+ * batch record spans up to two minutes, so windowing by the record timestamp would put events in
+ * the wrong windows. As in the worker, a record's events are first summed per campaign and
+ * 60 s bucket, and each sum goes on with its newest event time as its timestamp. Per (campaign,
+ * creator) and window size (60 s, 3600 s,
  * 600 s grace) the 11 counters of schemas/metrics.py are summed in tumbling event-time windows;
  * the changed windows go to the output topic at every commit (the record cache), as the worker
  * writes its changed windows at every flush.
@@ -77,6 +79,8 @@ public final class WindowTotals {
   static volatile long firstNanos;
   static volatile long firstMillis;
   static volatile long firstTicks = -1;
+  /** The finest time bucket no window boundary splits: the gcd of the window sizes. */
+  static long bucketMs = 60_000;
 
   private WindowTotals() {}
 
@@ -107,28 +111,38 @@ public final class WindowTotals {
         INVALID.incrementAndGet();
         return;
       }
+      // As the worker does (streams/state.py apply_record): a record's events are summed
+      // per campaign and time bucket (the gcd of the window sizes: no window boundary
+      // splits one) before they reach the windows, so the stores see one update per
+      // bucket instead of one per event. A bucket carries its newest event time.
+      Map<Bucket, Partial> buckets = new LinkedHashMap<>();
       if (root == null) {
         INVALID.incrementAndGet();
       } else if (root.isArray()) {
         for (JsonNode element : root) {
-          forward(record, element);
+          add(buckets, element);
         }
       } else {
-        forward(record, root);
+        add(buckets, root);
+      }
+      for (Map.Entry<Bucket, Partial> entry : buckets.entrySet()) {
+        Partial partial = entry.getValue();
+        context.forward(record.withValue(new Event(entry.getKey().campaignId(), partial.counts))
+            .withTimestamp(partial.newestTs));
       }
     }
 
-    private void forward(FixedKeyRecord<String, byte[]> record, JsonNode node) {
+    private static void add(Map<Bucket, Partial> buckets, JsonNode node) {
       JsonNode campaign = node.get("campaign_id");
       JsonNode creator = node.get("creator_id");
       JsonNode eventId = node.get("event_id");
       JsonNode ts = node.get("ts");
       JsonNode kind = node.get("kind");
-      // The contract's shape (schemas/events.py): ids are text, ts is epoch ms, and this
-      // baseline counts deltas only (the bench publishes nothing else).
+      // The contract's shape (schemas/events.py): ids are text, ts is epoch ms, kind is
+      // "delta" where given (this baseline counts deltas only; the bench sends no other).
       if (campaign == null || !campaign.isTextual() || creator == null || !creator.isTextual()
           || eventId == null || !eventId.isTextual() || ts == null || !ts.canConvertToLong()
-          || kind == null || !"delta".equals(kind.asText())) {
+          || (kind != null && !"delta".equals(kind.asText()))) {
         INVALID.incrementAndGet();
         return;
       }
@@ -144,8 +158,31 @@ public final class WindowTotals {
         }
       }
       EVENTS.incrementAndGet();
-      context.forward(record.withValue(new Event(campaign.asText(), counts))
-          .withTimestamp(ts.asLong()));
+      long eventTs = ts.asLong();
+      Bucket bucket = new Bucket(campaign.asText(), eventTs - Math.floorMod(eventTs, bucketMs));
+      Partial partial = buckets.get(bucket);
+      if (partial == null) {
+        buckets.put(bucket, new Partial(counts, eventTs));
+      } else {
+        for (int i = 0; i < N; i++) {
+          partial.counts[i] += counts[i];
+        }
+        partial.newestTs = Math.max(partial.newestTs, eventTs);
+      }
+    }
+  }
+
+  /** A campaign's time bucket within one record. */
+  record Bucket(String campaignId, long startMs) {}
+
+  /** The sum of a bucket's events so far, and the newest event time among them. */
+  static final class Partial {
+    final long[] counts;
+    long newestTs;
+
+    Partial(long[] counts, long newestTs) {
+      this.counts = counts;
+      this.newestTs = newestTs;
     }
   }
 
@@ -266,6 +303,10 @@ public final class WindowTotals {
     return builder;
   }
 
+  static int gcd(int a, int b) {
+    return b == 0 ? a : gcd(b, a % b);
+  }
+
   /** User + system CPU ticks of this process, from /proc/self/stat (-1 off Linux). */
   static long cpuTicks() {
     try {
@@ -314,6 +355,7 @@ public final class WindowTotals {
     int[] sizes = java.util.Arrays.stream(a.getOrDefault("windows", "60,3600").split(","))
         .mapToInt(Integer::parseInt).toArray();
     long grace = Long.parseLong(a.getOrDefault("grace-s", "600"));
+    bucketMs = 1000L * java.util.Arrays.stream(sizes).reduce(WindowTotals::gcd).orElse(1);
 
     Properties props = new Properties();
     props.put(StreamsConfig.APPLICATION_ID_CONFIG, a.get("app-id"));
