@@ -180,8 +180,11 @@ class KStreamsProcess:
 
     def start(self, expect: int) -> KStreamsProcess:
         self.dir.mkdir(parents=True, exist_ok=True)
+        java = shutil.which("java")
+        if java is None:
+            raise BenchError("`java` (17) is not installed: the Kafka Streams baseline needs it")
         cmd = [
-            shutil.which("java") or "java",
+            java,
             # Kafka Streams logs every config at INFO: warnings and errors are what a
             # failed run needs.
             "-Dorg.slf4j.simpleLogger.defaultLogLevel=warn",
@@ -193,14 +196,17 @@ class KStreamsProcess:
         ]
         self.started_at = time.time()
         with open(self.out_path, "wb") as out, open(self.log_path, "wb") as log:
-            self.proc = subprocess.Popen(
-                cmd,
-                stdout=out,
-                stderr=log,
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,
-                preexec_fn=die_with_parent(),
-            )
+            try:
+                self.proc = subprocess.Popen(
+                    cmd,
+                    stdout=out,
+                    stderr=log,
+                    stdin=subprocess.DEVNULL,
+                    start_new_session=True,
+                    preexec_fn=die_with_parent(),
+                )
+            except OSError as exc:
+                raise BenchError(f"Kafka Streams did not start: {exc}") from None
         return self
 
     def result(self) -> dict[str, Any] | None:
@@ -276,7 +282,10 @@ def run_kstreams(
         status = app.proc_status()
     finally:
         app.stop()
-    figures = kstreams_figures(result, clock_ticks_per_s())
+    try:
+        figures = kstreams_figures(result, clock_ticks_per_s())
+    except (KeyError, TypeError, ValueError) as exc:
+        raise BenchError(f"Kafka Streams printed an unreadable result {result!r}: {exc}") from None
     total = status.get("cpu_ticks_total")
     figures.update(
         app_id=app.app_id,

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from creatorpulse.bench.kafka_streams import (
+    KStreamsProcess,
     build_jar,
     comparison,
     jar_is_current,
@@ -133,3 +134,12 @@ def test_without_maven_the_build_is_a_clear_bench_error(
     monkeypatch.setattr("creatorpulse.bench.kafka_streams.shutil.which", lambda name: None)
     with pytest.raises(BenchError, match="`mvn` was not found"):
         build_jar(tmp_path / "mvn.log", tmp_path)
+
+
+def test_without_java_a_run_is_a_clear_bench_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("creatorpulse.bench.kafka_streams.shutil.which", lambda name: None)
+    app = KStreamsProcess(tmp_path / "a.jar", "127.0.0.1:1", "in", "out", tmp_path, "ks")
+    with pytest.raises(BenchError, match="`java` \\(17\\) is not installed"):
+        app.start(expect=10)
