@@ -20,6 +20,8 @@ SECTIONS: Final = (
     "ceiling",
     "baseline",
     "worker",
+    # Kafka Streams over the same topics (creatorpulse.bench.kafka_streams): Java and Maven
+    "kstreams",
     "latency",
     "memory",
     "scaling",

@@ -155,7 +155,34 @@ def _shape_rows(results: Mapping[str, Any], shape: str) -> list[Row]:
             baseline,
             note,
         )
+    rows += _kstreams_rows(results, shape, ceiling, baseline)
     return rows
+
+
+def _kstreams_rows(
+    results: Mapping[str, Any],
+    shape: str,
+    ceiling: Mapping[str, Any],
+    baseline: Mapping[str, Any],
+) -> list[Row]:
+    """Kafka Streams on the same topic, and creatorpulse's ratios to it."""
+    kstreams = _get(results, "sections", "kstreams", shape) or {}
+    if not kstreams:
+        return []
+    note = (
+        f"{kstreams.get('rows_out') or 0:,} rows out, peak RSS "
+        f"{fmt_number(kstreams.get('rss_peak_mb'), 'MB')}; creatorpulse: "
+        f"{fmt_ratio(kstreams.get('worker_vs_kstreams'))} its events/s, "
+        f"{fmt_ratio(kstreams.get('worker_cpu_vs_kstreams'))} its CPU/event"
+    )
+    return _cost_rows(
+        f"3 Kafka Streams, {SHAPE_LABEL[shape]}",
+        "1 thread, at-least-once, 1 s commits",
+        kstreams,
+        ceiling,
+        baseline,
+        note,
+    )
 
 
 def _producer_rows(results: Mapping[str, Any]) -> list[Row]:

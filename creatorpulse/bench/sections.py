@@ -32,6 +32,7 @@ from creatorpulse.bench.figures import (
     whole_topic_rates,
     worker_figures,
 )
+from creatorpulse.bench.kafka_streams import KSTREAMS_METHOD, KStreamsSection
 from creatorpulse.bench.machine import cpu_s, machine_info
 from creatorpulse.bench.options import (
     LATENCY_SLICE_S,
@@ -106,6 +107,7 @@ METHOD: Final = {
         "from cpu_s deltas (start-up excluded); RSS from /proc/<pid>/status VmHWM; best "
         "of 2 runs, each a fresh worker and group (the bare loop likewise)"
     ),
+    "kstreams": KSTREAMS_METHOD,
     "producers": (
         "simulator: generation + kafka-python publish + flush; replay: producers.loops."
         "replay_file of the same events as JSONL into another topic"
@@ -203,6 +205,7 @@ class Runner:
         self.broker: BrokerInfo | None = None
         self._topics = 0
         self._status: Any = None
+        self.kstreams = KStreamsSection(self)
 
     # -- plumbing ------------------------------------------------------------------------
 
@@ -277,7 +280,9 @@ class Runner:
 
     def shape(self, shape: str) -> None:
         o = self.options
-        wanted = [s for s in ("producers", "ceiling", "baseline", "worker") if o.runs(s)]
+        wanted = [
+            s for s in ("producers", "ceiling", "baseline", "worker", "kstreams") if o.runs(s)
+        ]
         if shape == "batch" and o.runs("alerts"):
             wanted.append("alerts")  # it reads the batch-record topic made here
         if not wanted:
@@ -392,6 +397,8 @@ class Runner:
                     f"{shape}: creatorpulse {fmt_number(result['events_per_s'], 'ev/s')}, "
                     f"CPU {fmt_us(result['cpu_s_per_event'])}/event"
                 )
+        if o.runs("kstreams"):
+            self.kstreams.run(dataset)
 
     def worker_run(self, dataset: Dataset, name: str, sink: str = "clickhouse") -> dict[str, Any]:
         """The worker over a pre-loaded topic; ``sink="topic"`` adds a sink process and

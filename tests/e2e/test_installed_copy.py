@@ -82,6 +82,20 @@ def test_the_broker_module_finds_its_pom_and_caches_outside_the_package(
     assert Path(found["cache"]) == tmp_path / "xdg" / "creatorpulse" / "kafka"
 
 
+def test_an_installed_copy_ships_the_kafka_streams_project(site: Path, tmp_path: Path) -> None:
+    probe = (
+        "import json\n"
+        "from creatorpulse.bench.kafka_streams import PROJECT, sources\n"
+        "names = [p.name for p in sources() if p.is_file()]\n"
+        "print(json.dumps({'project': str(PROJECT), 'sources': names}))\n"
+    )
+    out = _run(["-c", probe], site, tmp_path)
+    assert out.returncode == 0, out.stderr
+    found = json.loads(out.stdout)
+    assert Path(found["project"]).is_relative_to(site)
+    assert found["sources"] == ["pom.xml", "WindowTotals.java"]
+
+
 @pytest.mark.skipif(shutil.which("mvn") is None, reason="fetching the jars needs Maven")
 def test_an_installed_copy_fetches_the_kafka_jars(site: Path, tmp_path: Path) -> None:
     out = _run(
