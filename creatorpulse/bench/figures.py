@@ -8,7 +8,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 from creatorpulse.bench.options import FLUSH_INTERVAL_S
 
@@ -120,20 +120,36 @@ class DoneTracker:
         return now - self._since >= self.quiet_s
 
 
-def best_of(runs: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
-    """The run with the highest events/s, plus every run's events/s under ``passes``.
+#: The figures of a pass that :func:`median_of_passes` takes the median of, each on its own.
+MEDIAN_FIELDS: Final = ("events_per_s", "cpu_s_per_event", "seconds", "cpu_s", "rss_peak_mb")
 
-    On a shared 2-core machine one pass can lose a fifth to a neighbour; the best of a
-    few is the figure the code can reach, and the spread stays visible in the JSON.
+
+def median_of_passes(
+    runs: Sequence[Mapping[str, Any]], names: Sequence[str] = MEDIAN_FIELDS
+) -> dict[str, Any]:
+    """One figure from several passes of the same measurement: the median of each of
+    ``names`` over the passes, every pass's events/s under ``passes`` and every pass in
+    full under ``runs``; other fields come from the pass with the median events/s (the
+    lower of the middle two for an even count).
+
+    Medians, not the best pass: on a shared 2-core machine one pass can lose a fifth to
+    a neighbour or gain as much from a quiet moment, and a ratio of two medians of the
+    same run is what issue 13's targets are stated in.
     """
+    if not runs:
+        raise ValueError("no passes to take a median of")
 
     def speed(run: Mapping[str, Any]) -> float:
         return float(run.get("events_per_s") or 0.0)
 
-    fastest: Mapping[str, Any] = max(runs, key=speed)
-    best = dict(fastest)
-    best["passes"] = [round(speed(run)) for run in runs]
-    return best
+    ordered = sorted(runs, key=speed)
+    out = dict(ordered[(len(ordered) - 1) // 2])
+    for name in names:
+        if any(run.get(name) is not None for run in runs):
+            out[name] = median_of(runs, name)
+    out["passes"] = [round(speed(run)) for run in runs]
+    out["runs"] = [dict(run) for run in runs]
+    return out
 
 
 def whole_topic_rates(result: Mapping[str, Any], events: int) -> dict[str, Any]:

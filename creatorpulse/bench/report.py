@@ -72,6 +72,21 @@ def _get(data: Mapping[str, Any], *path: str) -> Any:
 SHAPE_LABEL: Final = {"single": "single-event records", "batch": "batch records"}
 
 
+def fmt_passes(passes: Any) -> str:
+    """How many passes a figure is the median of, with each pass's events/s."""
+    values = [v for v in (passes or []) if v is not None]
+    if not values:
+        return ""
+    if len(values) == 1:
+        return f"one pass ({fmt_number(values[0])} ev/s), not a median"
+    return "median of " + ", ".join(fmt_number(v) for v in values) + " ev/s"
+
+
+def _with_passes(note: str, figures: Mapping[str, Any]) -> str:
+    passes = fmt_passes(figures.get("passes"))
+    return f"{note}; {passes}" if passes else note
+
+
 def _cost_rows(
     section: str,
     figure: str,
@@ -117,7 +132,12 @@ def _shape_rows(results: Mapping[str, Any], shape: str) -> list[Row]:
         per_record = data["events"] / data["records"] if data.get("records") else 0
         note = f"{data['events']:,} events, {per_record:.1f}/record, {data['creators']:,} creators"
         rows += _cost_rows(
-            f"1 ceiling, {label}", "aiokafka + orjson", ceiling, ceiling, baseline, note
+            f"1 ceiling, {label}",
+            "aiokafka + orjson",
+            ceiling,
+            ceiling,
+            baseline,
+            _with_passes(note, ceiling),
         )
     if baseline:
         note = f"first {baseline['events']:,} events, {baseline.get('table_writes', 0):,} writes"
@@ -137,7 +157,10 @@ def _shape_rows(results: Mapping[str, Any], shape: str) -> list[Row]:
             bare,
             ceiling,
             baseline,
-            f"every record: {bare.get('records') or 0:,} records, {bare['events']:,} events",
+            _with_passes(
+                f"every record: {bare.get('records') or 0:,} records, {bare['events']:,} events",
+                bare,
+            ),
         )
     if worker:
         note = (
@@ -147,6 +170,7 @@ def _shape_rows(results: Mapping[str, Any], shape: str) -> list[Row]:
         share = ratio(worker.get("events_per_s"), bare.get("events_per_s"))
         if share is not None:
             note += f"; {share * 100:.0f}% of the bare Faust loop"
+        note = _with_passes(note, worker)
         rows += _cost_rows(
             f"3 creatorpulse, {label}",
             "read -> all windows in ClickHouse",
@@ -279,8 +303,7 @@ def _alert_rows(alerts: Mapping[str, Any] | None) -> list[Row]:
     on, off = alerts.get("on") or {}, alerts.get("off") or {}
 
     def passes(side: Mapping[str, Any]) -> str:
-        runs = side.get("passes") or []
-        return "median of " + ", ".join(fmt_number(v) for v in runs) + " ev/s"
+        return fmt_passes(side.get("passes"))
 
     section = f"8 alerts, {SHAPE_LABEL['batch']}"
     caught_up = on.get("stage_caught_up_s")

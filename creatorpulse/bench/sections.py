@@ -25,8 +25,8 @@ import orjson
 from creatorpulse.bench.brokers import BrokerInfo, create_topic, open_broker
 from creatorpulse.bench.figures import (
     alert_cost,
-    best_of,
     kb_per_window,
+    median_of_passes,
     percentile,
     rate,
     whole_topic_rates,
@@ -37,7 +37,6 @@ from creatorpulse.bench.options import (
     LATENCY_SLICE_S,
     LIVE_SPAN_S,
     PARTITIONS,
-    PASSES,
     POLL_RUNNING_S,
     POLL_STARTUP_S,
     SHAPES,
@@ -86,8 +85,8 @@ METHOD: Final = {
     ),
     "ceiling": (
         "aiokafka consumer, partitions assigned by hand (no group join), earliest: getmany + "
-        "orjson.loads of every value, first fetch to last event; best of 3 passes; CPU of "
-        "this process"
+        "orjson.loads of every value, first fetch to last event; CPU of this process; the "
+        "median of options.passes passes (3 by default), each from the start"
     ),
     "baseline": (
         "creatorpulse.bench.baseline: Faust agent, plain table keyed by "
@@ -103,8 +102,10 @@ METHOD: Final = {
     "worker": (
         "python -m creatorpulse worker (chDB store), /stats: events / (last_write_unix - "
         "first_record_unix) once every event is counted and every window written; CPU "
-        "from cpu_s deltas (start-up excluded); RSS from /proc/<pid>/status VmHWM; best "
-        "of 2 runs, each a fresh worker and group (the bare loop likewise)"
+        "from cpu_s deltas (start-up excluded); RSS from /proc/<pid>/status VmHWM; "
+        "events/s, CPU per event, seconds and RSS each the median over options.passes runs "
+        "(3 by default), each a fresh worker and group (the bare loop likewise); every run "
+        "is kept under runs, its events/s under passes; ratios are of medians of this run"
     ),
     "producers": (
         "simulator: generation + kafka-python publish + flush; replay: producers.loops."
@@ -140,8 +141,8 @@ METHOD: Final = {
 def run_ceiling(
     bootstrap: str, topic: str, expect: int, timeout_s: float, passes: int = 3
 ) -> dict[str, Any]:
-    """The best of ``passes`` reads (a ceiling is the best case), each with a fresh group."""
-    return best_of(
+    """The median of ``passes`` reads, each from the start (no group, nothing committed)."""
+    return median_of_passes(
         [asyncio.run(_ceiling(bootstrap, topic, expect, timeout_s)) for _ in range(passes)]
     )
 
@@ -334,7 +335,13 @@ class Runner:
             result = self.section(
                 "ceiling",
                 shape,
-                lambda: run_ceiling(self.bootstrap(), topic, events, timeout_s=60 + events / 5000),
+                lambda: run_ceiling(
+                    self.bootstrap(),
+                    topic,
+                    events,
+                    timeout_s=60 + events / 5000,
+                    passes=o.passes,
+                ),
             )
             if result:
                 self.done(f"{shape}: ceiling {fmt_number(result['events_per_s'], 'ev/s')}")
@@ -360,7 +367,7 @@ class Runner:
             result = self.section(
                 "bare_loop",
                 shape,
-                lambda: best_of(
+                lambda: median_of_passes(
                     [
                         whole_topic_rates(
                             run_baseline(
@@ -373,7 +380,7 @@ class Runner:
                             ),
                             events,
                         )
-                        for i in range(PASSES)
+                        for i in range(o.passes)
                     ]
                 ),
             )
@@ -383,8 +390,8 @@ class Runner:
             result = self.section(
                 "worker",
                 shape,
-                lambda: best_of(
-                    [self.worker_run(dataset, f"worker-{shape}-{i}") for i in range(PASSES)]
+                lambda: median_of_passes(
+                    [self.worker_run(dataset, f"worker-{shape}-{i}") for i in range(o.passes)]
                 ),
             )
             if result:
@@ -440,7 +447,7 @@ class Runner:
         dataset = self.datasets["batch"]
         on: list[dict[str, Any]] = []
         off: list[dict[str, Any]] = []
-        for i in range(PASSES):
+        for i in range(self.options.passes):
             # Interleaved: a neighbour's job on the shared machine falls on both sides.
             on.append(self.alert_run(dataset, f"alerts-on-{i}", alerts=True))
             off.append(self.alert_run(dataset, f"alerts-off-{i}", alerts=False))

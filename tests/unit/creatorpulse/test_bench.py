@@ -15,9 +15,9 @@ from creatorpulse.bench.command import main
 from creatorpulse.bench.figures import (
     DoneTracker,
     alert_cost,
-    best_of,
     kb_per_window,
     median_of,
+    median_of_passes,
     percentile,
     ratio,
     whole_topic_rates,
@@ -29,6 +29,7 @@ from creatorpulse.bench.processes import parse_json_line, parse_sample
 from creatorpulse.bench.report import (
     build_rows,
     default_out_path,
+    fmt_passes,
     fmt_pct,
     fmt_ratio,
     render_table,
@@ -442,13 +443,53 @@ def test_kb_per_window_is_the_growth_over_the_start() -> None:
     assert kb_per_window({"rss_peak_mb": 250.0, "rss_start_mb": 150.0}, 0) is None
 
 
-def test_best_of_keeps_the_fastest_run_and_every_pass() -> None:
-    runs = [{"events_per_s": 900.4, "cpu_s": 2.0}, {"events_per_s": 1_100.0, "cpu_s": 1.5}]
-    best = best_of(runs)
-    assert best["cpu_s"] == 1.5
-    assert best["passes"] == [900, 1_100]
-    assert "passes" not in runs[1]  # the inputs are left alone
-    assert best_of([{"events_per_s": None}])["passes"] == [0]
+def test_median_of_passes_takes_each_figure_s_median_and_keeps_every_pass() -> None:
+    runs = [
+        {"events_per_s": 1_100.0, "cpu_s_per_event": 9e-6, "rows_written": 11},
+        {"events_per_s": 900.4, "cpu_s_per_event": 12e-6, "rows_written": 9},
+        {"events_per_s": 1_000.0, "cpu_s_per_event": 10e-6, "rows_written": 10},
+    ]
+    median = median_of_passes(runs)
+    assert median["events_per_s"] == 1_000.0
+    # CPU per event is its own median, whichever pass it came from.
+    assert median["cpu_s_per_event"] == 10e-6
+    # Fields without a median come from the pass with the median events/s.
+    assert median["rows_written"] == 10
+    assert median["passes"] == [1_100, 900, 1_000]
+    assert [run["events_per_s"] for run in median["runs"]] == [1_100.0, 900.4, 1_000.0]
+    assert "passes" not in runs[2]  # the inputs are left alone
+    assert "rss_peak_mb" not in median  # no pass had it
+
+
+def test_median_of_passes_of_two_is_their_midpoint_and_of_one_itself() -> None:
+    two = median_of_passes(
+        [{"events_per_s": 800.0, "cpu_s_per_event": 2.0}, {"events_per_s": 1_200.0}]
+    )
+    assert two["events_per_s"] == 1_000.0
+    assert two["cpu_s_per_event"] == 2.0  # the only pass that has it
+    assert median_of_passes([{"events_per_s": None}])["passes"] == [0]
+    with pytest.raises(ValueError, match="no passes"):
+        median_of_passes([])
+
+
+def test_the_median_of_three_does_not_follow_one_lucky_pass() -> None:
+    # best-of would report 5,000: the median stays with the two passes that agree.
+    runs = [{"events_per_s": v} for v in (1_000.0, 5_000.0, 1_100.0)]
+    assert median_of_passes(runs)["events_per_s"] == 1_100.0
+
+
+def test_rows_say_how_many_passes_each_figure_is_the_median_of() -> None:
+    results = _results()
+    sections = results["sections"]
+    assert isinstance(sections, dict)
+    sections["worker"]["batch"]["passes"] = [120_000, 100_000, 110_000]
+    sections["ceiling"]["batch"]["passes"] = [400_000]
+    rows = build_rows(results)
+    worker = next(r for r in rows if r.section == "3 creatorpulse, batch records")
+    ceiling = next(r for r in rows if r.section == "1 ceiling, batch records")
+    assert "median of 120,000, 100,000, 110,000 ev/s" in worker.note
+    assert "one pass (400,000 ev/s), not a median" in ceiling.note
+    assert fmt_passes([]) == ""
 
 
 # -- alerts on and off ---------------------------------------------------------------------
@@ -583,3 +624,11 @@ def test_a_worker_gets_its_own_settings_over_the_fixed_ones(
     assert off["CREATORPULSE_ALERTS"] == "0"
     assert "CREATORPULSE_ALERTS" not in default  # the settings' default: alerts on
     assert off["CREATORPULSE_GRACE_S"] == default["CREATORPULSE_GRACE_S"] == "600"
+
+
+def test_passes_default_to_three_and_quick_says_fewer() -> None:
+    assert parse_args([]).passes == 3
+    assert parse_args(["--quick"]).passes == 1
+    assert parse_args(["--quick", "--passes", "3"]).passes == 3
+    with pytest.raises(ValueError, match="passes must be"):
+        BenchOptions(passes=0)
