@@ -96,8 +96,10 @@ METHOD: Final = {
     "bare_loop": (
         "creatorpulse.bench.baseline --bare: the same Faust app whose agent only iterates "
         "the stream (no decode, no table) over every record: Faust's own cost of reading "
-        "the topic, per event; it and the baseline run with the worker's GIL switch "
-        "interval (20 ms) and fetch wait (100 ms)"
+        "the topic, per event; it and the baseline run with every Faust setting of the "
+        "worker's app (baseline.worker_faust_settings: commit interval, 8 MiB fetches, "
+        "stream buffer, session timeout), its GIL switch interval (20 ms) and fetch wait "
+        "(100 ms); the median of options.passes runs"
     ),
     "worker": (
         "python -m creatorpulse worker (chDB store), /stats: events / (last_write_unix - "

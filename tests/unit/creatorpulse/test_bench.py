@@ -632,3 +632,40 @@ def test_passes_default_to_three_and_quick_says_fewer() -> None:
     assert parse_args(["--quick", "--passes", "3"]).passes == 3
     with pytest.raises(ValueError, match="passes must be"):
         BenchOptions(passes=0)
+
+
+#: Faust settings that name or place an app (its id, directories, web server), not how it
+#: consumes: the only ones the textbook baseline may set apart from the worker.
+IDENTITY_SETTINGS = frozenset(
+    {
+        "appdir",
+        "canonical_url",
+        "datadir",
+        "id",
+        "name",
+        "reply_to",
+        "tabledir",
+        "web_bind",
+        "web_enabled",
+        "web_host",
+        "web_port",
+    }
+)
+
+
+def test_the_baseline_and_bare_loop_run_with_every_faust_setting_of_the_worker() -> None:
+    from creatorpulse.bench.baseline import build_app
+    from streams.app import build_worker
+    from streams.config import WorkerConfig
+
+    worker = build_worker(WorkerConfig(kafka_bootstrap="127.0.0.1:9"), None).app
+    differ = {}
+    for bare in (False, True):
+        baseline = build_app("127.0.0.1:9", "t", 10, f"bench-baseline-{bare}", 4, bare=bare)
+        for name, setting in type(worker.conf).SETTINGS.items():
+            if setting.deprecated or name in IDENTITY_SETTINGS:
+                continue
+            ours, theirs = getattr(worker.conf, name), getattr(baseline.conf, name)
+            if ours != theirs and not (callable(ours) and callable(theirs)):
+                differ[name] = (ours, theirs)
+    assert differ == {}
