@@ -205,3 +205,60 @@ def alert_cost(on: Sequence[Mapping[str, Any]], off: Sequence[Mapping[str, Any]]
         "throughput_cost_pct": (1.0 - lost) * 100 if lost is not None else None,
         "cpu_cost_pct": (added - 1.0) * 100 if added is not None else None,
     }
+
+
+def slope_mb_per_min(samples: Sequence[tuple[float, float]]) -> float:
+    """Least-squares slope of (seconds, MB) samples, in MB per minute; 0.0 when fewer
+    than two samples or no time between them give a slope."""
+    n = len(samples)
+    if n < 2:
+        return 0.0
+    mean_t = sum(t for t, _ in samples) / n
+    mean_m = sum(m for _, m in samples) / n
+    var = sum((t - mean_t) ** 2 for t, _ in samples)
+    if var == 0:
+        return 0.0
+    cov = sum((t - mean_t) * (m - mean_m) for t, m in samples)
+    return cov / var * 60
+
+
+def soak_figures(
+    samples: Sequence[tuple[float, float]],
+    *,
+    settle_s: float,
+    end_s: float,
+    tolerance_mb_per_min: float,
+    min_settled_s: float,
+    min_samples: int,
+) -> dict[str, Any]:
+    """A soak's memory verdict from RSS samples (seconds since publishing began, MB).
+
+    The slope counts only the samples from ``settle_s`` (state has begun to expire as
+    well as to grow) to ``end_s`` (publishing stopped). ``verdict``: ``flat`` when its
+    magnitude is at most ``tolerance_mb_per_min``, ``growing`` above it, ``shrinking``
+    below minus it, ``too short`` when the settled part spans under ``min_settled_s`` or
+    holds fewer than ``min_samples`` samples (the slope is still given where there is one).
+    """
+    settled = [(t, mb) for t, mb in samples if settle_s <= t <= end_s]
+    span = settled[-1][0] - settled[0][0] if len(settled) >= 2 else 0.0
+    slope = slope_mb_per_min(settled) if len(settled) >= 2 else None
+    if slope is None or span < min_settled_s or len(settled) < min_samples:
+        verdict = "too short"
+    elif slope > tolerance_mb_per_min:
+        verdict = "growing"
+    elif slope < -tolerance_mb_per_min:
+        verdict = "shrinking"
+    else:
+        verdict = "flat"
+    return {
+        "slope_mb_per_min": slope,
+        "verdict": verdict,
+        "tolerance_mb_per_min": tolerance_mb_per_min,
+        "settle_s": settle_s,
+        "settled_s": span,
+        "settled_samples": len(settled),
+        "samples": len(samples),
+        "rss_peak_mb": max((mb for _, mb in samples), default=None),
+        "rss_settled_start_mb": settled[0][1] if settled else None,
+        "rss_end_mb": settled[-1][1] if settled else None,
+    }

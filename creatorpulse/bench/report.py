@@ -344,6 +344,42 @@ def _alert_rows(alerts: Mapping[str, Any] | None) -> list[Row]:
     ]
 
 
+def _soak_rows(soak: Mapping[str, Any] | None) -> list[Row]:
+    """The soak's memory verdict: the worker's RSS slope once its grace has passed."""
+    if not soak:
+        return []
+    slope = soak.get("slope_mb_per_min")
+    sink = soak.get("sink") or {}
+    section = (
+        f"9 soak, {fmt_number(soak.get('rate'))} ev/s for {fmt_number(soak.get('seconds'), 's')}"
+    )
+    return [
+        Row(
+            section,
+            "worker RSS slope after the grace",
+            "-" if slope is None else f"{slope:+.2f} MB/min",
+            note=(
+                f"{soak.get('verdict', '?')} (tolerance +/-{soak.get('tolerance_mb_per_min')} "
+                f"MB/min); least squares over {soak.get('settled_samples', 0)} samples from "
+                f"{fmt_number(soak.get('settle_s'), 's')} (grace {soak.get('grace_s')} s + the "
+                f"60 s window) to the end; {soak.get('creators') or 0:,} creators, windows "
+                f"{soak.get('windows')}, --sink topic"
+            ),
+        ),
+        Row(
+            "",
+            "worker peak RSS",
+            fmt_number(soak.get("rss_peak_mb"), "MB"),
+            note=(
+                f"sampled every {soak.get('sample_interval_s')} s; VmHWM "
+                f"{fmt_number(soak.get('vm_hwm_mb'), 'MB')}; the sink process: peak "
+                f"{fmt_number(sink.get('rss_peak_mb'), 'MB')}, slope "
+                f"{fmt_number(sink.get('slope_mb_per_min'), 'MB/min', 2)}"
+            ),
+        ),
+    ]
+
+
 def build_rows(results: Mapping[str, Any]) -> list[Row]:
     """The table's rows from the results dict (what ``sections.run_benchmark`` returns)."""
     rows: list[Row] = []
@@ -355,6 +391,7 @@ def build_rows(results: Mapping[str, Any]) -> list[Row]:
     rows += _memory_rows(sections.get("memory"))
     rows += _scaling_rows(sections.get("scaling"))
     rows += _alert_rows(sections.get("alerts"))
+    rows += _soak_rows(sections.get("soak"))
     return rows
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 from itertools import islice
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
@@ -20,6 +21,8 @@ from creatorpulse.bench.figures import (
     median_of_passes,
     percentile,
     ratio,
+    slope_mb_per_min,
+    soak_figures,
     whole_topic_rates,
     worker_figures,
 )
@@ -669,3 +672,96 @@ def test_the_baseline_and_bare_loop_run_with_every_faust_setting_of_the_worker()
             if ours != theirs and not (callable(ours) and callable(theirs)):
                 differ[name] = (ours, theirs)
     assert differ == {}
+
+
+# -- soak ----------------------------------------------------------------------------------
+
+
+def test_slope_is_the_least_squares_fit_in_mb_per_minute() -> None:
+    # 0.5 MB every 10 s is 3 MB a minute, whatever the offset and the noise around the line.
+    line = [(t, 200.0 + 0.05 * t) for t in range(0, 300, 10)]
+    assert slope_mb_per_min(line) == pytest.approx(3.0)
+    noisy = [(t, mb + (1.0 if i % 2 else -1.0)) for i, (t, mb) in enumerate(line)]
+    assert slope_mb_per_min(noisy) == pytest.approx(3.0, abs=0.1)
+    assert slope_mb_per_min([(0.0, 5.0), (60.0, 2.0)]) == pytest.approx(-3.0)
+    assert slope_mb_per_min([(0.0, 5.0)]) == 0.0
+    assert slope_mb_per_min([(1.0, 5.0), (1.0, 9.0)]) == 0.0
+
+
+def _soak(samples: list[tuple[float, float]], **overrides: float) -> dict[str, Any]:
+    settings: dict[str, float] = {
+        "settle_s": 180.0,
+        "end_s": 600.0,
+        "tolerance_mb_per_min": 1.0,
+        "min_settled_s": 20.0,
+        "min_samples": 5,
+    }
+    settings.update(overrides)
+    return soak_figures(
+        samples,
+        settle_s=settings["settle_s"],
+        end_s=settings["end_s"],
+        tolerance_mb_per_min=settings["tolerance_mb_per_min"],
+        min_settled_s=settings["min_settled_s"],
+        min_samples=int(settings["min_samples"]),
+    )
+
+
+def test_soak_slope_counts_only_what_follows_the_grace() -> None:
+    # Memory climbs by 2 MB/s while the dedup ids and windows fill (the first 180 s),
+    # then stays within a few tenths of a MB: flat, though the whole run's fit climbs.
+    rising = [(float(t), 100.0 + 2.0 * t) for t in range(0, 180, 2)]
+    level = [(float(t), 460.0 + (0.3 if t % 4 else 0.0)) for t in range(180, 602, 2)]
+    figures = _soak(rising + level)
+    assert figures["verdict"] == "flat"
+    assert abs(figures["slope_mb_per_min"]) < 0.1
+    assert slope_mb_per_min(rising + level) > 1.0  # what a fit over the warm-up would say
+    assert figures["rss_peak_mb"] == 460.3
+    assert figures["settled_samples"] == len([t for t, _ in level if t <= 600.0])
+    assert figures["settled_s"] == 420.0
+
+
+def test_soak_verdicts_grow_shrink_and_refuse_a_short_run() -> None:
+    def line(per_min: float) -> list[tuple[float, float]]:
+        return [(float(t), 300.0 + per_min * t / 60) for t in range(0, 600, 5)]
+
+    assert _soak(line(1.5))["verdict"] == "growing"
+    assert _soak(line(-1.5))["verdict"] == "shrinking"
+    assert _soak(line(0.9))["verdict"] == "flat"
+    short = _soak(line(5.0), end_s=190.0)
+    assert short["verdict"] == "too short"  # 10 s after settling
+    assert short["slope_mb_per_min"] == pytest.approx(5.0)
+    empty = _soak([])
+    assert (empty["verdict"], empty["slope_mb_per_min"], empty["rss_peak_mb"]) == (
+        "too short",
+        None,
+        None,
+    )
+
+
+def test_soak_settles_after_the_grace_and_the_smallest_window() -> None:
+    options = parse_args([])
+    assert (options.soak_s, options.soak_grace_s, options.soak_settle_s) == (600.0, 120, 180.0)
+    quick = parse_args(["--quick"])
+    assert quick.soak_settle_s < quick.soak_s
+    assert parse_args(["--soak-s", "30", "--soak-grace-s", "5"]).soak_settle_s == 65.0
+    assert not parse_args(["--skip", "soak"]).runs("soak")
+
+
+def test_soak_rows_show_the_slope_verdict_and_peak() -> None:
+    results = _results()
+    sections = results["sections"]
+    assert isinstance(sections, dict)
+    soak = _soak([(float(t), 400.0 + 0.02 * t) for t in range(0, 600, 2)])
+    soak.update(rate=5_000, seconds=600.0, grace_s=120, creators=640, windows="60,3600")
+    soak.update(sample_interval_s=2.0, vm_hwm_mb=420.0, sink={"rss_peak_mb": 700.0})
+    sections["soak"] = soak
+    rows = build_rows(results)
+    at = next(i for i, r in enumerate(rows) if r.section.startswith("9 soak"))
+    slope, peak = rows[at : at + 2]
+    assert slope.section == "9 soak, 5,000 ev/s for 600 s"
+    assert slope.value == "+1.20 MB/min"
+    assert slope.note.startswith("growing (tolerance +/-1.0 MB/min)")
+    assert "from 180 s (grace 120 s" in slope.note
+    assert peak.value == "412 MB"
+    assert "the sink process: peak 700 MB" in peak.note
