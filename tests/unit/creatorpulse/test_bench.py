@@ -26,7 +26,12 @@ from creatorpulse.bench.figures import (
     whole_topic_rates,
     worker_figures,
 )
-from creatorpulse.bench.machine import parse_cpu_model, parse_mem_total_gb, parse_vm_hwm_mb
+from creatorpulse.bench.machine import (
+    parse_cpu_model,
+    parse_mem_total_gb,
+    parse_vm_hwm_mb,
+    parse_vm_rss_mb,
+)
 from creatorpulse.bench.options import BenchOptions, parse_args
 from creatorpulse.bench.processes import parse_json_line, parse_sample
 from creatorpulse.bench.report import (
@@ -270,6 +275,9 @@ def test_machine_parsers() -> None:
     assert parse_mem_total_gb("nothing") is None
     assert parse_vm_hwm_mb("VmPeak:\t 1 kB\nVmHWM:\t  524288 kB\n") == 512.0
     assert parse_vm_hwm_mb("") is None
+    status = "VmHWM:\t  524288 kB\nVmRSS:\t  262144 kB\n"
+    assert (parse_vm_hwm_mb(status), parse_vm_rss_mb(status)) == (512.0, 256.0)
+    assert parse_vm_rss_mb("VmRSS:\t  ? kB\n") is None
 
 
 def test_parse_json_line_skips_terminal_noise() -> None:
