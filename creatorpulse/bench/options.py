@@ -53,7 +53,7 @@ SOAK_SAMPLE_S: Final = 2.0
 #: at the soak's rate (5,000 events/s is 300,000 a minute) would exceed it.
 SOAK_TOLERANCE_MB_PER_MIN: Final = 1.0
 #: Fewer settled seconds than this, or fewer samples, give no verdict.
-SOAK_MIN_SETTLED_S: Final = 20.0
+SOAK_MIN_SETTLED_S: Final = 60.0
 SOAK_MIN_SAMPLES: Final = 5
 #: Latency: how often the paced publisher sends, per record shape. Batch records hold
 #: one creator's events of one slice, as a poller would publish one poll's results.

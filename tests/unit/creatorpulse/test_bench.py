@@ -32,7 +32,7 @@ from creatorpulse.bench.machine import (
     parse_vm_hwm_mb,
     parse_vm_rss_mb,
 )
-from creatorpulse.bench.options import BenchOptions, parse_args
+from creatorpulse.bench.options import SOAK_MIN_SETTLED_S, BenchOptions, parse_args
 from creatorpulse.bench.processes import parse_json_line, parse_sample
 from creatorpulse.bench.report import (
     build_rows,
@@ -752,6 +752,12 @@ def test_soak_settles_after_the_grace_and_the_smallest_window() -> None:
     assert (options.soak_s, options.soak_grace_s, options.soak_settle_s) == (600.0, 120, 180.0)
     quick = parse_args(["--quick"])
     assert quick.soak_settle_s < quick.soak_s
+    # A full soak settles long enough for a verdict; a quick one shows only its slope.
+    settled, quick_settled = (
+        options.soak_s - options.soak_settle_s,
+        quick.soak_s - quick.soak_settle_s,
+    )
+    assert quick_settled < SOAK_MIN_SETTLED_S <= settled
     assert parse_args(["--soak-s", "30", "--soak-grace-s", "5"]).soak_settle_s == 65.0
     assert not parse_args(["--skip", "soak"]).runs("soak")
 
