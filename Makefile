@@ -77,7 +77,7 @@ format: $(STAMP) ## Apply ruff's formatting and safe fixes
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
 
-bench: $(STAMP) ## Benchmark vs raw ceiling and textbook Faust on real Kafka (~8 min; BENCH_ARGS=--quick: ~2 min)
+bench: $(STAMP) ## Benchmark vs raw ceiling and textbook Faust on real Kafka (~22 min with the 10-min soak; BENCH_ARGS=--quick: ~4 min)
 	-$(PY) -m creatorpulse.brokers.apache fetch
 	$(PY) -m creatorpulse.bench $(BENCH_ARGS)
 

@@ -14,7 +14,11 @@ cores are shared by broker, producer and consumer, so nothing else runs meanwhil
 4. **producers**: the simulator (generation + kafka-python publish) and a JSONL replay;
 5. **latency**: a steady rate of live events, publish -> row written, p50/p95/p99;
 6. **memory**: worker peak RSS with 10k creators x 3 campaigns of open windows;
-7. **scaling**: cost per event as creators and events per creator grow.
+7. **scaling**: cost per event as creators and events per creator grow;
+8. **alerts**: batch throughput with the alert stage on and off;
+9. **soak**: a steady live load for 10 minutes, the worker's RSS slope after its grace.
+
+Ceiling, bare loop, worker and alerts figures are medians of ``--passes`` passes (3).
 
 The table goes to stdout, progress to stderr, and the same numbers to a JSON file
 (``--help`` lists the flags; ``python -m creatorpulse.bench`` runs it without the CLI).

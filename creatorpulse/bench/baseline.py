@@ -63,6 +63,25 @@ def _cpu_s() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+def worker_faust_settings() -> dict[str, Any]:
+    """The Faust settings ``streams.app.build_worker`` gives the worker's app, apart from
+    its identity and placement (id, directories, web server): the baseline and the bare
+    loop run with them, so no ratio credits the worker a setting they lack
+    (tests/unit/creatorpulse/test_bench.py compares the two apps' settings)."""
+    from streams.config import WorkerConfig
+
+    defaults = WorkerConfig(kafka_bootstrap="unused")
+    return {
+        "broker_commit_interval": defaults.flush_interval_s,
+        "broker_session_timeout": defaults.session_timeout_s,
+        "broker_heartbeat_interval": defaults.session_timeout_s / 5,
+        "producer_acks": -1,
+        "stream_wait_empty": False,
+        "consumer_max_fetch_size": 8 * 1024 * 1024,
+        "stream_buffer_maxsize": defaults.max_batch,
+    }
+
+
 def build_app(
     bootstrap: str, topic_name: str, expect: int, app_id: str, partitions: int, bare: bool = False
 ) -> Any:
@@ -83,6 +102,7 @@ def build_app(
         consumer_auto_offset_reset="earliest",
         table_standby_replicas=0,
         logging_config=None,
+        **worker_faust_settings(),
     )
     # The worker's fetch setting too, so the ratios do not credit it (streams.app).
     use_prompt_fetches(app)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 from creatorpulse.bench.options import FLUSH_INTERVAL_S
 
@@ -120,20 +120,36 @@ class DoneTracker:
         return now - self._since >= self.quiet_s
 
 
-def best_of(runs: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
-    """The run with the highest events/s, plus every run's events/s under ``passes``.
+#: The figures of a pass that :func:`median_of_passes` takes the median of, each on its own.
+MEDIAN_FIELDS: Final = ("events_per_s", "cpu_s_per_event", "seconds", "cpu_s", "rss_peak_mb")
 
-    On a shared 2-core machine one pass can lose a fifth to a neighbour; the best of a
-    few is the figure the code can reach, and the spread stays visible in the JSON.
+
+def median_of_passes(
+    runs: Sequence[Mapping[str, Any]], names: Sequence[str] = MEDIAN_FIELDS
+) -> dict[str, Any]:
+    """One figure from several passes of the same measurement: the median of each of
+    ``names`` over the passes, every pass's events/s under ``passes`` and every pass in
+    full under ``runs``; other fields come from the pass with the median events/s (the
+    lower of the middle two for an even count).
+
+    Medians, not the best pass: on a shared 2-core machine one pass can lose a fifth to
+    a neighbour or gain as much from a quiet moment, and a ratio of two medians of the
+    same run is what issue 13's targets are stated in.
     """
+    if not runs:
+        raise ValueError("no passes to take a median of")
 
     def speed(run: Mapping[str, Any]) -> float:
         return float(run.get("events_per_s") or 0.0)
 
-    fastest: Mapping[str, Any] = max(runs, key=speed)
-    best = dict(fastest)
-    best["passes"] = [round(speed(run)) for run in runs]
-    return best
+    ordered = sorted(runs, key=speed)
+    out = dict(ordered[(len(ordered) - 1) // 2])
+    for name in names:
+        if any(run.get(name) is not None for run in runs):
+            out[name] = median_of(runs, name)
+    out["passes"] = [round(speed(run)) for run in runs]
+    out["runs"] = [dict(run) for run in runs]
+    return out
 
 
 def whole_topic_rates(result: Mapping[str, Any], events: int) -> dict[str, Any]:
@@ -188,4 +204,61 @@ def alert_cost(on: Sequence[Mapping[str, Any]], off: Sequence[Mapping[str, Any]]
         },
         "throughput_cost_pct": (1.0 - lost) * 100 if lost is not None else None,
         "cpu_cost_pct": (added - 1.0) * 100 if added is not None else None,
+    }
+
+
+def slope_mb_per_min(samples: Sequence[tuple[float, float]]) -> float:
+    """Least-squares slope of (seconds, MB) samples, in MB per minute; 0.0 when fewer
+    than two samples or no time between them give a slope."""
+    n = len(samples)
+    if n < 2:
+        return 0.0
+    mean_t = sum(t for t, _ in samples) / n
+    mean_m = sum(m for _, m in samples) / n
+    var = sum((t - mean_t) ** 2 for t, _ in samples)
+    if var == 0:
+        return 0.0
+    cov = sum((t - mean_t) * (m - mean_m) for t, m in samples)
+    return cov / var * 60
+
+
+def soak_figures(
+    samples: Sequence[tuple[float, float]],
+    *,
+    settle_s: float,
+    end_s: float,
+    tolerance_mb_per_min: float,
+    min_settled_s: float,
+    min_samples: int,
+) -> dict[str, Any]:
+    """A soak's memory verdict from RSS samples (seconds since publishing began, MB).
+
+    The slope counts only the samples from ``settle_s`` (state has begun to expire as
+    well as to grow) to ``end_s`` (publishing stopped). ``verdict``: ``flat`` when its
+    magnitude is at most ``tolerance_mb_per_min``, ``growing`` above it, ``shrinking``
+    below minus it, ``too short`` when the settled part spans under ``min_settled_s`` or
+    holds fewer than ``min_samples`` samples (the slope is still given where there is one).
+    """
+    settled = [(t, mb) for t, mb in samples if settle_s <= t <= end_s]
+    span = settled[-1][0] - settled[0][0] if len(settled) >= 2 else 0.0
+    slope = slope_mb_per_min(settled) if len(settled) >= 2 else None
+    if slope is None or span < min_settled_s or len(settled) < min_samples:
+        verdict = "too short"
+    elif slope > tolerance_mb_per_min:
+        verdict = "growing"
+    elif slope < -tolerance_mb_per_min:
+        verdict = "shrinking"
+    else:
+        verdict = "flat"
+    return {
+        "slope_mb_per_min": slope,
+        "verdict": verdict,
+        "tolerance_mb_per_min": tolerance_mb_per_min,
+        "settle_s": settle_s,
+        "settled_s": span,
+        "settled_samples": len(settled),
+        "samples": len(samples),
+        "rss_peak_mb": max((mb for _, mb in samples), default=None),
+        "rss_settled_start_mb": settled[0][1] if settled else None,
+        "rss_end_mb": settled[-1][1] if settled else None,
     }

@@ -36,14 +36,23 @@ def parse_mem_total_gb(meminfo: str) -> float | None:
     return None
 
 
-def parse_vm_hwm_mb(status: str) -> float | None:
-    """Peak resident memory (VmHWM) from ``/proc/<pid>/status``, in MiB."""
+def _status_mb(status: str, field: str) -> float | None:
     for line in status.splitlines():
-        if line.startswith("VmHWM:"):
+        if line.startswith(field):
             parts = line.split()
             if len(parts) >= 2 and parts[1].isdigit():
                 return int(parts[1]) / 1024
     return None
+
+
+def parse_vm_hwm_mb(status: str) -> float | None:
+    """Peak resident memory (VmHWM) from ``/proc/<pid>/status``, in MiB."""
+    return _status_mb(status, "VmHWM:")
+
+
+def parse_vm_rss_mb(status: str) -> float | None:
+    """Resident memory now (VmRSS) from ``/proc/<pid>/status``, in MiB."""
+    return _status_mb(status, "VmRSS:")
 
 
 def read_proc(path: str) -> str:

@@ -26,6 +26,7 @@ SECTIONS: Final = (
     "memory",
     "scaling",
     "alerts",
+    "soak",
 )
 PARTITIONS: Final = 4
 #: The worker's defaults, set explicitly so a user's environment cannot change the run.
@@ -39,8 +40,23 @@ THROUGHPUT_SPAN_S: Final = 900.0
 # state is creators x windows, which is what those sections measure.
 LIVE_SPAN_S: Final = 300.0
 BATCH_MAX_SPAN_MS: Final = 120_000
-#: Worker runs and bare-loop runs per record shape; the best counts (see best_of).
-PASSES: Final = 2
+#: Passes of the ceiling, bare-loop and worker runs per record shape, and of each side
+#: of the alerts section: each figure is the median of its passes (``--passes``; see
+#: figures.median_of_passes).
+PASSES: Final = 3
+#: Soak: a worker grace shorter than the run, so that windows close and dedup ids
+#: expire inside it; the RSS slope is taken once the grace and the smallest window have
+#: passed (see soak_settle_s), over this fixed set of creators (campaigns x creators).
+SOAK_GRACE_S: Final = 120
+SOAK_CAMPAIGNS: Final = 10
+SOAK_CREATORS_PER_CAMPAIGN: Final = 100
+SOAK_SAMPLE_S: Final = 2.0
+#: |slope| at or under this many MB per minute is flat: a leak of a few bytes per event
+#: at the soak's rate (5,000 events/s is 300,000 a minute) would exceed it.
+SOAK_TOLERANCE_MB_PER_MIN: Final = 1.0
+#: Fewer settled seconds than this, or fewer samples, give no verdict.
+SOAK_MIN_SETTLED_S: Final = 60.0
+SOAK_MIN_SAMPLES: Final = 5
 #: Latency: how often the paced publisher sends, per record shape. Batch records hold
 #: one creator's events of one slice, as a poller would publish one poll's results.
 LATENCY_SLICE_S: Final = {"batch": 0.25, "single": 0.05}
@@ -77,6 +93,12 @@ class BenchOptions:
     #: creator at the smallest creator count
     scaling_creators: tuple[int, ...] = (1_000, 10_000, 100_000)
     scaling_events_per_creator: tuple[int, ...] = (1, 10, 100)
+    #: passes of each throughput figure; the figure is their median
+    passes: int = PASSES
+    #: soak: seconds of steady publishing, the soak worker's grace, events/s
+    soak_s: float = 600.0
+    soak_grace_s: int = SOAK_GRACE_S
+    soak_rate: int = 5_000
     skip: frozenset[str] = frozenset()
     out: Path | None = None
     seed: int = 7
@@ -91,6 +113,10 @@ class BenchOptions:
                 raise ValueError(f"{name} must be >= 1")
         if self.latency_seconds <= 0 or self.latency_rate <= 0:
             raise ValueError("latency seconds and rate must be > 0")
+        if self.passes < 1:
+            raise ValueError("passes must be >= 1")
+        if self.soak_s <= 0 or self.soak_rate <= 0 or self.soak_grace_s < 0:
+            raise ValueError("soak seconds and rate must be > 0, its grace >= 0")
         if min(self.scaling_creators, default=1) < 1:
             raise ValueError("scaling creator counts must be >= 1")
         if min(self.scaling_events_per_creator, default=1) < 1:
@@ -102,6 +128,14 @@ class BenchOptions:
     def runs(self, section: str) -> bool:
         return section not in self.skip
 
+    @property
+    def soak_settle_s(self) -> float:
+        """Seconds into the soak after which its RSS slope counts: the grace, then the
+        smallest window, so the first windows have closed and the first dedup ids have
+        expired (state has begun leaving as well as arriving)."""
+        smallest = min(int(size) for size in WINDOWS.split(","))
+        return float(self.soak_grace_s + smallest)
+
 
 QUICK: Final = {
     "events": 20_000,
@@ -112,6 +146,10 @@ QUICK: Final = {
     "memory_creators": 1_000,
     "scaling_creators": (100, 1_000),
     "scaling_events_per_creator": (1, 10),
+    "passes": 1,
+    "soak_s": 90.0,
+    "soak_grace_s": 10,
+    "soak_rate": 1_000,
 }
 
 
@@ -162,6 +200,32 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help=sized("latency_rate", "events/s for the latency figure"),
     )
+    parser.add_argument(
+        "--passes",
+        type=int,
+        default=None,
+        help=sized(
+            "passes", "passes of each ceiling, bare-loop, worker and alerts figure (median)"
+        ),
+    )
+    parser.add_argument(
+        "--soak-s",
+        type=float,
+        default=None,
+        help=sized("soak_s", "seconds the soak publishes at a steady rate"),
+    )
+    parser.add_argument(
+        "--soak-grace-s",
+        type=int,
+        default=None,
+        help=sized("soak_grace_s", "the soak worker's grace; the RSS slope starts after it + 60 s"),
+    )
+    parser.add_argument(
+        "--soak-rate",
+        type=int,
+        default=None,
+        help=sized("soak_rate", "events/s of the soak, in batch records"),
+    )
     parser.add_argument("--quick", action="store_true", help="tiny sizes: a smoke test")
     parser.add_argument(
         "--out",
@@ -192,7 +256,16 @@ def parse_args(argv: Sequence[str] | None) -> BenchOptions:
         # Single-event records cost ~4x more per event everywhere: a quarter keeps the
         # two shapes' run times alike.
         sizes["single_events"] = max(1, args.events // 4)
-    for name in ("single_events", "baseline_events", "latency_seconds", "latency_rate"):
+    for name in (
+        "single_events",
+        "baseline_events",
+        "latency_seconds",
+        "latency_rate",
+        "passes",
+        "soak_s",
+        "soak_grace_s",
+        "soak_rate",
+    ):
         value = getattr(args, name)
         if value is not None:
             sizes[name] = value

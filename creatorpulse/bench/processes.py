@@ -13,6 +13,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -23,7 +24,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from creatorpulse.bench.figures import DoneTracker, rate
-from creatorpulse.bench.machine import parse_vm_hwm_mb, read_proc
+from creatorpulse.bench.machine import parse_vm_hwm_mb, parse_vm_rss_mb, read_proc
 from creatorpulse.bench.options import (
     FLUSH_INTERVAL_S,
     GRACE_S,
@@ -278,6 +279,43 @@ class WorkerProcess:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+class RssSampler:
+    """Samples VmRSS of ``pid()`` (the process playing the part now) in a thread.
+
+    ``samples`` holds (``time.monotonic()``, MB) pairs; a ``pid()`` of None (no process
+    now, e.g. between a ``kill -9`` and the restart) skips a sample. The bench's soak and
+    the drills (tests/drills) use it.
+    """
+
+    def __init__(self, pid: Callable[[], int | None], interval_s: float = 0.5) -> None:
+        self.pid = pid
+        self.interval_s = interval_s
+        self.samples: list[tuple[float, float]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="rss-sampler", daemon=True)
+
+    def __enter__(self) -> RssSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(10)
+
+    @property
+    def peak_mb(self) -> float:
+        return max((mb for _, mb in self.samples), default=0.0)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            pid = self.pid()
+            if pid is None:
+                continue
+            mb = parse_vm_rss_mb(read_proc(f"/proc/{pid}/status"))
+            if mb is not None:
+                self.samples.append((time.monotonic(), mb))
 
 
 @dataclass

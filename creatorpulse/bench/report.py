@@ -72,6 +72,21 @@ def _get(data: Mapping[str, Any], *path: str) -> Any:
 SHAPE_LABEL: Final = {"single": "single-event records", "batch": "batch records"}
 
 
+def fmt_passes(passes: Any) -> str:
+    """How many passes a figure is the median of, with each pass's events/s."""
+    values = [v for v in (passes or []) if v is not None]
+    if not values:
+        return ""
+    if len(values) == 1:
+        return f"one pass ({fmt_number(values[0])} ev/s), not a median"
+    return "median of " + ", ".join(fmt_number(v) for v in values) + " ev/s"
+
+
+def _with_passes(note: str, figures: Mapping[str, Any]) -> str:
+    passes = fmt_passes(figures.get("passes"))
+    return f"{note}; {passes}" if passes else note
+
+
 def _cost_rows(
     section: str,
     figure: str,
@@ -117,7 +132,12 @@ def _shape_rows(results: Mapping[str, Any], shape: str) -> list[Row]:
         per_record = data["events"] / data["records"] if data.get("records") else 0
         note = f"{data['events']:,} events, {per_record:.1f}/record, {data['creators']:,} creators"
         rows += _cost_rows(
-            f"1 ceiling, {label}", "aiokafka + orjson", ceiling, ceiling, baseline, note
+            f"1 ceiling, {label}",
+            "aiokafka + orjson",
+            ceiling,
+            ceiling,
+            baseline,
+            _with_passes(note, ceiling),
         )
     if baseline:
         note = f"first {baseline['events']:,} events, {baseline.get('table_writes', 0):,} writes"
@@ -137,7 +157,10 @@ def _shape_rows(results: Mapping[str, Any], shape: str) -> list[Row]:
             bare,
             ceiling,
             baseline,
-            f"every record: {bare.get('records') or 0:,} records, {bare['events']:,} events",
+            _with_passes(
+                f"every record: {bare.get('records') or 0:,} records, {bare['events']:,} events",
+                bare,
+            ),
         )
     if worker:
         note = (
@@ -147,6 +170,7 @@ def _shape_rows(results: Mapping[str, Any], shape: str) -> list[Row]:
         share = ratio(worker.get("events_per_s"), bare.get("events_per_s"))
         if share is not None:
             note += f"; {share * 100:.0f}% of the bare Faust loop"
+        note = _with_passes(note, worker)
         rows += _cost_rows(
             f"3 creatorpulse, {label}",
             "read -> all windows in ClickHouse",
@@ -306,8 +330,7 @@ def _alert_rows(alerts: Mapping[str, Any] | None) -> list[Row]:
     on, off = alerts.get("on") or {}, alerts.get("off") or {}
 
     def passes(side: Mapping[str, Any]) -> str:
-        runs = side.get("passes") or []
-        return "median of " + ", ".join(fmt_number(v) for v in runs) + " ev/s"
+        return fmt_passes(side.get("passes"))
 
     section = f"8 alerts, {SHAPE_LABEL['batch']}"
     caught_up = on.get("stage_caught_up_s")
@@ -348,6 +371,42 @@ def _alert_rows(alerts: Mapping[str, Any] | None) -> list[Row]:
     ]
 
 
+def _soak_rows(soak: Mapping[str, Any] | None) -> list[Row]:
+    """The soak's memory verdict: the worker's RSS slope once its grace has passed."""
+    if not soak:
+        return []
+    slope = soak.get("slope_mb_per_min")
+    sink = soak.get("sink") or {}
+    section = (
+        f"9 soak, {fmt_number(soak.get('rate'))} ev/s for {fmt_number(soak.get('seconds'), 's')}"
+    )
+    return [
+        Row(
+            section,
+            "worker RSS slope after the grace",
+            "-" if slope is None else f"{slope:+.2f} MB/min",
+            note=(
+                f"{soak.get('verdict', '?')} (tolerance +/-{soak.get('tolerance_mb_per_min')} "
+                f"MB/min); least squares over {soak.get('settled_samples', 0)} samples from "
+                f"{fmt_number(soak.get('settle_s'), 's')} (grace {soak.get('grace_s')} s + the "
+                f"60 s window) to the end; {soak.get('creators') or 0:,} creators, windows "
+                f"{soak.get('windows')}, --sink topic"
+            ),
+        ),
+        Row(
+            "",
+            "worker peak RSS",
+            fmt_number(soak.get("rss_peak_mb"), "MB"),
+            note=(
+                f"sampled every {soak.get('sample_interval_s')} s; VmHWM "
+                f"{fmt_number(soak.get('vm_hwm_mb'), 'MB')}; the sink process: peak "
+                f"{fmt_number(sink.get('rss_peak_mb'), 'MB')}, slope "
+                f"{fmt_number(sink.get('slope_mb_per_min'), 'MB/min', 2)}"
+            ),
+        ),
+    ]
+
+
 def build_rows(results: Mapping[str, Any]) -> list[Row]:
     """The table's rows from the results dict (what ``sections.run_benchmark`` returns)."""
     rows: list[Row] = []
@@ -359,6 +418,7 @@ def build_rows(results: Mapping[str, Any]) -> list[Row]:
     rows += _memory_rows(sections.get("memory"))
     rows += _scaling_rows(sections.get("scaling"))
     rows += _alert_rows(sections.get("alerts"))
+    rows += _soak_rows(sections.get("soak"))
     return rows
 
 

@@ -25,10 +25,11 @@ import orjson
 from creatorpulse.bench.brokers import BrokerInfo, create_topic, open_broker
 from creatorpulse.bench.figures import (
     alert_cost,
-    best_of,
     kb_per_window,
+    median_of_passes,
     percentile,
     rate,
+    soak_figures,
     whole_topic_rates,
     worker_figures,
 )
@@ -38,15 +39,22 @@ from creatorpulse.bench.options import (
     LATENCY_SLICE_S,
     LIVE_SPAN_S,
     PARTITIONS,
-    PASSES,
     POLL_RUNNING_S,
     POLL_STARTUP_S,
     SHAPES,
+    SOAK_CAMPAIGNS,
+    SOAK_CREATORS_PER_CAMPAIGN,
+    SOAK_MIN_SAMPLES,
+    SOAK_MIN_SETTLED_S,
+    SOAK_SAMPLE_S,
+    SOAK_TOLERANCE_MB_PER_MIN,
     THROUGHPUT_SPAN_S,
+    WINDOWS,
     BenchError,
     BenchOptions,
 )
 from creatorpulse.bench.processes import (
+    RssSampler,
     Waited,
     WorkerProcess,
     group_lag,
@@ -87,8 +95,8 @@ METHOD: Final = {
     ),
     "ceiling": (
         "aiokafka consumer, partitions assigned by hand (no group join), earliest: getmany + "
-        "orjson.loads of every value, first fetch to last event; best of 3 passes; CPU of "
-        "this process"
+        "orjson.loads of every value, first fetch to last event; CPU of this process; the "
+        "median of options.passes passes (3 by default), each from the start"
     ),
     "baseline": (
         "creatorpulse.bench.baseline: Faust agent, plain table keyed by "
@@ -98,14 +106,18 @@ METHOD: Final = {
     "bare_loop": (
         "creatorpulse.bench.baseline --bare: the same Faust app whose agent only iterates "
         "the stream (no decode, no table) over every record: Faust's own cost of reading "
-        "the topic, per event; it and the baseline run with the worker's GIL switch "
-        "interval (20 ms) and fetch wait (100 ms)"
+        "the topic, per event; it and the baseline run with every Faust setting of the "
+        "worker's app (baseline.worker_faust_settings: commit interval, 8 MiB fetches, "
+        "stream buffer, session timeout), its GIL switch interval (20 ms) and fetch wait "
+        "(100 ms); the median of options.passes runs"
     ),
     "worker": (
         "python -m creatorpulse worker (chDB store), /stats: events / (last_write_unix - "
         "first_record_unix) once every event is counted and every window written; CPU "
-        "from cpu_s deltas (start-up excluded); RSS from /proc/<pid>/status VmHWM; best "
-        "of 2 runs, each a fresh worker and group (the bare loop likewise)"
+        "from cpu_s deltas (start-up excluded); RSS from /proc/<pid>/status VmHWM; "
+        "events/s, CPU per event, seconds and RSS each the median over options.passes runs "
+        "(3 by default), each a fresh worker and group (the bare loop likewise); every run "
+        "is kept under runs, its events/s under passes; ratios are of medians of this run"
     ),
     "kstreams": KSTREAMS_METHOD,
     "producers": (
@@ -136,14 +148,25 @@ METHOD: Final = {
         "lag on the window-rows topic is 0), so the stage's work after the last write counts; "
         "the runs off read their CPU at the same point (after the same quiet period)"
     ),
+    "soak": (
+        "a worker with --sink topic (chDB's memory is in a `creatorpulse sink` process, "
+        "sampled apart) and a grace of options.soak_grace_s (120 s by default, under the "
+        "run, so windows close and dedup ids expire inside it), windows 60,3600; batch "
+        "records of 10 campaigns x 100 creators' events at options.soak_rate (5,000 "
+        "events/s) for options.soak_s (600 s), event time = wall clock at publish, sent in "
+        "250 ms slices as for latency; VmRSS of both processes every 2 s; the RSS slope is "
+        "the least-squares fit in MB/min over the samples from grace + 60 s (the first "
+        "minute windows have closed) to the end of publishing; flat when |slope| <= 1 "
+        "MB/min"
+    ),
 }
 
 
 def run_ceiling(
     bootstrap: str, topic: str, expect: int, timeout_s: float, passes: int = 3
 ) -> dict[str, Any]:
-    """The best of ``passes`` reads (a ceiling is the best case), each with a fresh group."""
-    return best_of(
+    """The median of ``passes`` reads, each from the start (no group, nothing committed)."""
+    return median_of_passes(
         [asyncio.run(_ceiling(bootstrap, topic, expect, timeout_s)) for _ in range(passes)]
     )
 
@@ -277,6 +300,8 @@ class Runner:
                 self.scaling()
             if o.runs("alerts") and "batch" in self.datasets:
                 self.section("alerts", None, self.alerts)
+            if o.runs("soak"):
+                self.section("soak", None, self.soak)
 
     def shape(self, shape: str) -> None:
         o = self.options
@@ -339,7 +364,13 @@ class Runner:
             result = self.section(
                 "ceiling",
                 shape,
-                lambda: run_ceiling(self.bootstrap(), topic, events, timeout_s=60 + events / 5000),
+                lambda: run_ceiling(
+                    self.bootstrap(),
+                    topic,
+                    events,
+                    timeout_s=60 + events / 5000,
+                    passes=o.passes,
+                ),
             )
             if result:
                 self.done(f"{shape}: ceiling {fmt_number(result['events_per_s'], 'ev/s')}")
@@ -365,7 +396,7 @@ class Runner:
             result = self.section(
                 "bare_loop",
                 shape,
-                lambda: best_of(
+                lambda: median_of_passes(
                     [
                         whole_topic_rates(
                             run_baseline(
@@ -378,7 +409,7 @@ class Runner:
                             ),
                             events,
                         )
-                        for i in range(PASSES)
+                        for i in range(o.passes)
                     ]
                 ),
             )
@@ -388,8 +419,8 @@ class Runner:
             result = self.section(
                 "worker",
                 shape,
-                lambda: best_of(
-                    [self.worker_run(dataset, f"worker-{shape}-{i}") for i in range(PASSES)]
+                lambda: median_of_passes(
+                    [self.worker_run(dataset, f"worker-{shape}-{i}") for i in range(o.passes)]
                 ),
             )
             if result:
@@ -447,7 +478,7 @@ class Runner:
         dataset = self.datasets["batch"]
         on: list[dict[str, Any]] = []
         off: list[dict[str, Any]] = []
-        for i in range(PASSES):
+        for i in range(self.options.passes):
             # Interleaved: a neighbour's job on the shared machine falls on both sides.
             on.append(self.alert_run(dataset, f"alerts-on-{i}", alerts=True))
             off.append(self.alert_run(dataset, f"alerts-off-{i}", alerts=False))
@@ -620,10 +651,17 @@ class Runner:
         }
 
     def _paced_publish(
-        self, publisher: Any, source: Iterator[SimRecord], total: int, slice_s: float
+        self,
+        publisher: Any,
+        source: Iterator[SimRecord],
+        total: int,
+        slice_s: float,
+        rate_per_s: float | None = None,
+        on_slice: Callable[[int], None] | None = None,
     ) -> tuple[list[float], int]:
-        """Publish ``total`` events at the latency rate in slices, event time = now."""
-        o = self.options
+        """Publish ``total`` events at ``rate_per_s`` (the latency rate by default) in
+        slices, event time = now; ``on_slice`` gets the events sent after each slice."""
+        speed = float(rate_per_s if rate_per_s is not None else self.options.latency_rate)
         lags: list[float] = []
         sent = 0
         start = time.perf_counter()
@@ -635,13 +673,154 @@ class Runner:
             if delay > 0:
                 time.sleep(delay)
             lags.append(max(0.0, time.perf_counter() - due) * 1000)
-            target = min(total, int(o.latency_rate * (time.perf_counter() - start)))
+            target = min(total, int(speed * (time.perf_counter() - start)))
             now_ms = int(time.time() * 1000)
             for record in take(source, target - sent):
                 publisher.publish(restamped(record, now_ms))
                 sent += 1
             publisher.flush()
+            if on_slice is not None:
+                on_slice(sent)
         return lags, sent
+
+    def soak(self) -> dict[str, Any]:
+        """The worker under a steady live load for minutes, its RSS sampled: does memory
+        level off once the grace has passed (issue 13: flat after the grace period)?"""
+        o = self.options
+        topic = self.topic("soak")
+        total = int(o.soak_rate * o.soak_s)
+        warmup = 1
+        sim = simulator(SOAK_CAMPAIGNS, SOAK_CREATORS_PER_CAMPAIGN, o.seed, f"{self.run_id}k")
+        creators: set[bytes] = set()
+
+        def events() -> Iterator[SimRecord]:
+            now_ms = int(time.time() * 1000)
+            for record in sim.events_at_rate(now_ms, float(o.soak_rate), total + warmup):
+                creators.add(record.key or b"")
+                yield record
+
+        source = events()
+        env = {"CREATORPULSE_GRACE_S": str(o.soak_grace_s)}
+        worker = WorkerProcess(
+            self.bootstrap(), topic, self.work_dir, "worker-soak", sink="topic", env=env
+        )
+        sink = WorkerProcess(
+            self.bootstrap(),
+            topic,
+            self.work_dir,
+            "worker-soak-sink",
+            command="sink",
+            app_id=worker.app_id,
+            env=env,
+        )
+        from producers.publisher import Publisher
+
+        slice_s = LATENCY_SLICE_S["batch"]
+        publisher = Publisher(self.bootstrap(), topic, events_per_record=o.events_per_record)
+
+        def pid(process: WorkerProcess) -> int | None:
+            proc = process.proc
+            return proc.pid if proc is not None and proc.poll() is None else None
+
+        sink.start()
+        try:
+            with worker, publisher:
+                self.say("soak: starting the worker")
+                for record in take(source, warmup):
+                    publisher.publish(restamped(record, int(time.time() * 1000)))
+                publisher.flush()
+                deadline = time.monotonic() + 120
+                while True:
+                    stats = worker.stats()
+                    if stats and stats.get("events_counted", 0) >= warmup:
+                        warm = stats
+                        break
+                    if time.monotonic() > deadline:
+                        raise BenchError(f"the soak worker did not start (log {worker.log_path})")
+                    time.sleep(POLL_STARTUP_S)
+                started = time.monotonic()
+                shown = [started]
+
+                def on_slice(sent: int) -> None:
+                    for process in (worker, sink):
+                        if process.proc is not None and process.proc.poll() is not None:
+                            raise BenchError(
+                                f"the soak's {process.command} exited "
+                                f"{process.proc.returncode}:\n{log_tail(process.log_path)}"
+                            )
+                    now = time.monotonic()
+                    if now - shown[0] >= 1.0:
+                        shown[0] = now
+                        rss = rss_worker.samples[-1][1] if rss_worker.samples else None
+                        self.say(
+                            f"soak: {now - started:,.0f}/{o.soak_s:,.0f} s, {sent:,} events, "
+                            f"worker RSS {fmt_number(rss, 'MB')}"
+                        )
+
+                with (
+                    RssSampler(lambda: pid(worker), SOAK_SAMPLE_S) as rss_worker,
+                    RssSampler(lambda: pid(sink), SOAK_SAMPLE_S) as rss_sink,
+                ):
+                    lags, sent = self._paced_publish(
+                        publisher, source, total, slice_s, o.soak_rate, on_slice
+                    )
+                    end_s = time.monotonic() - started
+                published_at = time.time()
+                waited = wait_until_written(
+                    worker, total + warmup, worker_timeout(total), before=warm
+                )
+                vm_hwm_mb = worker.vm_hwm_mb()
+        finally:
+            sink.stop()
+
+        def relative(sampler: RssSampler) -> list[tuple[float, float]]:
+            return [(t - started, mb) for t, mb in sampler.samples]
+
+        def judged(samples: list[tuple[float, float]]) -> dict[str, Any]:
+            return soak_figures(
+                samples,
+                settle_s=o.soak_settle_s,
+                end_s=end_s,
+                tolerance_mb_per_min=SOAK_TOLERANCE_MB_PER_MIN,
+                min_settled_s=SOAK_MIN_SETTLED_S,
+                min_samples=SOAK_MIN_SAMPLES,
+            )
+
+        worker_samples, sink_samples = relative(rss_worker), relative(rss_sink)
+        result = judged(worker_samples)
+        last_write = waited.final.get("last_write_unix")
+        result.update(
+            seconds=end_s,
+            events=sent,
+            records=waited.final.get("records"),
+            rate=o.soak_rate,
+            achieved_rate=sent / end_s if end_s else None,
+            creators=len(creators),
+            grace_s=o.soak_grace_s,
+            windows=WINDOWS,
+            sample_interval_s=SOAK_SAMPLE_S,
+            vm_hwm_mb=vm_hwm_mb,
+            drain_s=last_write - published_at if last_write is not None else None,
+            late=waited.final.get("late"),
+            duplicates=waited.final.get("duplicates"),
+            pacing_lag_ms={"p99": percentile(lags, 0.99), "max": max(lags) if lags else None},
+            exit_code=worker.exit_code,
+            rss_mb=[[round(t, 1), round(mb, 1)] for t, mb in worker_samples],
+            sink={
+                key: value
+                for key, value in judged(sink_samples).items()
+                if key in ("slope_mb_per_min", "verdict", "rss_peak_mb", "settled_samples")
+            },
+        )
+        if worker.exit_code != 0:
+            self.errors["soak/exit"] = f"worker exited {worker.exit_code} on SIGTERM"
+        self.done(
+            f"soak, {o.soak_rate:,} ev/s for {end_s:,.0f} s, grace {o.soak_grace_s} s: worker "
+            f"RSS slope {fmt_number(result['slope_mb_per_min'], 'MB/min', 2)} after "
+            f"{o.soak_settle_s:.0f} s ({result['verdict']}), peak "
+            f"{fmt_number(result['rss_peak_mb'], 'MB')}"
+        )
+        return result
 
     def memory(self) -> dict[str, Any]:
         o = self.options

@@ -2,8 +2,10 @@
 
 - :class:`LivePublisher`: a thread that publishes a stream at a steady rate until told to
   stop, keeping what it sent (in order) for the oracle;
-- :class:`RssSampler`: the resident memory of a process (``/proc/<pid>/status``), whatever
-  process currently plays the part (a worker restarted after ``kill -9`` has a new pid);
+- :class:`RssSampler` (from :mod:`creatorpulse.bench.processes`, which the bench's soak
+  uses too): the resident memory of a process (``/proc/<pid>/status``), whatever process
+  currently plays the part (a worker restarted after ``kill -9`` has a new pid), and
+  :func:`slope_mb_per_min` (:mod:`creatorpulse.bench.figures`);
 - :func:`judge`: ClickHouse against the oracle, exact, and dead letters by reason class;
 - :class:`DrillResult` and :data:`RESULTS`: one line of the drills table (tests/drills/
   conftest.py prints them at the end of the run and writes them to bench-results/).
@@ -18,13 +20,15 @@ import threading
 import time
 import urllib.request
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import orjson
 from kafka import KafkaProducer
 
+from creatorpulse.bench.figures import slope_mb_per_min as slope_mb_per_min
+from creatorpulse.bench.processes import RssSampler as RssSampler
 from tests.drills.data import Record, Stream, reason_class
 from tests.support.oracle import Expected, expected_totals
 from tests.support.processes import CampaignTotals, CreatorTotals
@@ -149,63 +153,6 @@ def publish_stream(bootstrap: str, topic: str, records: list[Record]) -> None:
         kafka.flush(120)
     finally:
         kafka.close(30)
-
-
-class RssSampler:
-    """Samples VmRSS of ``pid()`` (the process playing the part now) in a thread."""
-
-    def __init__(self, pid: Callable[[], int | None], interval_s: float = 0.5) -> None:
-        self.pid = pid
-        self.interval_s = interval_s
-        self.samples: list[tuple[float, float]] = []  # (monotonic s, RSS MB)
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="rss-sampler", daemon=True)
-
-    def __enter__(self) -> RssSampler:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join(10)
-
-    @property
-    def peak_mb(self) -> float:
-        return max((mb for _, mb in self.samples), default=0.0)
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.interval_s):
-            pid = self.pid()
-            if pid is None:
-                continue
-            mb = rss_mb(pid)
-            if mb is not None:
-                self.samples.append((time.monotonic(), mb))
-
-
-def rss_mb(pid: int) -> float | None:
-    try:
-        with open(f"/proc/{pid}/status") as status:
-            for line in status:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return None
-
-
-def slope_mb_per_min(samples: list[tuple[float, float]]) -> float:
-    """Least-squares slope of RSS over time, MB per minute."""
-    if len(samples) < 2:
-        return 0.0
-    n = len(samples)
-    mean_t = sum(t for t, _ in samples) / n
-    mean_m = sum(m for _, m in samples) / n
-    var = sum((t - mean_t) ** 2 for t, _ in samples)
-    if var == 0:
-        return 0.0
-    cov = sum((t - mean_t) * (m - mean_m) for t, m in samples)
-    return cov / var * 60
 
 
 # -- judging ------------------------------------------------------------------------------

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 from itertools import islice
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
@@ -15,20 +16,28 @@ from creatorpulse.bench.command import main
 from creatorpulse.bench.figures import (
     DoneTracker,
     alert_cost,
-    best_of,
     kb_per_window,
     median_of,
+    median_of_passes,
     percentile,
     ratio,
+    slope_mb_per_min,
+    soak_figures,
     whole_topic_rates,
     worker_figures,
 )
-from creatorpulse.bench.machine import parse_cpu_model, parse_mem_total_gb, parse_vm_hwm_mb
-from creatorpulse.bench.options import BenchOptions, parse_args
+from creatorpulse.bench.machine import (
+    parse_cpu_model,
+    parse_mem_total_gb,
+    parse_vm_hwm_mb,
+    parse_vm_rss_mb,
+)
+from creatorpulse.bench.options import SOAK_MIN_SETTLED_S, BenchOptions, parse_args
 from creatorpulse.bench.processes import parse_json_line, parse_sample
 from creatorpulse.bench.report import (
     build_rows,
     default_out_path,
+    fmt_passes,
     fmt_pct,
     fmt_ratio,
     render_table,
@@ -266,6 +275,9 @@ def test_machine_parsers() -> None:
     assert parse_mem_total_gb("nothing") is None
     assert parse_vm_hwm_mb("VmPeak:\t 1 kB\nVmHWM:\t  524288 kB\n") == 512.0
     assert parse_vm_hwm_mb("") is None
+    status = "VmHWM:\t  524288 kB\nVmRSS:\t  262144 kB\n"
+    assert (parse_vm_hwm_mb(status), parse_vm_rss_mb(status)) == (512.0, 256.0)
+    assert parse_vm_rss_mb("VmRSS:\t  ? kB\n") is None
 
 
 def test_parse_json_line_skips_terminal_noise() -> None:
@@ -442,13 +454,53 @@ def test_kb_per_window_is_the_growth_over_the_start() -> None:
     assert kb_per_window({"rss_peak_mb": 250.0, "rss_start_mb": 150.0}, 0) is None
 
 
-def test_best_of_keeps_the_fastest_run_and_every_pass() -> None:
-    runs = [{"events_per_s": 900.4, "cpu_s": 2.0}, {"events_per_s": 1_100.0, "cpu_s": 1.5}]
-    best = best_of(runs)
-    assert best["cpu_s"] == 1.5
-    assert best["passes"] == [900, 1_100]
-    assert "passes" not in runs[1]  # the inputs are left alone
-    assert best_of([{"events_per_s": None}])["passes"] == [0]
+def test_median_of_passes_takes_each_figure_s_median_and_keeps_every_pass() -> None:
+    runs = [
+        {"events_per_s": 1_100.0, "cpu_s_per_event": 9e-6, "rows_written": 11},
+        {"events_per_s": 900.4, "cpu_s_per_event": 12e-6, "rows_written": 9},
+        {"events_per_s": 1_000.0, "cpu_s_per_event": 10e-6, "rows_written": 10},
+    ]
+    median = median_of_passes(runs)
+    assert median["events_per_s"] == 1_000.0
+    # CPU per event is its own median, whichever pass it came from.
+    assert median["cpu_s_per_event"] == 10e-6
+    # Fields without a median come from the pass with the median events/s.
+    assert median["rows_written"] == 10
+    assert median["passes"] == [1_100, 900, 1_000]
+    assert [run["events_per_s"] for run in median["runs"]] == [1_100.0, 900.4, 1_000.0]
+    assert "passes" not in runs[2]  # the inputs are left alone
+    assert "rss_peak_mb" not in median  # no pass had it
+
+
+def test_median_of_passes_of_two_is_their_midpoint_and_of_one_itself() -> None:
+    two = median_of_passes(
+        [{"events_per_s": 800.0, "cpu_s_per_event": 2.0}, {"events_per_s": 1_200.0}]
+    )
+    assert two["events_per_s"] == 1_000.0
+    assert two["cpu_s_per_event"] == 2.0  # the only pass that has it
+    assert median_of_passes([{"events_per_s": None}])["passes"] == [0]
+    with pytest.raises(ValueError, match="no passes"):
+        median_of_passes([])
+
+
+def test_the_median_of_three_does_not_follow_one_lucky_pass() -> None:
+    # best-of would report 5,000: the median stays with the two passes that agree.
+    runs = [{"events_per_s": v} for v in (1_000.0, 5_000.0, 1_100.0)]
+    assert median_of_passes(runs)["events_per_s"] == 1_100.0
+
+
+def test_rows_say_how_many_passes_each_figure_is_the_median_of() -> None:
+    results = _results()
+    sections = results["sections"]
+    assert isinstance(sections, dict)
+    sections["worker"]["batch"]["passes"] = [120_000, 100_000, 110_000]
+    sections["ceiling"]["batch"]["passes"] = [400_000]
+    rows = build_rows(results)
+    worker = next(r for r in rows if r.section == "3 creatorpulse, batch records")
+    ceiling = next(r for r in rows if r.section == "1 ceiling, batch records")
+    assert "median of 120,000, 100,000, 110,000 ev/s" in worker.note
+    assert "one pass (400,000 ev/s), not a median" in ceiling.note
+    assert fmt_passes([]) == ""
 
 
 # -- alerts on and off ---------------------------------------------------------------------
@@ -583,3 +635,147 @@ def test_a_worker_gets_its_own_settings_over_the_fixed_ones(
     assert off["CREATORPULSE_ALERTS"] == "0"
     assert "CREATORPULSE_ALERTS" not in default  # the settings' default: alerts on
     assert off["CREATORPULSE_GRACE_S"] == default["CREATORPULSE_GRACE_S"] == "600"
+
+
+def test_passes_default_to_three_and_quick_says_fewer() -> None:
+    assert parse_args([]).passes == 3
+    assert parse_args(["--quick"]).passes == 1
+    assert parse_args(["--quick", "--passes", "3"]).passes == 3
+    with pytest.raises(ValueError, match="passes must be"):
+        BenchOptions(passes=0)
+
+
+#: Faust settings that name or place an app (its id, directories, web server), not how it
+#: consumes: the only ones the textbook baseline may set apart from the worker.
+IDENTITY_SETTINGS = frozenset(
+    {
+        "appdir",
+        "canonical_url",
+        "datadir",
+        "id",
+        "name",
+        "reply_to",
+        "tabledir",
+        "web_bind",
+        "web_enabled",
+        "web_host",
+        "web_port",
+    }
+)
+
+
+def test_the_baseline_and_bare_loop_run_with_every_faust_setting_of_the_worker() -> None:
+    from creatorpulse.bench.baseline import build_app
+    from streams.app import build_worker
+    from streams.config import WorkerConfig
+
+    worker = build_worker(WorkerConfig(kafka_bootstrap="127.0.0.1:9"), None).app
+    differ = {}
+    for bare in (False, True):
+        baseline = build_app("127.0.0.1:9", "t", 10, f"bench-baseline-{bare}", 4, bare=bare)
+        for name, setting in type(worker.conf).SETTINGS.items():
+            if setting.deprecated or name in IDENTITY_SETTINGS:
+                continue
+            ours, theirs = getattr(worker.conf, name), getattr(baseline.conf, name)
+            if ours != theirs and not (callable(ours) and callable(theirs)):
+                differ[name] = (ours, theirs)
+    assert differ == {}
+
+
+# -- soak ----------------------------------------------------------------------------------
+
+
+def test_slope_is_the_least_squares_fit_in_mb_per_minute() -> None:
+    # 0.5 MB every 10 s is 3 MB a minute, whatever the offset and the noise around the line.
+    line = [(t, 200.0 + 0.05 * t) for t in range(0, 300, 10)]
+    assert slope_mb_per_min(line) == pytest.approx(3.0)
+    noisy = [(t, mb + (1.0 if i % 2 else -1.0)) for i, (t, mb) in enumerate(line)]
+    assert slope_mb_per_min(noisy) == pytest.approx(3.0, abs=0.1)
+    assert slope_mb_per_min([(0.0, 5.0), (60.0, 2.0)]) == pytest.approx(-3.0)
+    assert slope_mb_per_min([(0.0, 5.0)]) == 0.0
+    assert slope_mb_per_min([(1.0, 5.0), (1.0, 9.0)]) == 0.0
+
+
+def _soak(samples: list[tuple[float, float]], **overrides: float) -> dict[str, Any]:
+    settings: dict[str, float] = {
+        "settle_s": 180.0,
+        "end_s": 600.0,
+        "tolerance_mb_per_min": 1.0,
+        "min_settled_s": 20.0,
+        "min_samples": 5,
+    }
+    settings.update(overrides)
+    return soak_figures(
+        samples,
+        settle_s=settings["settle_s"],
+        end_s=settings["end_s"],
+        tolerance_mb_per_min=settings["tolerance_mb_per_min"],
+        min_settled_s=settings["min_settled_s"],
+        min_samples=int(settings["min_samples"]),
+    )
+
+
+def test_soak_slope_counts_only_what_follows_the_grace() -> None:
+    # Memory climbs by 2 MB/s while the dedup ids and windows fill (the first 180 s),
+    # then stays within a few tenths of a MB: flat, though the whole run's fit climbs.
+    rising = [(float(t), 100.0 + 2.0 * t) for t in range(0, 180, 2)]
+    level = [(float(t), 460.0 + (0.3 if t % 4 else 0.0)) for t in range(180, 602, 2)]
+    figures = _soak(rising + level)
+    assert figures["verdict"] == "flat"
+    assert abs(figures["slope_mb_per_min"]) < 0.1
+    assert slope_mb_per_min(rising + level) > 1.0  # what a fit over the warm-up would say
+    assert figures["rss_peak_mb"] == 460.3
+    assert figures["settled_samples"] == len([t for t, _ in level if t <= 600.0])
+    assert figures["settled_s"] == 420.0
+
+
+def test_soak_verdicts_grow_shrink_and_refuse_a_short_run() -> None:
+    def line(per_min: float) -> list[tuple[float, float]]:
+        return [(float(t), 300.0 + per_min * t / 60) for t in range(0, 600, 5)]
+
+    assert _soak(line(1.5))["verdict"] == "growing"
+    assert _soak(line(-1.5))["verdict"] == "shrinking"
+    assert _soak(line(0.9))["verdict"] == "flat"
+    short = _soak(line(5.0), end_s=190.0)
+    assert short["verdict"] == "too short"  # 10 s after settling
+    assert short["slope_mb_per_min"] == pytest.approx(5.0)
+    empty = _soak([])
+    assert (empty["verdict"], empty["slope_mb_per_min"], empty["rss_peak_mb"]) == (
+        "too short",
+        None,
+        None,
+    )
+
+
+def test_soak_settles_after_the_grace_and_the_smallest_window() -> None:
+    options = parse_args([])
+    assert (options.soak_s, options.soak_grace_s, options.soak_settle_s) == (600.0, 120, 180.0)
+    quick = parse_args(["--quick"])
+    assert quick.soak_settle_s < quick.soak_s
+    # A full soak settles long enough for a verdict; a quick one shows only its slope.
+    settled, quick_settled = (
+        options.soak_s - options.soak_settle_s,
+        quick.soak_s - quick.soak_settle_s,
+    )
+    assert quick_settled < SOAK_MIN_SETTLED_S <= settled
+    assert parse_args(["--soak-s", "30", "--soak-grace-s", "5"]).soak_settle_s == 65.0
+    assert not parse_args(["--skip", "soak"]).runs("soak")
+
+
+def test_soak_rows_show_the_slope_verdict_and_peak() -> None:
+    results = _results()
+    sections = results["sections"]
+    assert isinstance(sections, dict)
+    soak = _soak([(float(t), 400.0 + 0.02 * t) for t in range(0, 600, 2)])
+    soak.update(rate=5_000, seconds=600.0, grace_s=120, creators=640, windows="60,3600")
+    soak.update(sample_interval_s=2.0, vm_hwm_mb=420.0, sink={"rss_peak_mb": 700.0})
+    sections["soak"] = soak
+    rows = build_rows(results)
+    at = next(i for i, r in enumerate(rows) if r.section.startswith("9 soak"))
+    slope, peak = rows[at : at + 2]
+    assert slope.section == "9 soak, 5,000 ev/s for 600 s"
+    assert slope.value == "+1.20 MB/min"
+    assert slope.note.startswith("growing (tolerance +/-1.0 MB/min)")
+    assert "from 180 s (grace 120 s" in slope.note
+    assert peak.value == "412 MB"
+    assert "the sink process: peak 700 MB" in peak.note
