@@ -29,9 +29,9 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
-from creatorpulse.bench.figures import best_of, rate, ratio
+from creatorpulse.bench.figures import median_of_passes, rate, ratio
 from creatorpulse.bench.machine import parse_vm_hwm_mb, read_proc
-from creatorpulse.bench.options import GRACE_S, PASSES, POLL_RUNNING_S, WINDOWS, BenchError
+from creatorpulse.bench.options import GRACE_S, POLL_RUNNING_S, WINDOWS, BenchError
 from creatorpulse.bench.processes import group_lag, log_tail, parse_json_line, worker_timeout
 from creatorpulse.bench.report import fmt_number, fmt_ratio, fmt_us
 from creatorpulse.brokers.process import die_with_parent, kill_group
@@ -53,7 +53,7 @@ KSTREAMS_METHOD: Final = (
     "windows written as JSON rows to an output topic at each commit; events/s from the "
     "first record to the end of the first commit after the last event, the group's "
     "committed offsets then checked at the end offsets; CPU from the JVM's /proc/<pid>/stat "
-    "at those two points (start-up excluded); best of 2 runs, each a fresh application id"
+    "at those two points (start-up excluded); median of --passes runs, each a fresh application id"
 )
 #: Maven's first build downloads Kafka Streams and the shade plugin; later ones take seconds.
 BUILD_TIMEOUT_S: Final = 600.0
@@ -355,7 +355,7 @@ class KStreamsSection:
         r = self.runner
         jar = self.jar()
         runs = []
-        for i in range(PASSES):
+        for i in range(r.options.passes):
             name = f"kstreams-{dataset.shape}-{i}"
 
             def progress(text: str, name: str = name) -> None:
@@ -374,7 +374,7 @@ class KStreamsSection:
                     on_progress=progress,
                 )
             )
-        result = best_of(runs)
+        result = median_of_passes(runs)
         sections = r.sections
         result.update(
             comparison(
