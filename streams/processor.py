@@ -342,7 +342,8 @@ class StreamProcessor:
         :data:`MAX_CHANGELOG_VALUE`.
         """
         partition_of = self._partition_of
-        if all(partition_of(e.creator_id) == partition for e in events):
+        # A batch record holds one creator's events, as a rule: ask once per creator.
+        if all(partition_of(c) == partition for c in {e.creator_id for e in events}):
             return events, positions
         keep: list[DecodedEvent] = []
         keep_positions: list[int] = []

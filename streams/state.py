@@ -205,7 +205,9 @@ class PartitionState:
         admit = self.watermark.admit
         seen = self.seen
         new_ids = self._new_ids
-        bucket_s = self._bucket_s
+        bucket_ms = self._bucket_s * 1000
+        seen_add = seen.add
+        add_id = new_ids.append
         # group -> (each event's counts, each event's index in ``events``)
         groups: dict[tuple[str, str, int], tuple[list[tuple[int, ...]], list[int]]] = {}
         # The common case, a record with no late event, skips the per-event rule.
@@ -221,14 +223,15 @@ class PartitionState:
             if event_id in seen:
                 duplicates += 1
                 continue
-            seen.add(event_id)
-            new_ids.append((event_id, ts))
+            seen_add(event_id)
+            add_id((event_id, ts))
             counted += 1
             if event.kind == "snapshot":
                 counts = self._snapshot_delta(event, topic, offset)
             else:
                 counts = _counts(event)
-            key = (event.campaign_id, event.creator_id, window_start_ms(ts, bucket_s))
+            # The start of the event's bucket (window_start_ms, inlined: per event).
+            key = (event.campaign_id, event.creator_id, ts - ts % bucket_ms)
             grouped = groups.get(key)
             if grouped is None:
                 groups[key] = ([counts], [index])
