@@ -24,7 +24,7 @@ from typing import Any
 from faust.types import TP
 from kafka.partitioner.default import murmur2
 
-from schemas.events import DecodedEvent, decode_record
+from schemas.events import MAX_EVENT_BYTES, DecodedEvent, decode_event, decode_record
 from schemas.rows import WindowKey
 from streams.changelog import ChangelogRecord, partition_of
 from streams.config import WorkerConfig
@@ -32,9 +32,11 @@ from streams.observability import LatencyTracker, WorkerStats, process_usage, re
 from streams.outputs.topic import dead_letter_records, forwarded_records, window_row_records
 from streams.outputs.writer import SinkWriter
 from streams.ports import Changelog, Message, OffsetCommitter, OutRecord, Producer
-from streams.state import PartitionState
+from streams.state import PartitionState, RecordOutcome
 
 log = logging.getLogger("creatorpulse.worker")
+
+_ARRAY = ord("[")  # the first byte of a batch record
 
 
 def partition_for(key: bytes, partitions: int) -> int:
@@ -181,6 +183,10 @@ class StreamProcessor:
         rekey_topic = self.topics.rekey
         stats = self.stats
         states = self.states
+        by_topic = stats.events_by_topic
+        partition_of = self._partition_of
+        observe_latency = self.latency.observe
+        observe_lateness = stats.lateness.observe
         wall = self.clock()
         now_ms = int(wall * 1000)
         if stats.first_record_unix is None:
@@ -207,8 +213,30 @@ class StreamProcessor:
                 topic, partition, offset, last
             ):
                 continue
-            decoded = decode_record(message.value)
-            by_topic = stats.events_by_topic
+            value = message.value
+            # A single-event record msgspec reads, of a creator this partition holds:
+            # the fast path (what decode_record and _rekey_misplaced would do for it).
+            event = (
+                decode_event(value)
+                if value and len(value) <= MAX_EVENT_BYTES and value[0] != _ARRAY
+                else None
+            )
+            if event is not None and (
+                topic != input_topic or partition_of(event.creator_id) == partition
+            ):
+                by_topic[topic] = by_topic.get(topic, 0) + 1
+                one = state.apply_one(
+                    topic, offset, event, now_ms=now_ms, forwarded=topic == rekey_topic
+                )
+                if one is None:
+                    ts = event.ts
+                    observe_latency(ts)
+                    observe_lateness(max(now_ms - ts, 0) / 1000)
+                    stats.events_counted += 1
+                else:
+                    self._count_outcome(one, one.counted and event.ts, now_ms)
+                continue
+            decoded = decode_record(value)
             by_topic[topic] = by_topic.get(topic, 0) + len(decoded.events) + len(decoded.rejected)
             positions = decoded.positions()
             local: list[DecodedEvent] = decoded.events
@@ -223,20 +251,24 @@ class StreamProcessor:
                 rejected=decoded.rejected,
                 forwarded=topic == rekey_topic,
             )
-            if outcome.counted:
-                first_ts = local[0].ts
-                self.latency.observe(first_ts)
-                stats.lateness.observe(max(now_ms - first_ts, 0) / 1000)
-            stats.events_counted += outcome.counted
-            stats.duplicates += outcome.duplicates
-            stats.late += outcome.late
-            stats.invalid += outcome.invalid
-            if outcome.dead_letters:
-                self._outbox += dead_letter_records(outcome.dead_letters, self.topics.dead_letters)
-                by_reason = stats.dead_letters_by_reason
-                for dead in outcome.dead_letters:
-                    kind = reason_class(dead.reason)
-                    by_reason[kind] = by_reason.get(kind, 0) + 1
+            self._count_outcome(outcome, outcome.counted and local[0].ts, now_ms)
+
+    def _count_outcome(self, outcome: RecordOutcome, first_ts: int, now_ms: int) -> None:
+        """Count what became of one record's events (``first_ts``: its first event's time)."""
+        stats = self.stats
+        if outcome.counted:
+            self.latency.observe(first_ts)
+            stats.lateness.observe(max(now_ms - first_ts, 0) / 1000)
+        stats.events_counted += outcome.counted
+        stats.duplicates += outcome.duplicates
+        stats.late += outcome.late
+        stats.invalid += outcome.invalid
+        if outcome.dead_letters:
+            self._outbox += dead_letter_records(outcome.dead_letters, self.topics.dead_letters)
+            by_reason = stats.dead_letters_by_reason
+            for dead in outcome.dead_letters:
+                kind = reason_class(dead.reason)
+                by_reason[kind] = by_reason.get(kind, 0) + 1
 
     def _unrestored(self, partition: int) -> None:
         self.stats.unrestored_records += 1
@@ -310,7 +342,8 @@ class StreamProcessor:
         :data:`MAX_CHANGELOG_VALUE`.
         """
         partition_of = self._partition_of
-        if all(partition_of(e.creator_id) == partition for e in events):
+        # A batch record holds one creator's events, as a rule: ask once per creator.
+        if all(partition_of(c) == partition for c in {e.creator_id for e in events}):
             return events, positions
         keep: list[DecodedEvent] = []
         keep_positions: list[int] = []

@@ -115,6 +115,7 @@ class PartitionState:
         self.window_sizes_s = tuple(window_sizes_s)
         # No window boundary of any size falls inside a bucket of the sizes' gcd.
         self._bucket_s = reduce(gcd, self.window_sizes_s)
+        self._sizes_ms = tuple((size, size * 1000) for size in self.window_sizes_s)
         self.watermark = Watermark(grace_ms=grace_s * 1000)
         self.future_skew_ms = future_skew_s * 1000
         self.offsets: Offsets = {}
@@ -204,7 +205,9 @@ class PartitionState:
         admit = self.watermark.admit
         seen = self.seen
         new_ids = self._new_ids
-        bucket_s = self._bucket_s
+        bucket_ms = self._bucket_s * 1000
+        seen_add = seen.add
+        add_id = new_ids.append
         # group -> (each event's counts, each event's index in ``events``)
         groups: dict[tuple[str, str, int], tuple[list[tuple[int, ...]], list[int]]] = {}
         # The common case, a record with no late event, skips the per-event rule.
@@ -220,14 +223,15 @@ class PartitionState:
             if event_id in seen:
                 duplicates += 1
                 continue
-            seen.add(event_id)
-            new_ids.append((event_id, ts))
+            seen_add(event_id)
+            add_id((event_id, ts))
             counted += 1
             if event.kind == "snapshot":
                 counts = self._snapshot_delta(event, topic, offset)
             else:
                 counts = _counts(event)
-            key = (event.campaign_id, event.creator_id, window_start_ms(ts, bucket_s))
+            # The start of the event's bucket (window_start_ms, inlined: per event).
+            key = (event.campaign_id, event.creator_id, ts - ts % bucket_ms)
             grouped = groups.get(key)
             if grouped is None:
                 groups[key] = ([counts], [index])
@@ -264,6 +268,64 @@ class PartitionState:
         if problems:
             outcome.dead_letters = self._dead_letters(topic, offset, problems, now_ms)
         return outcome
+
+    def apply_one(
+        self, topic: str, offset: int, event: DecodedEvent, *, now_ms: int, forwarded: bool = False
+    ) -> RecordOutcome | None:
+        """:meth:`apply_record` for a record of one valid event, with its outcome.
+
+        The common case of a single-event record (in order, on time, not seen, a delta
+        whose windows stay within the bounds) is applied here without building the
+        groups, undo log and outcome of the general path; ``None`` then means "counted,
+        nothing else". Anything else goes to :meth:`apply_record` before anything is
+        changed, so both paths leave the same state and the same outcome.
+        """
+        ts = event.ts
+        if (
+            event.kind == "snapshot"
+            or offset <= self.offsets.get(topic, -1)
+            or ts > now_ms + self.future_skew_ms
+            or self._ahead_windows
+        ):
+            return self.apply_record(topic, offset, (event,), now_ms=now_ms, forwarded=forwarded)
+        watermark = self.watermark
+        value_ms = watermark.value_ms
+        event_id = event.event_id
+        seen = self.seen
+        if (value_ms is not None and ts < value_ms - watermark.grace_ms) or event_id in seen:
+            return self.apply_record(topic, offset, (event,), now_ms=now_ms, forwarded=forwarded)
+        counts = _counts(event)
+        if any(counts):
+            windows = self.windows
+            campaign_id = event.campaign_id
+            creator_id = event.creator_id
+            updates = []
+            for size, size_ms in self._sizes_ms:
+                key = (campaign_id, creator_id, size, ts - ts % size_ms)
+                totals = windows.get(key)
+                if totals is None:
+                    base = self._baseline.get(key)
+                    new = list(map(add, base, counts)) if base else list(counts)
+                else:
+                    new = list(map(add, totals, counts))
+                if max(new) > MAX_COUNT:
+                    return self.apply_record(
+                        topic, offset, (event,), now_ms=now_ms, forwarded=forwarded
+                    )
+                updates.append((key, new, totals is None))
+            dirty = self._dirty_windows
+            for key, new, fresh in updates:
+                windows[key] = new
+                if fresh:
+                    self._baseline.pop(key, None)
+                    self._index_window(key)
+                dirty.add(key)
+        if value_ms is None or ts > value_ms:
+            watermark.value_ms = ts
+        seen.add(event_id)
+        self._new_ids.append((event_id, ts))
+        self.offsets[topic] = offset
+        return None
 
     def _refuse_future(
         self,
