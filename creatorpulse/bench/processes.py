@@ -188,8 +188,8 @@ class WorkerProcess:
     def log_path(self) -> Path:
         return self.dir / f"{self.command}.log"
 
-    def start(self) -> WorkerProcess:
-        self.dir.mkdir(parents=True, exist_ok=True)
+    def environment(self) -> dict[str, str]:
+        """The process's environment: this machine's, with every setting fixed here."""
         env = {k: v for k, v in os.environ.items() if not k.startswith("CREATORPULSE_")}
         env.update(
             CREATORPULSE_KAFKA_BOOTSTRAP=self.bootstrap,
@@ -203,8 +203,16 @@ class WorkerProcess:
             CREATORPULSE_GRACE_S=str(GRACE_S),
             CREATORPULSE_FLUSH_INTERVAL_S=str(FLUSH_INTERVAL_S),
             CREATORPULSE_SINK=self.sink,
+            # Its own alerts topic, as its own window-rows topic: with the shared default,
+            # each run's alert sink read every earlier run's alerts from the start.
+            CREATORPULSE_ALERTS_TOPIC=f"{self.app_id}-alerts",
         )
         env.update(self.env)
+        return env
+
+    def start(self) -> WorkerProcess:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        env = self.environment()
         self.started_at = time.time()
         with open(self.log_path, "wb") as log:  # the child keeps its own descriptor
             self.proc = subprocess.Popen(

@@ -637,6 +637,20 @@ def test_a_worker_gets_its_own_settings_over_the_fixed_ones(
     assert off["CREATORPULSE_GRACE_S"] == default["CREATORPULSE_GRACE_S"] == "600"
 
 
+def test_each_bench_worker_has_its_own_alerts_topic_shared_with_its_sink(tmp_path: Path) -> None:
+    from creatorpulse.bench import processes
+    from schemas.topics import ALERTS
+
+    one = processes.WorkerProcess("127.0.0.1:9", "t", tmp_path, "one").environment()
+    two = processes.WorkerProcess("127.0.0.1:9", "t", tmp_path, "two").environment()
+    sink = processes.WorkerProcess(
+        "127.0.0.1:9", "t", tmp_path, "sink", command="sink", app_id="bench-one-x"
+    )
+    topics = {one["CREATORPULSE_ALERTS_TOPIC"], two["CREATORPULSE_ALERTS_TOPIC"], ALERTS}
+    assert len(topics) == 3  # no run reads another's alerts, nor the default topic
+    assert sink.environment()["CREATORPULSE_ALERTS_TOPIC"] == "bench-one-x-alerts"
+
+
 def test_passes_default_to_three_and_quick_says_fewer() -> None:
     assert parse_args([]).passes == 3
     assert parse_args(["--quick"]).passes == 1
