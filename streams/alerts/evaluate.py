@@ -178,6 +178,8 @@ class _CohortStats:
     cohort: Cohort
     prior: Prior | None  # rates only
     spread: Spread
+    #: each member's figure on the score's scale, by creator: scored without recomputing
+    scaled: dict[str, float]
 
 
 def _pool(metric: str, c: CreatorTotals) -> str | None:
@@ -275,7 +277,8 @@ def _cohort_stats(
         prior = fit_prior(
             [metric.counts(c) for c in members], rules.prior_strength_min, rules.prior_strength_max
         )
-    sp = spread([_scale(metric, c, prior) for c in members])
+    scaled = {c.creator_id: _scale(metric, c, prior) for c in members}
+    sp = spread(list(scaled.values()))
     cohort = Cohort(
         campaign_id=campaign_id,
         tier=tier,
@@ -285,11 +288,12 @@ def _cohort_stats(
         mad=sp.mad,
         mean_ad=sp.mean_ad if sp.uses_mean_ad else None,
     )
-    return _CohortStats(cohort, prior, sp)
+    return _CohortStats(cohort, prior, sp, scaled)
 
 
 def _score(metric: _Metric, c: CreatorTotals, cs: _CohortStats, rules: Rules) -> Score | None:
-    x = _scale(metric, c, cs.prior)
+    """``c`` is an eligible member of the cohort ``cs`` describes."""
+    x = cs.scaled[c.creator_id]
     z = cs.spread.z(x)
     if z is None:
         return None
