@@ -303,10 +303,12 @@ def test_the_dashboard_of_a_running_pipeline(
     # A creator's detail opens, with its curve drawn: the one with most views (most
     # windows too, as the run has just begun), first once sorted most first again.
     browser.find_element(By.CSS_SELECTOR, "#board-table th[data-key=views]").click()
-    first = browser.find_element(By.CSS_SELECTOR, "#board-table tbody tr[data-creator]")
-    creator = first.get_attribute("data-creator")
-    campaign_id = first.get_attribute("data-campaign")
-    first.click()
+    # Read and clicked in one script: a live update may redraw the board between two
+    # WebDriver calls, and the row found by the first would be stale in the next.
+    creator, campaign_id = browser.execute_script(
+        "const r = document.querySelector('#board-table tbody tr[data-creator]');"
+        "r.click(); return [r.dataset.creator, r.dataset.campaign];"
+    )
     wait_for(browser, lambda d: d.find_element(By.ID, "detail").is_displayed(), 10, "the detail")
     wait_for(
         browser,
