@@ -20,7 +20,6 @@ from __future__ import annotations
 import functools
 import os
 import shutil
-import signal
 import subprocess
 import tempfile
 import time
@@ -32,9 +31,15 @@ from typing import TYPE_CHECKING, Any, Final
 from creatorpulse.bench.figures import median_of_passes, rate, ratio
 from creatorpulse.bench.machine import parse_vm_hwm_mb, read_proc
 from creatorpulse.bench.options import GRACE_S, POLL_RUNNING_S, WINDOWS, BenchError
-from creatorpulse.bench.processes import group_lag, log_tail, parse_json_line, worker_timeout
+from creatorpulse.bench.processes import (
+    group_lag,
+    log_tail,
+    parse_json_line,
+    terminate,
+    worker_timeout,
+)
 from creatorpulse.bench.report import fmt_number, fmt_ratio, fmt_us
-from creatorpulse.brokers.process import die_with_parent, kill_group
+from creatorpulse.brokers.process import die_with_parent
 
 if TYPE_CHECKING:
     from creatorpulse.bench.sections import Runner
@@ -232,13 +237,8 @@ class KStreamsProcess:
         proc = self.proc
         if proc is None:
             return self.exit_code
-        if proc.poll() is None:
-            # The app's shutdown hook closes Kafka Streams (leaves the group, closes stores).
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=timeout_s)
-            except subprocess.TimeoutExpired:
-                kill_group(proc)
+        # The app's shutdown hook closes Kafka Streams (leaves the group, closes stores).
+        terminate(proc, timeout_s)
         self.exit_code = proc.returncode
         self.proc = None
         return self.exit_code

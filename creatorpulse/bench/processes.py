@@ -151,6 +151,18 @@ def group_lag(bootstrap: str, group: str, topics: Sequence[str]) -> int | None:
     )
 
 
+def terminate(proc: subprocess.Popen[bytes], timeout_s: float) -> None:
+    """SIGTERM a process that still runs (it shuts down cleanly), its group SIGKILLed
+    after ``timeout_s``."""
+    if proc.poll() is None:
+        with contextlib.suppress(ProcessLookupError):  # it exited meanwhile
+            proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            kill_group(proc)
+
+
 class WorkerProcess:
     """``python -m creatorpulse worker`` on its own chDB store, group and HTTP port.
 
@@ -270,13 +282,7 @@ class WorkerProcess:
         if proc is None:
             return self.exit_code
         started = time.monotonic()
-        if proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=timeout_s)
-            except subprocess.TimeoutExpired:
-                kill_group(proc)
+        terminate(proc, timeout_s)
         self.exit_code = proc.returncode
         self.stop_s = time.monotonic() - started
         self.proc = None
