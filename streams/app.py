@@ -128,10 +128,12 @@ def build_worker(
         async with processor.lock:
             processor.restore(assigned)
 
-    def on_batch(tp: Any, batch: list[Any]) -> bool:
+    def on_batch(tp: Any, batch: list[Any], at_end: bool) -> bool:
         # Inside the consumer's fetch task, under processor.lock: pure CPU.
         started = time.perf_counter()
         processor.apply_records(batch)
+        if at_end:
+            processor.note_caught_up()
         processor.stats.apply_s += time.perf_counter() - started
         processor.stats.batches += 1
         # Whether the state holds them all (restored, nothing skipped to rewind).

@@ -23,10 +23,13 @@ class WorkerConfig:
     window_sizes_s: tuple[int, ...] = DEFAULT_WINDOW_SIZES_S
     # When a flush starts (docs/design.md, "When a flush starts"): once the oldest record
     # applied since the last flush has waited flush_max_age_s, or flush_max_records
-    # records are applied, or flush_interval_s has passed without a flush.
+    # records are applied, or flush_interval_s has passed without a flush; and once a
+    # fetch has read to the end of a partition (caught up: the records are live), as
+    # soon as flush_caught_up_gap_s has passed since the last flush began.
     flush_interval_s: float = 1.0
     flush_max_age_s: float = 0.25
     flush_max_records: int = 50_000
+    flush_caught_up_gap_s: float = 0.1
     max_batch: int = 10_000
     data_dir: Path = Path(".creatorpulse/faust")
     web_port: int | None = None
@@ -61,6 +64,8 @@ class WorkerConfig:
             raise ValueError("flush_max_age_s must be positive")
         if self.flush_max_records < 1:
             raise ValueError("flush_max_records must be at least 1")
+        if self.flush_caught_up_gap_s < 0:
+            raise ValueError("flush_caught_up_gap_s must not be negative")
 
     @property
     def topics(self) -> Topics:

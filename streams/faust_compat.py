@@ -48,9 +48,11 @@ class _PromptFetchConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
 
 
 #: Applies one partition's records of one fetch (aiokafka ``ConsumerRecord`` objects),
-#: under the batch lock; pure CPU, no awaits. True if the partition's state now holds
-#: all of them (it is restored, and they followed what it had in order).
-BatchHandler = Callable[[TP, list[Any]], bool]
+#: under the batch lock; pure CPU, no awaits. The flag says whether they reach the
+#: partition's end offset as the fetch saw it (the consumer has caught up). True if the
+#: partition's state now holds all of them (it is restored, and they followed what it
+#: had in order).
+BatchHandler = Callable[[TP, list[Any], bool], bool]
 #: Awaited after each batch, outside the lock (e.g. backpressure).
 AfterBatch = Callable[[], Awaitable[None]]
 #: The next offset of a partition that the application's state expects, or None when
@@ -175,7 +177,8 @@ class _PromptFetchConsumer(faust_aiokafka.Consumer):
                 return
             if not (active is None or tp in active or tp in self._buffered_partitions):
                 continue
-            self.app.monitor.track_tp_end_offset(tp, self.highwater(tp))
+            end_offset = self.highwater(tp)
+            self.app.monitor.track_tp_end_offset(tp, end_offset)
             if tp.topic not in batched:
                 await self._deliver_one_by_one(tp, batch)
                 continue
@@ -193,7 +196,8 @@ class _PromptFetchConsumer(faust_aiokafka.Consumer):
                 if batch and first is not None and batch[0].offset < first:
                     batch = [record for record in batch if record.offset >= first]
                 if batch:
-                    took = on_batch(tp, batch)
+                    at_end = end_offset is not None and batch[-1].offset + 1 >= end_offset
+                    took = on_batch(tp, batch, at_end)
                     # Without a seek since the fetch, go on after the batch; after one
                     # (a rewind), the seek says where to go on. Never backwards.
                     if first == start:

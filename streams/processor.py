@@ -95,11 +95,13 @@ class StreamProcessor:
         # Partitions whose delivery skipped records, until they are read again.
         self.rewinds: dict[TP, Rewind] = {}
         # When the next flush is due (seconds_until_flush): the last flush's start, the
-        # time the oldest record applied since then was applied, and how many there are.
+        # time the oldest record applied since then was applied, how many there are, and
+        # whether a fetch since then read to the end of its partition.
         self._monotonic = monotonic
         self._last_flush = monotonic()
         self._first_unflushed: float | None = None
         self._unflushed_records = 0
+        self._caught_up = False
         self._flush_wakeup = asyncio.Event()
 
     # -- partitions -------------------------------------------------------------------
@@ -370,6 +372,13 @@ class StreamProcessor:
         if self._unflushed_records >= self.config.flush_max_records:
             self._flush_wakeup.set()
 
+    def note_caught_up(self) -> None:
+        """A fetch read to the end of its partition: what it applied is live data, so
+        the next flush need not wait for ``flush_max_age_s`` (see seconds_until_flush)."""
+        if not self._caught_up:
+            self._caught_up = True
+            self._flush_wakeup.set()
+
     def seconds_until_flush(self) -> float:
         """How long until the next flush is due; 0 when it is due now.
 
@@ -377,7 +386,9 @@ class StreamProcessor:
         waited ``flush_max_age_s`` (what bounds freshness), ``flush_max_records`` are
         applied (what bounds a flush's work while catching up), or ``flush_interval_s``
         has passed since the last flush (retries, held checkpoints, restored windows and
-        deleted segments go out without new records).
+        deleted segments go out without new records). Once the input has caught up (the
+        records wait for no backlog), ``flush_caught_up_gap_s`` after the last flush
+        began: live data is flushed at once, and a backlog still in big flushes.
         """
         config = self.config
         due = self._last_flush + config.flush_interval_s
@@ -385,6 +396,8 @@ class StreamProcessor:
             if self._unflushed_records >= config.flush_max_records:
                 return 0.0
             due = min(due, self._first_unflushed + config.flush_max_age_s)
+            if self._caught_up:
+                due = min(due, self._last_flush + config.flush_caught_up_gap_s)
         return max(0.0, due - self._monotonic())
 
     async def wait_until_flush_due(self) -> None:
@@ -433,6 +446,7 @@ class StreamProcessor:
             # Everything applied so far is in this flush: the next one's age starts anew.
             self._first_unflushed = None
             self._unflushed_records = 0
+            self._caught_up = False
         deletes, self._written_dead = self._written_dead, []
         if not (flushes or outbox or deletes or self._retry or self._held):
             return

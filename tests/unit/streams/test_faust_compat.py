@@ -140,7 +140,7 @@ def test_the_private_members_used_exist_on_a_built_consumer() -> None:
         assert hasattr(app.monitor, "track_tp_end_offset")
         assert hasattr(app.topics, "acks_enabled_for")
 
-        def handler(tp: Any, batch: list[Any]) -> bool:
+        def handler(tp: Any, batch: list[Any], at_end: bool) -> bool:
             raise AssertionError("never called")
 
         lock = asyncio.Lock()
@@ -198,20 +198,24 @@ class Delivery:
         self.app = faust.App("compat-deliver", broker="kafka://127.0.0.1:9", web_enabled=False)
         use_prompt_fetches(self.app)
         consumer: Any = self.app.consumer
-        consumer.highwater = lambda tp: 0  # no broker to ask
+        # No broker to ask: the end offsets the fetches saw (None: not known yet).
+        self.end_offsets: dict[TP, int | None] = {}
+        consumer.highwater = lambda tp: self.end_offsets.get(tp, 0)
         self.consumer = consumer
         self.waiting = asyncio.Event()
         monitor: Any = self.app.monitor
         monitor.track_tp_end_offset = lambda tp, offset: self.waiting.set()
         self.lock = asyncio.Lock()
         self.applied: list[tuple[Any, list[int]]] = []
+        self.at_end: list[bool] = []  # what each handler call was told
         self.after = 0
         self.takes = True  # what the handler answers: the state holds the batch
         # Where the state of each partition goes on (absent: not restored).
         self.state_next: dict[TP, int] = {}
 
-        def handler(tp: Any, batch: list[Any]) -> bool:
+        def handler(tp: Any, batch: list[Any], at_end: bool) -> bool:
             self.applied.append((tp, [r.offset for r in batch]))
+            self.at_end.append(at_end)
             return self.takes
 
         async def after() -> None:
@@ -246,6 +250,23 @@ class Delivery:
 
 
 TP0 = TP("t", 0)
+
+
+def test_the_handler_is_told_whether_a_batch_reaches_the_partitions_end() -> None:
+    # What lets the processor flush live data at once and a backlog in big flushes.
+    d = Delivery()
+    try:
+        d.consumer._read_offset[TP0] = 0
+        generation = d.app.consumer_generation_id
+        d.end_offsets[TP0] = 10
+        asyncio.run(d.consumer._deliver({TP0: [Record(o) for o in range(5)]}, None, generation))
+        asyncio.run(d.consumer._deliver({TP0: [Record(o) for o in range(5, 10)]}, None, generation))
+        d.end_offsets[TP0] = None  # aiokafka knows no end offset yet
+        asyncio.run(d.consumer._deliver({TP0: [Record(10)]}, None, generation))
+        assert d.applied == [(TP0, [0, 1, 2, 3, 4]), (TP0, [5, 6, 7, 8, 9]), (TP0, [10])]
+        assert d.at_end == [False, True, False]
+    finally:
+        d.close()
 
 
 def test_a_batch_goes_to_the_handler_and_the_read_offset_moves_past_it() -> None:

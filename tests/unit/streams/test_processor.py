@@ -420,6 +420,55 @@ def test_a_flush_starts_the_age_and_the_count_anew() -> None:
     assert p.seconds_until_flush() == pytest.approx(0.25)
 
 
+def test_caught_up_records_are_flushed_once_the_gap_since_the_last_flush_has_passed() -> None:
+    # Live data (a fetch read to the end of its partition) does not wait for the age.
+    async def scenario() -> list[float]:
+        p = timed(clock, flush_interval_s=1.0, flush_max_age_s=0.25, flush_caught_up_gap_s=0.1)
+        p.restore([0])
+        due = []
+        clock.now += 0.5
+        p.apply_records([record(0, event_json("e0", T0, 1))])
+        due.append(p.seconds_until_flush())  # behind: the age decides
+        p.note_caught_up()
+        due.append(p.seconds_until_flush())  # the last flush (at start) is > 0.1 s ago
+        await p.flush()
+        p.note_caught_up()
+        due.append(p.seconds_until_flush())  # nothing waits: the interval
+        clock.now += 0.04
+        p.apply_records([record(1, event_json("e1", T0, 1))])
+        due.append(p.seconds_until_flush())  # the flag outlived the fetch that set it
+        await p.flush()
+        clock.now += 0.04
+        p.apply_records([record(2, event_json("e2", T0, 1))])
+        due.append(p.seconds_until_flush())  # a flush takes the flag: behind again
+        return due
+
+    clock = FakeClock()
+    due = asyncio.run(scenario())
+    assert due == pytest.approx([0.25, 0.0, 1.0, 0.06, 0.25])
+
+
+def test_a_caught_up_fetch_wakes_the_flush_wait() -> None:
+    async def scenario() -> bool:
+        clock = FakeClock()
+        p = timed(clock, flush_interval_s=60.0, flush_max_age_s=30.0, flush_caught_up_gap_s=0.0)
+        p.restore([0])
+        waiting = asyncio.ensure_future(p.wait_until_flush_due())
+        p.apply_records([record(0, event_json("e0", T0, 1))])
+        await asyncio.sleep(0)
+        assert not waiting.done()  # the age is 30 s away
+        p.note_caught_up()
+        await asyncio.wait_for(waiting, 5.0)
+        return waiting.done()
+
+    assert asyncio.run(scenario())
+
+
+def test_a_negative_caught_up_gap_is_refused() -> None:
+    with pytest.raises(ValueError, match="flush_caught_up_gap_s"):
+        WorkerConfig(kafka_bootstrap="x:1", flush_caught_up_gap_s=-0.1)
+
+
 def test_the_flush_wait_wakes_when_records_make_a_flush_due() -> None:
     # The wait began with nothing to flush (the whole interval ahead, and the fake clock
     # never moves): enough records must end it, not a timer.
