@@ -9,6 +9,7 @@ exactly the totals that ``tests.support.oracle`` computes from the same events.
 from __future__ import annotations
 
 import random
+import time
 from pathlib import Path
 from typing import Any
 
@@ -337,3 +338,42 @@ def test_separate_sink_process_is_exact_through_kill9_of_both(
     ours = [r for r in dead if r[0] in (topic, rekeyed)]
     assert len(ours) == one.invalid + tail.invalid
     assert [r[4].split(":")[0] for r in ours].count("late") == len(CREATORS)
+
+
+def test_live_records_are_written_without_waiting_for_the_flush_age(
+    kafka_broker: Any, clickhouse_url: str, unique_name: Any, workdir: Path, spawn: Any
+) -> None:
+    # Interval and age of a minute: only the caught-up rule (the fetch read to the end
+    # of its partition) can write these rows within the wait below.
+    bootstrap = real_kafka(kafka_broker)
+    topic = unique_name("post-stats")
+    campaign = unique_name("live")
+    create_topic(bootstrap, topic, PARTITIONS)
+    now = int(time.time() * 1000)
+    records = [
+        (c.encode(), orjson.dumps(event(f"{c}-live", now, c, campaign_id=campaign, views=5)))
+        for c in CREATORS
+    ]
+    publish(bootstrap, topic, records)
+    worker = spawn(
+        bootstrap,
+        clickhouse_url,
+        topic,
+        unique_name("live"),
+        workdir,
+        flush_interval_s="60",
+        flush_max_age_s="60",
+    )
+    worker.start()
+
+    # Offsets are committed only by a flush, after its checkpoints are durable.
+    wait_until(
+        lambda: committed_everything(bootstrap, worker.env["CREATORPULSE_APP_ID"], [topic]),
+        30,
+        worker,
+        "the first flush",
+    )
+    assert worker.terminate() == 0, worker.log_tail()
+    creator, _, _ = read_clickhouse(clickhouse_url)
+    minutes = [v for (camp, _, size, _), v in creator.items() if camp == campaign and size == 60]
+    assert sum(v[FIELDS.index("views")] for v in minutes) == 5 * len(CREATORS)
