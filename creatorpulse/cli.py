@@ -104,6 +104,7 @@ def main_options(
     app_id: Annotated[str | None, _setting("app_id")] = None,
     flush_interval_s: Annotated[float | None, _setting("flush_interval_s")] = None,
     flush_max_age_s: Annotated[float | None, _setting("flush_max_age_s")] = None,
+    kafka_send_timeout_s: Annotated[float | None, _setting("kafka_send_timeout_s")] = None,
     sink: Annotated[str | None, _setting("sink")] = None,
     web_port: Annotated[int | None, _setting("web_port")] = None,
     web_host: Annotated[str | None, _setting("web_host")] = None,

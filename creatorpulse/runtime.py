@@ -229,6 +229,7 @@ def worker_config(settings: Settings, bootstrap: str) -> WorkerConfig:
         window_sizes_s=settings.window_sizes_s,
         flush_interval_s=settings.flush_interval_s,
         flush_max_age_s=settings.flush_max_age_s,
+        kafka_send_timeout_s=settings.kafka_send_timeout_s,
         data_dir=settings.data_dir / "faust",
         web_port=settings.web_port or None,
         web_host=settings.web_host,

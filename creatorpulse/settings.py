@@ -92,6 +92,15 @@ class Settings(BaseSettings):
             "(bounds how soon counts are queryable)."
         ),
     )
+    kafka_send_timeout_s: float = Field(
+        default=30.0,
+        gt=0,
+        le=1200,
+        description=(
+            "How long the worker waits for Kafka to acknowledge what a flush sends before "
+            "it counts the send as failed and sends it again at the next flush."
+        ),
+    )
     shutdown_timeout_s: float = Field(
         default=10.0,
         gt=0,

@@ -87,6 +87,7 @@ def build_worker(
         broker_heartbeat_interval=config.session_timeout_s / 5,
         consumer_auto_offset_reset="earliest",
         producer_acks=-1,
+        producer_request_timeout=config.kafka_send_timeout_s,
         stream_wait_empty=False,
         # Batch records are up to 1 MiB: fetch many per partition per round trip.
         consumer_max_fetch_size=8 * 1024 * 1024,

@@ -31,6 +31,10 @@ class WorkerConfig:
     flush_max_records: int = 50_000
     flush_caught_up_gap_s: float = 0.1
     max_batch: int = 10_000
+    # How long a send to Kafka may wait for its acknowledgement. Faust's default (its
+    # producer_request_timeout, 20 minutes) let one lost answer hold a flush, and with it
+    # the partition's commits, for that long; a send that fails is sent again.
+    kafka_send_timeout_s: float = 30.0
     data_dir: Path = Path(".creatorpulse/faust")
     web_port: int | None = None
     web_host: str = "127.0.0.1"  # bound and advertised; Faust binds 0.0.0.0 unless told
@@ -64,6 +68,8 @@ class WorkerConfig:
             raise ValueError("flush_max_age_s must be positive")
         if self.flush_max_records < 1:
             raise ValueError("flush_max_records must be at least 1")
+        if self.kafka_send_timeout_s <= 0:
+            raise ValueError("kafka_send_timeout_s must be positive")
         if self.flush_caught_up_gap_s < 0:
             raise ValueError("flush_caught_up_gap_s must not be negative")
 

@@ -76,6 +76,7 @@ def worker_faust_settings() -> dict[str, Any]:
         "broker_session_timeout": defaults.session_timeout_s,
         "broker_heartbeat_interval": defaults.session_timeout_s / 5,
         "producer_acks": -1,
+        "producer_request_timeout": defaults.kafka_send_timeout_s,
         "stream_wait_empty": False,
         "consumer_max_fetch_size": 8 * 1024 * 1024,
         "stream_buffer_maxsize": defaults.max_batch,

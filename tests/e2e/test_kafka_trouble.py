@@ -197,3 +197,92 @@ def test_a_broker_outage_logs_each_repeated_client_failure_once(
     repeated = {pattern: n for pattern, n in per_pattern.items() if n > 2}
     assert not repeated, f"{len(lines)} client lines in a {outage_s:.0f}s outage:\n{text[-4000:]}"
     print(f"{len(lines)} client lines, {len(per_pattern)} patterns, outage {outage_s:.1f}s")
+
+
+def test_a_lost_produce_answer_fails_the_send_in_time_and_the_retry_loses_nothing(
+    kafka_broker: BrokerHandle, unique_name: Callable[[str], str], tmp_path: Path
+) -> None:
+    # The worker reaches its own broker through a proxy that can lose the answers to
+    # Produce requests; the test's clients use a direct listener. Unbounded (Faust's 20
+    # minutes), one lost answer held a flush, and the partition's commits, that long.
+    if kafka_broker.flavor != APACHE_KAFKA:
+        pytest.skip("needs its own Apache Kafka broker with a second listener")
+    from creatorpulse.brokers.apache import ApacheKafka
+    from sinks.clickhouse import ClickHouseSink
+    from tests.support.kafka_proxy import KafkaProxy
+
+    direct, proxied, controller = free_port(), free_port(), free_port()
+    proxy = KafkaProxy(proxied).start()
+    broker = ApacheKafka(
+        port=direct,
+        controller_port=controller,
+        extra_config={
+            "listeners": (
+                f"PLAINTEXT://127.0.0.1:{direct},PROXIED://127.0.0.1:{proxied},"
+                f"CONTROLLER://127.0.0.1:{controller}"
+            ),
+            "advertised.listeners": (
+                f"PLAINTEXT://127.0.0.1:{direct},PROXIED://127.0.0.1:{proxy.port}"
+            ),
+            "listener.security.protocol.map": (
+                "PLAINTEXT:PLAINTEXT,PROXIED:PLAINTEXT,CONTROLLER:PLAINTEXT"
+            ),
+        },
+    )
+    broker.start()
+    bootstrap = f"127.0.0.1:{direct}"
+    topic, app_id = unique_name("lost-answer"), unique_name("lost-answer-app")
+    store = tmp_path / "store"
+    env = {
+        **base_env(tmp_path),
+        "CREATORPULSE_KAFKA_BOOTSTRAP": f"127.0.0.1:{proxy.port}",
+        "CREATORPULSE_CLICKHOUSE_URL": f"chdb://{store}",
+        "CREATORPULSE_INPUT_TOPIC": topic,
+        "CREATORPULSE_APP_ID": app_id,
+        "CREATORPULSE_PARTITIONS": "2",
+        "CREATORPULSE_FLUSH_INTERVAL_S": "0.5",
+        "CREATORPULSE_KAFKA_SEND_TIMEOUT_S": "3",
+        "CREATORPULSE_ALERTS": "0",
+    }
+    log_path = tmp_path / "worker.log"
+    worker: subprocess.Popen[bytes] | None = None
+    try:
+        create_topic(bootstrap, topic, 2)
+        with open(log_path, "wb") as log:
+            worker = subprocess.Popen(
+                [sys.executable, "-m", "creatorpulse", "worker"],
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        publish(bootstrap, topic, 0, 50)
+        wait_for(lambda: committed_total(bootstrap, app_id, topic) == 50, 120, worker)
+
+        proxy.lose_produce_answers.set()
+        publish(bootstrap, topic, 50, 50)
+        wait_for(lambda: b"Kafka refused" in log_path.read_bytes(), 30, worker)
+        assert proxy.lost > 0
+        assert committed_total(bootstrap, app_id, topic) == 50  # nothing past the lost send
+
+        proxy.lose_produce_answers.clear()
+        wait_for(lambda: committed_total(bootstrap, app_id, topic) == 100, 60, worker)
+        worker.send_signal(signal.SIGTERM)
+        assert worker.wait(60) == 0
+    finally:
+        if worker is not None and worker.poll() is None:
+            worker.kill()
+            worker.wait(30)
+        broker.stop()
+        proxy.close()
+    sink = ClickHouseSink(f"chdb://{store}")
+    sink.start()
+    try:
+        rows = sink.query_rows(
+            "SELECT sum(views) FROM {database}.creator_metrics FINAL "
+            "WHERE campaign_id = 'c' AND window_size_s = 60"
+        )
+    finally:
+        sink.close()
+    # Records sent twice (the broker wrote what the worker never heard back about) are
+    # changelog pieces and rows keyed by window: every event counts once.
+    assert int(rows[0][0]) == 100, log_path.read_text(errors="replace")[-4000:]

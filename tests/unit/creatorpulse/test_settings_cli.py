@@ -46,6 +46,8 @@ def test_flags_win_over_the_environment(monkeypatch: pytest.MonkeyPatch) -> None
         ({"clickhouse_connect_timeout_s": 0}, "CREATORPULSE_CLICKHOUSE_CONNECT_TIMEOUT_S"),
         ({"clickhouse_timeout_s": "never"}, "CREATORPULSE_CLICKHOUSE_TIMEOUT_S"),
         ({"shutdown_timeout_s": -1}, "CREATORPULSE_SHUTDOWN_TIMEOUT_S"),
+        ({"kafka_send_timeout_s": 0}, "CREATORPULSE_KAFKA_SEND_TIMEOUT_S"),
+        ({"kafka_send_timeout_s": 1201}, "CREATORPULSE_KAFKA_SEND_TIMEOUT_S"),
     ],
 )
 def test_bad_settings_name_what_to_fix(overrides: dict[str, object], names: str) -> None:
@@ -68,14 +70,19 @@ def test_timeouts_have_the_sinks_defaults_and_reach_sink_and_worker(
     from creatorpulse.runtime import worker_config
     from sinks.clickhouse import DEFAULT_CONNECT_TIMEOUT_S, DEFAULT_TIMEOUT_S
 
-    for name in ("CLICKHOUSE_CONNECT_TIMEOUT_S", "CLICKHOUSE_TIMEOUT_S", "SHUTDOWN_TIMEOUT_S"):
+    names = ("CLICKHOUSE_CONNECT_TIMEOUT_S", "CLICKHOUSE_TIMEOUT_S", "SHUTDOWN_TIMEOUT_S")
+    for name in (*names, "KAFKA_SEND_TIMEOUT_S"):
         monkeypatch.delenv(f"CREATORPULSE_{name}", raising=False)
     settings = load_settings()
     assert settings.clickhouse_connect_timeout_s == DEFAULT_CONNECT_TIMEOUT_S == 5
     assert settings.clickhouse_timeout_s == DEFAULT_TIMEOUT_S == 30
     assert settings.shutdown_timeout_s == 10
+    assert settings.kafka_send_timeout_s == 30
     monkeypatch.setenv("CREATORPULSE_SHUTDOWN_TIMEOUT_S", "2.5")
-    assert worker_config(load_settings(), "k:1").shutdown_timeout_s == 2.5
+    monkeypatch.setenv("CREATORPULSE_KAFKA_SEND_TIMEOUT_S", "4")
+    config = worker_config(load_settings(), "k:1")
+    assert config.shutdown_timeout_s == 2.5
+    assert config.kafka_send_timeout_s == 4
 
 
 def test_a_bad_clickhouse_url_fails_at_start(capsys: pytest.CaptureFixture[str]) -> None:

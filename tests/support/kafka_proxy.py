@@ -1,0 +1,125 @@
+"""A TCP proxy in front of a Kafka listener that can lose the broker's answers to Produce.
+
+Kafka frames are a 4-byte big-endian size and a body. A request body starts with
+``api_key`` (int16), ``api_version`` (int16) and ``correlation_id`` (int32); a response
+body starts with the ``correlation_id`` it answers. While :attr:`KafkaProxy.lose_produce_answers`
+is set, the proxy forwards every request (the broker writes the records) but drops the
+answers to Produce requests (api key 0): what a client sees when an acknowledgement is
+lost on the way, the one case a long client request timeout turns into a stuck send.
+Everything else passes: fetches, heartbeats, commits, metadata.
+"""
+
+from __future__ import annotations
+
+import socket
+import struct
+import threading
+from collections.abc import Callable
+
+PRODUCE_API_KEY = 0
+
+
+def _read_exactly(sock: socket.socket, n: int) -> bytes | None:
+    chunks = []
+    while n:
+        chunk = sock.recv(n)
+        if not chunk:
+            return None
+        chunks.append(chunk)
+        n -= len(chunk)
+    return b"".join(chunks)
+
+
+def _frames(sock: socket.socket) -> Callable[[], bytes | None]:
+    def next_frame() -> bytes | None:
+        head = _read_exactly(sock, 4)
+        if head is None:
+            return None
+        body = _read_exactly(sock, struct.unpack(">i", head)[0])
+        return None if body is None else head + body
+
+    return next_frame
+
+
+class KafkaProxy:
+    """Listens on 127.0.0.1:``port`` and forwards each connection to ``target_port``."""
+
+    def __init__(self, target_port: int) -> None:
+        self.target_port = target_port
+        self.lose_produce_answers = threading.Event()
+        self.lost = 0  # answers dropped so far
+        self._server = socket.create_server(("127.0.0.1", 0))
+        self.port: int = self._server.getsockname()[1]
+        self._closed = threading.Event()
+        self._sockets: list[socket.socket] = []
+        self._lock = threading.Lock()
+
+    def start(self) -> KafkaProxy:
+        threading.Thread(target=self._accept, name="kafka-proxy", daemon=True).start()
+        return self
+
+    def close(self) -> None:
+        self._closed.set()
+        self._server.close()
+        with self._lock:
+            for sock in self._sockets:
+                sock.close()
+
+    def _accept(self) -> None:
+        while not self._closed.is_set():
+            try:
+                client, _ = self._server.accept()
+            except OSError:
+                return
+            try:
+                broker = socket.create_connection(("127.0.0.1", self.target_port))
+            except OSError:
+                client.close()
+                continue
+            with self._lock:
+                self._sockets += [client, broker]
+            produce_ids: set[int] = set()
+            ids_lock = threading.Lock()
+            threading.Thread(
+                target=self._requests, args=(client, broker, produce_ids, ids_lock), daemon=True
+            ).start()
+            threading.Thread(
+                target=self._answers, args=(broker, client, produce_ids, ids_lock), daemon=True
+            ).start()
+
+    def _requests(
+        self, client: socket.socket, broker: socket.socket, ids: set[int], lock: threading.Lock
+    ) -> None:
+        next_frame = _frames(client)
+        try:
+            while (frame := next_frame()) is not None:
+                api_key, _, correlation_id = struct.unpack(">hhi", frame[4:12])
+                if api_key == PRODUCE_API_KEY:
+                    with lock:
+                        ids.add(correlation_id)
+                broker.sendall(frame)
+        except OSError:
+            pass
+        finally:
+            client.close()
+            broker.close()
+
+    def _answers(
+        self, broker: socket.socket, client: socket.socket, ids: set[int], lock: threading.Lock
+    ) -> None:
+        next_frame = _frames(broker)
+        try:
+            while (frame := next_frame()) is not None:
+                (correlation_id,) = struct.unpack(">i", frame[4:8])
+                with lock:
+                    produce = correlation_id in ids
+                    ids.discard(correlation_id)
+                if produce and self.lose_produce_answers.is_set():
+                    self.lost += 1
+                    continue
+                client.sendall(frame)
+        except OSError:
+            pass
+        finally:
+            client.close()
+            broker.close()
