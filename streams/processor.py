@@ -593,6 +593,18 @@ class StreamProcessor:
             self.states.pop(partition, None)
             self._held.pop(partition, None)
 
+    def held(self) -> dict[str, int]:
+        """What the worker holds in memory, over its partitions: open windows, dedup ids
+        (those of the grace period) and posts' lifetime high-waters. Each is bounded by
+        the grace and the live cast, so under a steady load they level off; a soak
+        compares them with the process's RSS to tell state growth from the allocator's."""
+        states = self.states.values()
+        return {
+            "windows": sum(len(s.windows) for s in states),
+            "dedup_ids": sum(len(s.seen) for s in states),
+            "posts": sum(len(s.posts) for s in states),
+        }
+
     def snapshot(self) -> dict[str, Any]:
         """Counters for the /stats page and benchmarks."""
         writer = self.writer
@@ -616,6 +628,7 @@ class StreamProcessor:
             **self.stats.as_dict(),
             **written,
             "latency_ms": self.latency.summary(),
+            "held": self.held(),
             **process_usage(),
         }
 

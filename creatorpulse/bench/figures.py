@@ -222,6 +222,29 @@ def slope_mb_per_min(samples: Sequence[tuple[float, float]]) -> float:
     return cov / var * 60
 
 
+def held_figures(
+    samples: Sequence[tuple[float, Mapping[str, int]]], *, settle_s: float, end_s: float
+) -> dict[str, dict[str, Any]]:
+    """What the worker held (``/stats`` "held": windows, dedup ids, posts) over the same
+    settled part of a soak as the RSS slope: per name, the first and last settled values,
+    the peak and the change in % (None from a start of 0). State that levels off while
+    RSS grows points at the allocator, not at something the worker keeps."""
+    settled = [(t, held) for t, held in samples if settle_s <= t <= end_s]
+    if not settled:
+        return {}
+    first, last = settled[0][1], settled[-1][1]
+    out: dict[str, dict[str, Any]] = {}
+    for name in first:
+        start, end = first[name], last.get(name, 0)
+        out[name] = {
+            "settled_start": start,
+            "end": end,
+            "peak": max(held.get(name, 0) for _, held in settled),
+            "change_pct": 100 * (end - start) / start if start else None,
+        }
+    return out
+
+
 def soak_figures(
     samples: Sequence[tuple[float, float]],
     *,

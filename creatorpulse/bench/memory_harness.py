@@ -70,13 +70,7 @@ def rss_mb() -> float:
 
 
 def state_sizes(processor: StreamProcessor) -> dict[str, int]:
-    states = processor.states.values()
-    return {
-        "ids": sum(len(s.seen) for s in states),
-        "windows": sum(len(s.windows) for s in states),
-        "posts": sum(len(s.posts) for s in states),
-        "changelog_keys": len(processor.changelog.data),
-    }
+    return {**processor.held(), "changelog_keys": len(processor.changelog.data)}
 
 
 async def soak(

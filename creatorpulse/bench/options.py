@@ -51,6 +51,9 @@ SOAK_GRACE_S: Final = 120
 SOAK_CAMPAIGNS: Final = 10
 SOAK_CREATORS_PER_CAMPAIGN: Final = 100
 SOAK_SAMPLE_S: Final = 2.0
+# How often the soak reads what the worker holds (/stats "held"); rarer than RSS, since
+# each read is an HTTP request to the worker under test.
+SOAK_HELD_SAMPLE_S: Final = 10.0
 #: |slope| at or under this many MB per minute is flat: a leak of a few bytes per event
 #: at the soak's rate (5,000 events/s is 300,000 a minute) would exceed it.
 SOAK_TOLERANCE_MB_PER_MIN: Final = 1.0

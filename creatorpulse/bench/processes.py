@@ -21,7 +21,7 @@ import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, Generic, Self, TypeVar
 
 from creatorpulse.bench.figures import DoneTracker, rate
 from creatorpulse.bench.machine import parse_vm_hwm_mb, parse_vm_rss_mb, read_proc
@@ -295,22 +295,24 @@ class WorkerProcess:
         self.stop()
 
 
-class RssSampler:
-    """Samples VmRSS of ``pid()`` (the process playing the part now) in a thread.
+T = TypeVar("T")
 
-    ``samples`` holds (``time.monotonic()``, MB) pairs; a ``pid()`` of None (no process
-    now, e.g. between a ``kill -9`` and the restart) skips a sample. The bench's soak and
-    the drills (tests/drills) use it.
+
+class Sampler(Generic[T]):
+    """Calls ``read()`` every ``interval_s`` in a thread and keeps what it returns.
+
+    ``samples`` holds (``time.monotonic()``, value) pairs; a ``read()`` of None (nothing
+    to read now) skips a sample.
     """
 
-    def __init__(self, pid: Callable[[], int | None], interval_s: float = 0.5) -> None:
-        self.pid = pid
+    def __init__(self, read: Callable[[], T | None], interval_s: float) -> None:
+        self.read = read
         self.interval_s = interval_s
-        self.samples: list[tuple[float, float]] = []
+        self.samples: list[tuple[float, T]] = []
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="rss-sampler", daemon=True)
+        self._thread = threading.Thread(target=self._run, name="sampler", daemon=True)
 
-    def __enter__(self) -> RssSampler:
+    def __enter__(self) -> Self:
         self._thread.start()
         return self
 
@@ -318,18 +320,28 @@ class RssSampler:
         self._stop.set()
         self._thread.join(10)
 
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            value = self.read()
+            if value is not None:
+                self.samples.append((time.monotonic(), value))
+
+
+class RssSampler(Sampler[float]):
+    """Samples VmRSS (MB) of ``pid()``, the process playing the part now; a ``pid()`` of
+    None (no process now, e.g. between a ``kill -9`` and the restart) skips a sample.
+    The bench's soak and the drills (tests/drills) use it."""
+
+    def __init__(self, pid: Callable[[], int | None], interval_s: float = 0.5) -> None:
+        def rss() -> float | None:
+            now = pid()
+            return None if now is None else parse_vm_rss_mb(read_proc(f"/proc/{now}/status"))
+
+        super().__init__(rss, interval_s)
+
     @property
     def peak_mb(self) -> float:
         return max((mb for _, mb in self.samples), default=0.0)
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.interval_s):
-            pid = self.pid()
-            if pid is None:
-                continue
-            mb = parse_vm_rss_mb(read_proc(f"/proc/{pid}/status"))
-            if mb is not None:
-                self.samples.append((time.monotonic(), mb))
 
 
 @dataclass

@@ -404,6 +404,40 @@ def _soak_rows(soak: Mapping[str, Any] | None) -> list[Row]:
                 f"{fmt_number(sink.get('slope_mb_per_min'), 'MB/min', 2)}"
             ),
         ),
+        *_held_rows(soak),
+    ]
+
+
+#: How /stats names what the worker holds, as the soak's table says it.
+HELD_LABEL: Final = {"dedup_ids": "dedup ids", "windows": "windows", "posts": "posts"}
+
+
+def _held_rows(soak: Mapping[str, Any]) -> list[Row]:
+    """What the worker held over the settled part of the soak, beside its RSS slope."""
+    held = soak.get("held") or {}
+    if not held:
+        return []
+
+    def change(figures: Mapping[str, Any]) -> str:
+        pct = figures.get("change_pct")
+        return "-" if pct is None else f"{pct:+.1f}%"
+
+    names = [name for name in HELD_LABEL if name in held]
+    return [
+        Row(
+            "",
+            "worker state after the grace",
+            ", ".join(f"{HELD_LABEL[name]} {change(held[name])}" for name in names),
+            note=(
+                "; ".join(
+                    f"{HELD_LABEL[name]} {held[name]['settled_start']:,} -> "
+                    f"{held[name]['end']:,} (peak {held[name]['peak']:,})"
+                    for name in names
+                )
+                + f"; from /stats every {soak.get('held_sample_interval_s')} s. State that "
+                "levels off while RSS grows is the allocator's, not held by the worker"
+            ),
+        )
     ]
 
 

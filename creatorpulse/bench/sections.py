@@ -25,6 +25,7 @@ import orjson
 from creatorpulse.bench.brokers import BrokerInfo, create_topic, open_broker
 from creatorpulse.bench.figures import (
     alert_cost,
+    held_figures,
     kb_per_window,
     median_of_passes,
     percentile,
@@ -44,6 +45,7 @@ from creatorpulse.bench.options import (
     SHAPES,
     SOAK_CAMPAIGNS,
     SOAK_CREATORS_PER_CAMPAIGN,
+    SOAK_HELD_SAMPLE_S,
     SOAK_MIN_SAMPLES,
     SOAK_MIN_SETTLED_S,
     SOAK_SAMPLE_S,
@@ -55,6 +57,7 @@ from creatorpulse.bench.options import (
 )
 from creatorpulse.bench.processes import (
     RssSampler,
+    Sampler,
     Waited,
     WorkerProcess,
     group_lag,
@@ -757,9 +760,15 @@ class Runner:
                             f"worker RSS {fmt_number(rss, 'MB')}"
                         )
 
+                def held() -> dict[str, int] | None:
+                    with contextlib.suppress(BenchError):  # an exit is reported by on_slice
+                        return (worker.stats() or {}).get("held")
+                    return None
+
                 with (
                     RssSampler(lambda: pid(worker), SOAK_SAMPLE_S) as rss_worker,
                     RssSampler(lambda: pid(sink), SOAK_SAMPLE_S) as rss_sink,
+                    Sampler(held, SOAK_HELD_SAMPLE_S) as held_worker,
                 ):
                     lags, sent = self._paced_publish(
                         publisher, source, total, slice_s, o.soak_rate, on_slice
@@ -773,8 +782,8 @@ class Runner:
         finally:
             sink.stop()
 
-        def relative(sampler: RssSampler) -> list[tuple[float, float]]:
-            return [(t - started, mb) for t, mb in sampler.samples]
+        def relative(sampler: Sampler[Any]) -> list[tuple[float, Any]]:
+            return [(t - started, value) for t, value in sampler.samples]
 
         def judged(samples: list[tuple[float, float]]) -> dict[str, Any]:
             return soak_figures(
@@ -806,6 +815,9 @@ class Runner:
             pacing_lag_ms={"p99": percentile(lags, 0.99), "max": max(lags) if lags else None},
             exit_code=worker.exit_code,
             rss_mb=[[round(t, 1), round(mb, 1)] for t, mb in worker_samples],
+            held=held_figures(relative(held_worker), settle_s=o.soak_settle_s, end_s=end_s),
+            held_samples=[[round(t, 1), held] for t, held in relative(held_worker)],
+            held_sample_interval_s=SOAK_HELD_SAMPLE_S,
             sink={
                 key: value
                 for key, value in judged(sink_samples).items()

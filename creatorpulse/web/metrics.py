@@ -198,6 +198,11 @@ class WorkerCollector(Collector):
         open_windows = GaugeMetricFamily(
             _name("windows_open"), "Windows held in memory", labels=["partition"]
         )
+        dedup_ids = GaugeMetricFamily(
+            _name("dedup_ids"),
+            "Event ids held for deduplication (those within the grace period)",
+            labels=["partition"],
+        )
         lag = GaugeMetricFamily(
             _name("consumer_lag_records"),
             "Records in the partition not yet applied (high watermark minus next offset)",
@@ -209,6 +214,7 @@ class WorkerCollector(Collector):
             if state.watermark.value_ms is not None:
                 watermark.add_metric([label], state.watermark.value_ms / 1000)
             open_windows.add_metric([label], len(state.windows))
+            dedup_ids.add_metric([label], len(state.seen))
             if self.highwater is None:
                 continue
             for topic in topics:
@@ -217,6 +223,7 @@ class WorkerCollector(Collector):
                     lag.add_metric([topic, label], max(end - (state.offsets.get(topic, -1) + 1), 0))
         yield watermark
         yield open_windows
+        yield dedup_ids
         yield lag
         if stats.last_record_unix is not None:
             yield GaugeMetricFamily(

@@ -16,6 +16,7 @@ from creatorpulse.bench.command import main
 from creatorpulse.bench.figures import (
     DoneTracker,
     alert_cost,
+    held_figures,
     kb_per_window,
     median_of,
     median_of_passes,
@@ -793,3 +794,45 @@ def test_soak_rows_show_the_slope_verdict_and_peak() -> None:
     assert "from 180 s (grace 120 s" in slope.note
     assert peak.value == "412 MB"
     assert "the sink process: peak 700 MB" in peak.note
+
+
+def test_held_state_is_judged_over_the_same_settled_part_as_the_rss() -> None:
+    samples = [
+        (100.0, {"windows": 10, "dedup_ids": 0, "posts": 0}),  # before the settle: ignored
+        (180.0, {"windows": 2_000, "dedup_ids": 600_000, "posts": 0}),
+        (300.0, {"windows": 2_100, "dedup_ids": 612_000, "posts": 0}),
+        (590.0, {"windows": 2_000, "dedup_ids": 606_000, "posts": 0}),
+        (620.0, {"windows": 9_999, "dedup_ids": 1, "posts": 0}),  # after publishing: ignored
+    ]
+    held = held_figures(samples, settle_s=180.0, end_s=600.0)
+    assert held["dedup_ids"] == {
+        "settled_start": 600_000,
+        "end": 606_000,
+        "peak": 612_000,
+        "change_pct": pytest.approx(1.0),
+    }
+    assert held["windows"]["change_pct"] == 0.0
+    assert held["posts"]["change_pct"] is None  # nothing to compare with
+    assert held_figures(samples[:1], settle_s=180.0, end_s=600.0) == {}
+
+
+def test_the_soak_table_shows_what_the_worker_held_beside_its_rss() -> None:
+    results = _results()
+    sections = results["sections"]
+    assert isinstance(sections, dict)
+    soak = _soak([(float(t), 400.0 + 0.02 * t) for t in range(0, 600, 2)])
+    soak.update(held_sample_interval_s=10.0)
+    soak["held"] = held_figures(
+        [
+            (180.0, {"windows": 2_000, "dedup_ids": 600_000, "posts": 0}),
+            (590.0, {"windows": 2_000, "dedup_ids": 606_000, "posts": 0}),
+        ],
+        settle_s=180.0,
+        end_s=600.0,
+    )
+    sections["soak"] = soak
+    rows = build_rows(results)
+    (held,) = [r for r in rows if r.figure == "worker state after the grace"]
+    assert held.value == "dedup ids +1.0%, windows +0.0%, posts -"
+    assert held.note.startswith("dedup ids 600,000 -> 606,000 (peak 606,000); windows 2,000")
+    assert "from /stats every 10.0 s" in held.note

@@ -37,9 +37,10 @@ def processor(stats: WorkerStats, writer: Any = None) -> Any:
         0: SimpleNamespace(
             watermark=Watermark(grace_ms=1000, value_ms=1_700_000_000_500),
             windows={("c", "a", 60, 0): [0]},
+            seen={"e1", "e2", "e3"},
             offsets={"in": 9},
         ),
-        2: SimpleNamespace(watermark=Watermark(grace_ms=1000), windows={}, offsets={}),
+        2: SimpleNamespace(watermark=Watermark(grace_ms=1000), windows={}, seen=set(), offsets={}),
     }
     return SimpleNamespace(
         stats=stats,
@@ -84,6 +85,8 @@ def test_worker_counters_become_prometheus_names_and_units() -> None:
     assert ("creatorpulse_watermark_timestamp_seconds", (("partition", "2"),)) not in m
     assert m[("creatorpulse_consumer_lag_records", (("partition", "0"), ("topic", "in")))] == 5
     assert m[("creatorpulse_windows_open", (("partition", "0"),))] == 1
+    assert m[("creatorpulse_dedup_ids", (("partition", "0"),))] == 3
+    assert m[("creatorpulse_dedup_ids", (("partition", "2"),))] == 0
     assert m[("creatorpulse_sink_rows_written_total", ())] == 11
     assert m[("creatorpulse_sink_batch_duration_seconds_count", ())] == 2
     assert m[("creatorpulse_sink_rows_pending", ())] == 4

@@ -249,6 +249,27 @@ def test_without_a_sink_writer_rows_and_dead_letters_are_written_once_kafka_took
     assert h.processor.snapshot()["rows_written"] == 2
 
 
+def test_the_stats_say_what_the_worker_holds_in_memory() -> None:
+    async def scenario() -> Harness:
+        h = topic_mode()
+        h.processor.restore([0])
+        async with h.processor.lock:
+            h.processor.apply_records(
+                [
+                    record(0, event_json("e1", T0, 5)),
+                    record(1, event_json("e2", T0, 3, creator="cr-1")),
+                    record(2, event_json("e2", T0, 3, creator="cr-1")),  # a duplicate
+                ]
+            )
+        return h
+
+    h = asyncio.run(scenario())
+    held = h.processor.snapshot()["held"]
+    # Two creators, each in a minute and an hour window; two ids, not three; deltas keep
+    # no post's lifetime high-water.
+    assert held == {"windows": 4, "dedup_ids": 2, "posts": 0}
+
+
 def test_without_a_sink_writer_a_restore_publishes_every_window_again() -> None:
     async def scenario() -> Harness:
         first = topic_mode()
