@@ -133,8 +133,7 @@ def build_worker(
         # Inside the consumer's fetch task, under processor.lock: pure CPU.
         started = time.perf_counter()
         processor.apply_records(batch)
-        if at_end:
-            processor.note_caught_up()
+        processor.note_fetched(tp.topic, tp.partition, at_end)
         processor.stats.apply_s += time.perf_counter() - started
         processor.stats.batches += 1
         # Whether the state holds them all (restored, nothing skipped to rewind).

@@ -23,9 +23,9 @@ class WorkerConfig:
     window_sizes_s: tuple[int, ...] = DEFAULT_WINDOW_SIZES_S
     # When a flush starts (docs/design.md, "When a flush starts"): once the oldest record
     # applied since the last flush has waited flush_max_age_s, or flush_max_records
-    # records are applied, or flush_interval_s has passed without a flush; and once a
-    # fetch has read to the end of a partition (caught up: the records are live), as
-    # soon as flush_caught_up_gap_s has passed since the last flush began.
+    # records are applied, or flush_interval_s has passed without a flush; and once the
+    # fetches have read to the end of every partition (caught up: the records are live),
+    # as soon as flush_caught_up_gap_s has passed since the last flush began.
     flush_interval_s: float = 1.0
     flush_max_age_s: float = 0.25
     flush_max_records: int = 50_000

@@ -96,12 +96,14 @@ class StreamProcessor:
         self.rewinds: dict[TP, Rewind] = {}
         # When the next flush is due (seconds_until_flush): the last flush's start, the
         # time the oldest record applied since then was applied, how many there are, and
-        # whether a fetch since then read to the end of its partition.
+        # whether a fetch since then read to the end of its partition while no other
+        # partition was behind (its last fetch stopped short of the end).
         self._monotonic = monotonic
         self._last_flush = monotonic()
         self._first_unflushed: float | None = None
         self._unflushed_records = 0
         self._caught_up = False
+        self._behind: set[tuple[str, int]] = set()
         self._flush_wakeup = asyncio.Event()
 
     # -- partitions -------------------------------------------------------------------
@@ -372,10 +374,19 @@ class StreamProcessor:
         if self._unflushed_records >= self.config.flush_max_records:
             self._flush_wakeup.set()
 
-    def note_caught_up(self) -> None:
-        """A fetch read to the end of its partition: what it applied is live data, so
-        the next flush need not wait for ``flush_max_age_s`` (see seconds_until_flush)."""
-        if not self._caught_up:
+    def note_fetched(self, topic: str, partition: int, at_end: bool) -> None:
+        """A fetch of ``topic``/``partition`` was applied; ``at_end``: it read to the end
+        of the partition. Once every partition's last fetch did, what was applied is live
+        data and the next flush need not wait for ``flush_max_age_s`` (see
+        seconds_until_flush); while any partition is still behind, a backlog is being
+        read, and flushes keep to the age and the size."""
+        key = (topic, partition)
+        if not at_end:
+            self._behind.add(key)
+            self._caught_up = False
+            return
+        self._behind.discard(key)
+        if not self._behind and not self._caught_up:
             self._caught_up = True
             self._flush_wakeup.set()
 
@@ -592,12 +603,16 @@ class StreamProcessor:
         for partition in partitions:
             self.states.pop(partition, None)
             self._held.pop(partition, None)
+        # A partition that moved away is no longer this worker's backlog.
+        self._behind = {key for key in self._behind if key[1] not in partitions}
 
     def held(self) -> dict[str, int]:
         """What the worker holds in memory, over its partitions: open windows, dedup ids
-        (those of the grace period) and posts' lifetime high-waters. Each is bounded by
-        the grace and the live cast, so under a steady load they level off; a soak
-        compares them with the process's RSS to tell state growth from the allocator's."""
+        (those of the grace period) and posts' lifetime high-waters. Windows and ids are
+        bounded by the grace and the live cast, so under a steady load they level off;
+        posts are kept for good (docs/design.md, "Memory follows event time") and grow
+        with the posts seen. A soak compares them with the process's RSS to tell state
+        growth from the allocator's."""
         states = self.states.values()
         return {
             "windows": sum(len(s.windows) for s in states),

@@ -33,16 +33,17 @@ from creatorpulse.bench.figures import slope_mb_per_min
 from creatorpulse.bench.machine import parse_vm_rss_mb, read_proc
 from creatorpulse.bench.options import (
     LATENCY_SLICE_S,
+    PARTITIONS,
     SOAK_CAMPAIGNS,
     SOAK_CREATORS_PER_CAMPAIGN,
+    SOAK_GRACE_S,
     WINDOWS,
+    BenchOptions,
 )
 from creatorpulse.bench.workload import simulator
 from streams.config import WorkerConfig
 from streams.processor import StreamProcessor, partition_for
 from streams.testing import InMemoryChangelog, RecordingCommitter, RecordingProducer, TestMessage
-
-PARTITIONS = 4
 
 
 class DiscardingProducer(RecordingProducer):
@@ -151,9 +152,11 @@ def show(sample: dict[str, float]) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rate", type=float, default=5_000, help="events per simulated second")
+    # The bench soak's defaults, so the harness keeps running the same workload.
+    rate = BenchOptions().soak_rate
+    parser.add_argument("--rate", type=float, default=rate, help="events per simulated second")
     parser.add_argument("--minutes", type=float, default=15, help="simulated minutes")
-    parser.add_argument("--grace-s", type=int, default=120, help="the processor's grace")
+    parser.add_argument("--grace-s", type=int, default=SOAK_GRACE_S, help="the processor's grace")
     parser.add_argument("--every", type=float, default=30, help="simulated seconds per line")
     parser.add_argument("--per-record", type=int, default=100, help="events per batch record")
     parser.add_argument(

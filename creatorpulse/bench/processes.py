@@ -302,15 +302,21 @@ class Sampler(Generic[T]):
     """Calls ``read()`` every ``interval_s`` in a thread and keeps what it returns.
 
     ``samples`` holds (``time.monotonic()``, value) pairs; a ``read()`` of None (nothing
-    to read now) skips a sample.
+    to read now) skips a sample, and so does one that raises: it is counted in
+    ``errors`` (the last kept in ``last_error``) instead of ending the thread, so a
+    sampler that lost its samples says so.
     """
 
-    def __init__(self, read: Callable[[], T | None], interval_s: float) -> None:
+    def __init__(
+        self, read: Callable[[], T | None], interval_s: float, name: str = "sampler"
+    ) -> None:
         self.read = read
         self.interval_s = interval_s
         self.samples: list[tuple[float, T]] = []
+        self.errors = 0
+        self.last_error: str | None = None
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="sampler", daemon=True)
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
 
     def __enter__(self) -> Self:
         self._thread.start()
@@ -322,7 +328,12 @@ class Sampler(Generic[T]):
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval_s):
-            value = self.read()
+            try:
+                value = self.read()
+            except Exception as exc:  # counted and shown, never fatal to the sampler
+                self.errors += 1
+                self.last_error = f"{type(exc).__name__}: {exc}"
+                continue
             if value is not None:
                 self.samples.append((time.monotonic(), value))
 
@@ -337,7 +348,7 @@ class RssSampler(Sampler[float]):
             now = pid()
             return None if now is None else parse_vm_rss_mb(read_proc(f"/proc/{now}/status"))
 
-        super().__init__(rss, interval_s)
+        super().__init__(rss, interval_s, name="rss-sampler")
 
     @property
     def peak_mb(self) -> float:

@@ -434,8 +434,15 @@ def _held_rows(soak: Mapping[str, Any]) -> list[Row]:
                     f"{held[name]['end']:,} (peak {held[name]['peak']:,})"
                     for name in names
                 )
-                + f"; from /stats every {soak.get('held_sample_interval_s')} s. State that "
-                "levels off while RSS grows is the allocator's, not held by the worker"
+                + f"; from /stats every {soak.get('held_sample_interval_s')} s"
+                + (
+                    f" ({soak['held_read_errors']} reads failed, the last: "
+                    f"{soak.get('held_last_error')})"
+                    if soak.get("held_read_errors")
+                    else ""
+                )
+                + ". State that levels off while RSS grows is the allocator's, not held by "
+                "the worker"
             ),
         )
     ]

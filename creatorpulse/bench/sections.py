@@ -768,7 +768,7 @@ class Runner:
                 with (
                     RssSampler(lambda: pid(worker), SOAK_SAMPLE_S) as rss_worker,
                     RssSampler(lambda: pid(sink), SOAK_SAMPLE_S) as rss_sink,
-                    Sampler(held, SOAK_HELD_SAMPLE_S) as held_worker,
+                    Sampler(held, SOAK_HELD_SAMPLE_S, name="held-sampler") as held_worker,
                 ):
                     lags, sent = self._paced_publish(
                         publisher, source, total, slice_s, o.soak_rate, on_slice
@@ -818,6 +818,8 @@ class Runner:
             held=held_figures(relative(held_worker), settle_s=o.soak_settle_s, end_s=end_s),
             held_samples=[[round(t, 1), held] for t, held in relative(held_worker)],
             held_sample_interval_s=SOAK_HELD_SAMPLE_S,
+            held_read_errors=held_worker.errors,
+            held_last_error=held_worker.last_error,
             sink={
                 key: value
                 for key, value in judged(sink_samples).items()

@@ -11,6 +11,7 @@ Everything else passes: fetches, heartbeats, commits, metadata.
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import struct
 import threading
@@ -52,18 +53,28 @@ class KafkaProxy:
         self.port: int = self._server.getsockname()[1]
         self._closed = threading.Event()
         self._sockets: list[socket.socket] = []
+        self._threads: list[threading.Thread] = []
         self._lock = threading.Lock()
 
     def start(self) -> KafkaProxy:
-        threading.Thread(target=self._accept, name="kafka-proxy", daemon=True).start()
+        accept = threading.Thread(target=self._accept, name="kafka-proxy", daemon=True)
+        self._threads.append(accept)
+        accept.start()
         return self
 
     def close(self) -> None:
+        """Stop accepting, cut every connection and wait for the threads. A close() from
+        another thread does not wake a blocked accept() or recv() on Linux; a shutdown()
+        does."""
         self._closed.set()
-        self._server.close()
         with self._lock:
-            for sock in self._sockets:
-                sock.close()
+            sockets, self._sockets = [self._server, *self._sockets], []
+        for sock in sockets:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+            sock.close()
+        for thread in self._threads:
+            thread.join(5)
 
     def _accept(self) -> None:
         while not self._closed.is_set():
@@ -76,16 +87,29 @@ class KafkaProxy:
             except OSError:
                 client.close()
                 continue
-            with self._lock:
-                self._sockets += [client, broker]
             produce_ids: set[int] = set()
             ids_lock = threading.Lock()
-            threading.Thread(
-                target=self._requests, args=(client, broker, produce_ids, ids_lock), daemon=True
-            ).start()
-            threading.Thread(
-                target=self._answers, args=(broker, client, produce_ids, ids_lock), daemon=True
-            ).start()
+            pair = [
+                threading.Thread(
+                    target=self._requests,
+                    args=(client, broker, produce_ids, ids_lock),
+                    daemon=True,
+                ),
+                threading.Thread(
+                    target=self._answers,
+                    args=(broker, client, produce_ids, ids_lock),
+                    daemon=True,
+                ),
+            ]
+            with self._lock:
+                if self._closed.is_set():
+                    client.close()
+                    broker.close()
+                    return
+                self._sockets += [client, broker]
+                self._threads += pair
+            for thread in pair:
+                thread.start()
 
     def _requests(
         self, client: socket.socket, broker: socket.socket, ids: set[int], lock: threading.Lock
@@ -115,7 +139,8 @@ class KafkaProxy:
                     produce = correlation_id in ids
                     ids.discard(correlation_id)
                 if produce and self.lose_produce_answers.is_set():
-                    self.lost += 1
+                    with self._lock:
+                        self.lost += 1
                     continue
                 client.sendall(frame)
         except OSError:

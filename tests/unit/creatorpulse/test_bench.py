@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import time
 from itertools import islice
 from pathlib import Path
 from typing import Any
@@ -34,7 +35,7 @@ from creatorpulse.bench.machine import (
     parse_vm_rss_mb,
 )
 from creatorpulse.bench.options import SOAK_MIN_SETTLED_S, BenchOptions, parse_args
-from creatorpulse.bench.processes import parse_json_line, parse_sample
+from creatorpulse.bench.processes import Sampler, parse_json_line, parse_sample
 from creatorpulse.bench.report import (
     build_rows,
     default_out_path,
@@ -835,4 +836,26 @@ def test_the_soak_table_shows_what_the_worker_held_beside_its_rss() -> None:
     (held,) = [r for r in rows if r.figure == "worker state after the grace"]
     assert held.value == "dedup ids +1.0%, windows +0.0%, posts -"
     assert held.note.startswith("dedup ids 600,000 -> 606,000 (peak 606,000); windows 2,000")
-    assert "from /stats every 10.0 s" in held.note
+    assert "from /stats every 10.0 s. State" in held.note
+    soak.update(held_read_errors=2, held_last_error="IncompleteRead: 0 bytes")
+    (held,) = [r for r in build_rows(results) if r.figure == "worker state after the grace"]
+    assert "every 10.0 s (2 reads failed, the last: IncompleteRead: 0 bytes)" in held.note
+
+
+def test_a_sampler_counts_a_failed_read_and_goes_on() -> None:
+    reads = iter([1.0, RuntimeError("worker gone"), None, 2.0])
+
+    def read() -> float | None:
+        value = next(reads, None)
+        if isinstance(value, Exception):
+            raise value
+        return value
+
+    sampler = Sampler(read, 0.001, name="test-sampler")
+    with sampler:
+        deadline = time.monotonic() + 5
+        while len(sampler.samples) < 2 and time.monotonic() < deadline:
+            time.sleep(0.005)
+    assert [value for _, value in sampler.samples] == [1.0, 2.0]
+    assert sampler.errors == 1
+    assert sampler.last_error == "RuntimeError: worker gone"

@@ -450,10 +450,10 @@ def test_caught_up_records_are_flushed_once_the_gap_since_the_last_flush_has_pas
         clock.now += 0.5
         p.apply_records([record(0, event_json("e0", T0, 1))])
         due.append(p.seconds_until_flush())  # behind: the age decides
-        p.note_caught_up()
+        p.note_fetched("in", 0, at_end=True)
         due.append(p.seconds_until_flush())  # the last flush (at start) is > 0.1 s ago
         await p.flush()
-        p.note_caught_up()
+        p.note_fetched("in", 0, at_end=True)
         due.append(p.seconds_until_flush())  # nothing waits: the interval
         clock.now += 0.04
         p.apply_records([record(1, event_json("e1", T0, 1))])
@@ -469,6 +469,26 @@ def test_caught_up_records_are_flushed_once_the_gap_since_the_last_flush_has_pas
     assert due == pytest.approx([0.25, 0.0, 1.0, 0.06, 0.25])
 
 
+def test_a_partition_still_behind_keeps_the_flushes_to_the_age() -> None:
+    # Partition 1 reads a backlog while partition 0 (or the rekey topic, which the
+    # worker writes itself) is live: the worker is still catching up.
+    clock = FakeClock()
+    p = timed(clock, flush_interval_s=1.0, flush_max_age_s=0.25, flush_caught_up_gap_s=0.1)
+    p.restore([0, 1])
+    clock.now += 0.5
+    p.apply_records([record(0, event_json("e0", T0, 1))])
+    p.note_fetched("in", 1, at_end=False)
+    p.note_fetched("in", 0, at_end=True)
+    assert p.seconds_until_flush() == pytest.approx(0.25)  # behind: the age decides
+    p.note_fetched("in", 1, at_end=True)  # the backlog is read
+    assert p.seconds_until_flush() == 0.0
+    p.note_fetched("in", 1, at_end=False)  # more came than one fetch reads
+    assert p.seconds_until_flush() == pytest.approx(0.25)
+    p.forget({1})  # it moved to another worker: not this one's backlog
+    p.note_fetched("in", 0, at_end=True)
+    assert p.seconds_until_flush() == 0.0
+
+
 def test_a_caught_up_fetch_wakes_the_flush_wait() -> None:
     async def scenario() -> bool:
         clock = FakeClock()
@@ -478,7 +498,7 @@ def test_a_caught_up_fetch_wakes_the_flush_wait() -> None:
         p.apply_records([record(0, event_json("e0", T0, 1))])
         await asyncio.sleep(0)
         assert not waiting.done()  # the age is 30 s away
-        p.note_caught_up()
+        p.note_fetched("in", 0, at_end=True)
         await asyncio.wait_for(waiting, 5.0)
         return waiting.done()
 
