@@ -29,7 +29,7 @@ from dataclasses import dataclass
 
 from schemas.alerts import Cohort, Figures
 from streams.alerts.rules import METRICS, Rules
-from streams.alerts.stats import Prior, Spread, expit, fit_prior, logit, prob_above, shrink, spread
+from streams.alerts.stats import Prior, Spread, expit, fit_prior, logit, probs_above, shrink, spread
 
 UNKNOWN_TIER = "unknown"  # creators without a profile
 CAMPAIGN_TIER = "all"  # the campaign-wide fallback cohort
@@ -180,6 +180,8 @@ class _CohortStats:
     spread: Spread
     #: each member's figure on the score's scale, by creator: scored without recomputing
     scaled: dict[str, float]
+    #: rates only: each member's P(rate > the cohort's median rate), by creator
+    probability: dict[str, float]
 
 
 def _pool(metric: str, c: CreatorTotals) -> str | None:
@@ -279,6 +281,12 @@ def _cohort_stats(
         )
     scaled = {c.creator_id: _scale(metric, c, prior) for c in members}
     sp = spread(list(scaled.values()))
+    probability = {}
+    if metric.counts is not None:
+        assert prior is not None
+        counts = [metric.counts(c) for c in members]
+        above = probs_above(counts, prior, expit(sp.median))
+        probability = {c.creator_id: p for c, p in zip(members, above)}
     cohort = Cohort(
         campaign_id=campaign_id,
         tier=tier,
@@ -288,7 +296,7 @@ def _cohort_stats(
         mad=sp.mad,
         mean_ad=sp.mean_ad if sp.uses_mean_ad else None,
     )
-    return _CohortStats(cohort, prior, sp, scaled)
+    return _CohortStats(cohort, prior, sp, scaled, probability)
 
 
 def _score(metric: _Metric, c: CreatorTotals, cs: _CohortStats, rules: Rules) -> Score | None:
@@ -303,7 +311,7 @@ def _score(metric: _Metric, c: CreatorTotals, cs: _CohortStats, rules: Rules) ->
         k, n = metric.counts(c)
         value = shrink(k, n, cs.prior)
         baseline = expit(cs.spread.median)
-        probability = prob_above(k, n, cs.prior, baseline)
+        probability = cs.probability[c.creator_id]
     else:
         value = math.expm1(x)
         baseline = math.expm1(cs.spread.median)

@@ -83,7 +83,16 @@ def shrink(successes: int, trials: int, prior: Prior) -> float:
 
 def prob_above(successes: int, trials: int, prior: Prior, threshold: float) -> float:
     """P(rate > threshold) under the creator's posterior Beta(alpha + k, beta + n - k)."""
-    return float(betaincc(prior.alpha + successes, prior.beta + trials - successes, threshold))
+    return probs_above([(successes, trials)], prior, threshold)[0]
+
+
+def probs_above(counts: Sequence[tuple[int, int]], prior: Prior, threshold: float) -> list[float]:
+    """:func:`prob_above` of each (successes, trials), in one call of the same kernel:
+    a cohort's members share the prior and the threshold, and one call per creator cost
+    more in dispatch than in the function itself."""
+    alphas = [prior.alpha + k for k, _ in counts]
+    betas = [prior.beta + n - k for k, n in counts]
+    return [float(p) for p in betaincc(alphas, betas, threshold)]
 
 
 def logit(p: float) -> float:

@@ -5,6 +5,9 @@ from __future__ import annotations
 import math
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from scipy.special import betaincc
 
 from streams.alerts.stats import (
     Prior,
@@ -12,6 +15,7 @@ from streams.alerts.stats import (
     fit_prior,
     logit,
     prob_above,
+    probs_above,
     shrink,
     spread,
 )
@@ -115,3 +119,21 @@ def test_logit_and_expit_are_inverse_and_bounded() -> None:
     assert expit(logit(0.0714)) == pytest.approx(0.0714)
     assert math.isfinite(logit(0.0))
     assert math.isfinite(logit(1.0))
+
+
+@given(
+    st.lists(
+        st.integers(0, 50_000).flatmap(lambda n: st.tuples(st.integers(0, n), st.just(n))),
+        min_size=1,
+        max_size=40,
+    ),
+    st.floats(0.001, 50.0),
+    st.floats(1.0, 5_000.0),
+    st.floats(0.0, 1.0),
+)
+def test_a_cohorts_probabilities_at_once_are_those_of_one_call_each(
+    counts: list[tuple[int, int]], alpha: float, beta: float, threshold: float
+) -> None:
+    prior = Prior(alpha, beta)
+    one_each = [float(betaincc(alpha + k, beta + n - k, threshold)) for k, n in counts]
+    assert probs_above(counts, prior, threshold) == one_each  # exactly: the same kernel
