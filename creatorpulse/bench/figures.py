@@ -265,6 +265,11 @@ def soak_figures(
     settled = [(t, mb) for t, mb in samples if settle_s <= t <= end_s]
     span = settled[-1][0] - settled[0][0] if len(settled) >= 2 else 0.0
     slope = slope_mb_per_min(settled) if len(settled) >= 2 else None
+    # The same fit over the later half of the settled part: a leak grows alike in both
+    # halves, memory that is still settling (the allocator's arenas) grows less later.
+    # Shown beside the verdict, which it does not change.
+    later = [(t, mb) for t, mb in settled if t >= settled[0][0] + span / 2] if span else []
+    later_slope = slope_mb_per_min(later) if len(later) >= 2 else None
     if slope is None or span < min_settled_s or len(settled) < min_samples:
         verdict = "too short"
     elif slope > tolerance_mb_per_min:
@@ -275,6 +280,7 @@ def soak_figures(
         verdict = "flat"
     return {
         "slope_mb_per_min": slope,
+        "later_half_slope_mb_per_min": later_slope,
         "verdict": verdict,
         "tolerance_mb_per_min": tolerance_mb_per_min,
         "settle_s": settle_s,

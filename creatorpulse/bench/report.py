@@ -389,7 +389,9 @@ def _soak_rows(soak: Mapping[str, Any] | None) -> list[Row]:
                 f"{soak.get('verdict', '?')} (tolerance +/-{soak.get('tolerance_mb_per_min')} "
                 f"MB/min); least squares over {soak.get('settled_samples', 0)} samples from "
                 f"{fmt_number(soak.get('settle_s'), 's')} (grace {soak.get('grace_s')} s + the "
-                f"60 s window) to the end; {soak.get('creators') or 0:,} creators, windows "
+                f"60 s window) to the end; over its later half "
+                f"{fmt_number(soak.get('later_half_slope_mb_per_min'), 'MB/min', 2)} (a leak "
+                f"grows alike in both halves); {soak.get('creators') or 0:,} creators, windows "
                 f"{soak.get('windows')}, --sink topic"
             ),
         ),

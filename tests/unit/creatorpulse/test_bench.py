@@ -763,6 +763,17 @@ def test_soak_verdicts_grow_shrink_and_refuse_a_short_run() -> None:
     )
 
 
+def test_the_later_half_of_the_settled_soak_tells_settling_from_a_leak() -> None:
+    # Settling: +4 MB/min up to 390 s, then level. A leak: +2 MB/min throughout.
+    settling = [(float(t), 300.0 + 4.0 * min(t, 390) / 60) for t in range(0, 602, 2)]
+    leak = [(float(t), 300.0 + 2.0 * t / 60) for t in range(0, 602, 2)]
+    settled, leaking = _soak(settling), _soak(leak)
+    assert settled["verdict"] == leaking["verdict"] == "growing"  # the verdict is unchanged
+    assert abs(settled["later_half_slope_mb_per_min"]) < 0.1
+    assert leaking["later_half_slope_mb_per_min"] == pytest.approx(2.0)
+    assert _soak([])["later_half_slope_mb_per_min"] is None
+
+
 def test_soak_settles_after_the_grace_and_the_smallest_window() -> None:
     options = parse_args([])
     assert (options.soak_s, options.soak_grace_s, options.soak_settle_s) == (600.0, 120, 180.0)
@@ -793,6 +804,7 @@ def test_soak_rows_show_the_slope_verdict_and_peak() -> None:
     assert slope.value == "+1.20 MB/min"
     assert slope.note.startswith("growing (tolerance +/-1.0 MB/min)")
     assert "from 180 s (grace 120 s" in slope.note
+    assert "over its later half 1.20 MB/min" in slope.note  # a straight line: alike
     assert peak.value == "412 MB"
     assert "the sink process: peak 700 MB" in peak.note
 
