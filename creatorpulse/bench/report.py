@@ -376,6 +376,7 @@ def _soak_rows(soak: Mapping[str, Any] | None) -> list[Row]:
     if not soak:
         return []
     slope = soak.get("slope_mb_per_min")
+    later = soak.get("later_half_slope_mb_per_min")
     sink = soak.get("sink") or {}
     section = (
         f"9 soak, {fmt_number(soak.get('rate'))} ev/s for {fmt_number(soak.get('seconds'), 's')}"
@@ -390,7 +391,7 @@ def _soak_rows(soak: Mapping[str, Any] | None) -> list[Row]:
                 f"MB/min); least squares over {soak.get('settled_samples', 0)} samples from "
                 f"{fmt_number(soak.get('settle_s'), 's')} (grace {soak.get('grace_s')} s + the "
                 f"60 s window) to the end; over its later half "
-                f"{fmt_number(soak.get('later_half_slope_mb_per_min'), 'MB/min', 2)} (a leak "
+                f"{'-' if later is None else f'{later:+.2f} MB/min'} (a leak "
                 f"grows alike in both halves); {soak.get('creators') or 0:,} creators, windows "
                 f"{soak.get('windows')}, --sink topic"
             ),

@@ -804,7 +804,7 @@ def test_soak_rows_show_the_slope_verdict_and_peak() -> None:
     assert slope.value == "+1.20 MB/min"
     assert slope.note.startswith("growing (tolerance +/-1.0 MB/min)")
     assert "from 180 s (grace 120 s" in slope.note
-    assert "over its later half 1.20 MB/min" in slope.note  # a straight line: alike
+    assert "over its later half +1.20 MB/min" in slope.note  # a straight line: alike
     assert peak.value == "412 MB"
     assert "the sink process: peak 700 MB" in peak.note
 
