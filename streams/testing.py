@@ -39,11 +39,14 @@ def record(
 @dataclass
 class RecordingProducer:
     """Records what it sends. ``refuse`` holds keys whose next delivery fails once, as a
-    broker refusing the record; ``flush`` yields to the loop for ``flush_s`` seconds."""
+    broker refusing the record; ``flush`` yields to the loop for ``flush_s`` seconds.
+    With ``keep`` False it takes every record and keeps none (a long run's producer
+    that kept them all would itself be what grows)."""
 
     sent: list[OutRecord] = field(default_factory=list)
     refuse: set[bytes] = field(default_factory=set)
     flush_s: float = 0.0
+    keep: bool = True
 
     async def send(
         self,
@@ -59,7 +62,8 @@ class RecordingProducer:
             self.refuse.discard(key)
             delivery.set_exception(RuntimeError("refused by the test producer"))
         else:
-            self.sent.append((topic, key, value, partition))
+            if self.keep:
+                self.sent.append((topic, key, value, partition))
             delivery.set_result(None)
         return delivery
 

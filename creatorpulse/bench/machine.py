@@ -55,6 +55,11 @@ def parse_vm_rss_mb(status: str) -> float | None:
     return _status_mb(status, "VmRSS:")
 
 
+def rss_mb(pid: int) -> float | None:
+    """VmRSS of process ``pid`` in MB; None when it has none to read (it is gone)."""
+    return parse_vm_rss_mb(read_proc(f"/proc/{pid}/status"))
+
+
 def read_proc(path: str) -> str:
     """A ``/proc`` file's text, '' where there is none (not Linux, process gone)."""
     try:

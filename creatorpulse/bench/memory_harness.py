@@ -27,10 +27,9 @@ import time
 import tracemalloc
 from collections import defaultdict
 from collections.abc import Callable
-from typing import Any
 
 from creatorpulse.bench.figures import slope_mb_per_min
-from creatorpulse.bench.machine import parse_vm_rss_mb, read_proc
+from creatorpulse.bench.machine import rss_mb
 from creatorpulse.bench.options import (
     LATENCY_SLICE_S,
     PARTITIONS,
@@ -44,30 +43,6 @@ from creatorpulse.bench.workload import simulator
 from streams.config import WorkerConfig
 from streams.processor import StreamProcessor, partition_for
 from streams.testing import InMemoryChangelog, RecordingCommitter, RecordingProducer, TestMessage
-
-
-class DiscardingProducer(RecordingProducer):
-    """Takes every record and keeps none: a recording producer would be the leak."""
-
-    async def send(
-        self,
-        topic: str,
-        key: bytes | None,
-        value: bytes | None,
-        partition: int | None,
-        timestamp: float | None,
-        headers: Any,
-    ) -> asyncio.Future[None]:
-        delivery: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        delivery.set_result(None)
-        return delivery
-
-    def values(self, topic: str) -> list[bytes]:
-        return []
-
-
-def rss_mb() -> float:
-    return parse_vm_rss_mb(read_proc(f"/proc/{os.getpid()}/status")) or 0.0
 
 
 def state_sizes(processor: StreamProcessor) -> dict[str, int]:
@@ -95,7 +70,7 @@ async def soak(
     processor = StreamProcessor(
         config,
         None,
-        DiscardingProducer(),
+        RecordingProducer(keep=False),
         InMemoryChangelog(),
         RecordingCommitter(),
         clock=lambda: now[0],
@@ -130,7 +105,7 @@ async def soak(
             await processor.flush()
             t = (slice_end - start_ms) / 1000
             if t >= next_sample:
-                sample: dict[str, float] = {"t": t, "rss_mb": rss_mb()}
+                sample: dict[str, float] = {"t": t, "rss_mb": rss_mb(os.getpid()) or 0.0}
                 if tracemalloc.is_tracing():
                     sample["traced_mb"] = tracemalloc.get_traced_memory()[0] / 2**20
                 sample.update(state_sizes(processor))

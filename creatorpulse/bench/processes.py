@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, Final, Generic, Self, TypeVar
 
 from creatorpulse.bench.figures import DoneTracker, rate
-from creatorpulse.bench.machine import parse_vm_hwm_mb, parse_vm_rss_mb, read_proc
+from creatorpulse.bench.machine import parse_vm_hwm_mb, read_proc, rss_mb
 from creatorpulse.bench.options import (
     FLUSH_INTERVAL_S,
     GRACE_S,
@@ -346,7 +346,7 @@ class RssSampler(Sampler[float]):
     def __init__(self, pid: Callable[[], int | None], interval_s: float = 0.5) -> None:
         def rss() -> float | None:
             now = pid()
-            return None if now is None else parse_vm_rss_mb(read_proc(f"/proc/{now}/status"))
+            return None if now is None else rss_mb(now)
 
         super().__init__(rss, interval_s, name="rss-sampler")
 

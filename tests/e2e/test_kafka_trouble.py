@@ -210,6 +210,7 @@ def test_a_lost_produce_answer_fails_the_send_in_time_and_the_retry_loses_nothin
     from creatorpulse.brokers.apache import ApacheKafka
     from sinks.clickhouse import ClickHouseSink
     from tests.support.kafka_proxy import KafkaProxy
+    from tests.support.processes import WorkerProcess
 
     direct, proxied, controller = free_port(), free_port(), free_port()
     proxy = KafkaProxy(proxied).start()
@@ -232,47 +233,36 @@ def test_a_lost_produce_answer_fails_the_send_in_time_and_the_retry_loses_nothin
     bootstrap = f"127.0.0.1:{direct}"
     topic, app_id = unique_name("lost-answer"), unique_name("lost-answer-app")
     store = tmp_path / "store"
-    env = {
-        **base_env(tmp_path),
-        "CREATORPULSE_KAFKA_BOOTSTRAP": f"127.0.0.1:{proxy.port}",
-        "CREATORPULSE_CLICKHOUSE_URL": f"chdb://{store}",
-        "CREATORPULSE_INPUT_TOPIC": topic,
-        "CREATORPULSE_APP_ID": app_id,
-        "CREATORPULSE_PARTITIONS": "2",
-        "CREATORPULSE_FLUSH_INTERVAL_S": "0.5",
-        "CREATORPULSE_KAFKA_SEND_TIMEOUT_S": "3",
-        "CREATORPULSE_ALERTS": "0",
-    }
-    log_path = tmp_path / "worker.log"
-    worker: subprocess.Popen[bytes] | None = None
+    worker = WorkerProcess(
+        f"127.0.0.1:{proxy.port}",
+        f"chdb://{store}",
+        topic,
+        app_id,
+        tmp_path / "worker",
+        partitions="2",
+        kafka_send_timeout_s="3",
+        alerts="0",
+    )
     try:
         broker.start()
         create_topic(bootstrap, topic, 2)
-        with open(log_path, "wb") as log:
-            worker = subprocess.Popen(
-                [sys.executable, "-m", "creatorpulse", "worker"],
-                env=env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
+        worker.start()
+        assert worker.proc is not None
         publish(bootstrap, topic, 0, 50)
-        wait_for(lambda: committed_total(bootstrap, app_id, topic) == 50, 120, worker)
+        wait_for(lambda: committed_total(bootstrap, app_id, topic) == 50, 120, worker.proc)
 
         proxy.lose_produce_answers.set()
-        before = len(log_path.read_bytes())  # a refusal is looked for from here on
+        before = len(worker.log_path.read_bytes())  # a refusal is looked for from here on
         publish(bootstrap, topic, 50, 50)
-        wait_for(lambda: b"Kafka refused" in log_path.read_bytes()[before:], 30, worker)
+        wait_for(lambda: b"Kafka refused" in worker.log_path.read_bytes()[before:], 30, worker.proc)
         assert proxy.lost > 0
         assert committed_total(bootstrap, app_id, topic) == 50  # nothing past the lost send
 
         proxy.lose_produce_answers.clear()
-        wait_for(lambda: committed_total(bootstrap, app_id, topic) == 100, 60, worker)
-        worker.send_signal(signal.SIGTERM)
-        assert worker.wait(60) == 0
+        wait_for(lambda: committed_total(bootstrap, app_id, topic) == 100, 60, worker.proc)
+        assert worker.terminate() == 0
     finally:
-        if worker is not None and worker.poll() is None:
-            worker.kill()
-            worker.wait(30)
+        worker.stop_quietly()
         proxy.close()
         broker.stop()
     sink = ClickHouseSink(f"chdb://{store}")
@@ -286,4 +276,4 @@ def test_a_lost_produce_answer_fails_the_send_in_time_and_the_retry_loses_nothin
         sink.close()
     # Records sent twice (the broker wrote what the worker never heard back about) are
     # changelog pieces and rows keyed by window: every event counts once.
-    assert int(rows[0][0]) == 100, log_path.read_text(errors="replace")[-4000:]
+    assert int(rows[0][0]) == 100, worker.log_tail()

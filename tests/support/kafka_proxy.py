@@ -87,19 +87,10 @@ class KafkaProxy:
             except OSError:
                 client.close()
                 continue
-            produce_ids: set[int] = set()
-            ids_lock = threading.Lock()
+            requests, answers = self._filters()
             pair = [
-                threading.Thread(
-                    target=self._requests,
-                    args=(client, broker, produce_ids, ids_lock),
-                    daemon=True,
-                ),
-                threading.Thread(
-                    target=self._answers,
-                    args=(broker, client, produce_ids, ids_lock),
-                    daemon=True,
-                ),
+                threading.Thread(target=_relay, args=(client, broker, requests), daemon=True),
+                threading.Thread(target=_relay, args=(broker, client, answers), daemon=True),
             ]
             with self._lock:
                 if self._closed.is_set():
@@ -111,40 +102,44 @@ class KafkaProxy:
             for thread in pair:
                 thread.start()
 
-    def _requests(
-        self, client: socket.socket, broker: socket.socket, ids: set[int], lock: threading.Lock
-    ) -> None:
-        next_frame = _frames(client)
-        try:
-            while (frame := next_frame()) is not None:
-                api_key, _, correlation_id = struct.unpack(">hhi", frame[4:12])
-                if api_key == PRODUCE_API_KEY:
-                    with lock:
-                        ids.add(correlation_id)
-                broker.sendall(frame)
-        except OSError:
-            pass
-        finally:
-            client.close()
-            broker.close()
+    def _filters(self) -> tuple[Callable[[bytes], bool], Callable[[bytes], bool]]:
+        """One connection's two filters, requests and answers: whether to pass a frame.
+        Every request passes; the Produce requests' correlation ids are noted, and their
+        answers are dropped while :attr:`lose_produce_answers` is set."""
+        produce_ids: set[int] = set()
+        ids_lock = threading.Lock()
 
-    def _answers(
-        self, broker: socket.socket, client: socket.socket, ids: set[int], lock: threading.Lock
-    ) -> None:
-        next_frame = _frames(broker)
-        try:
-            while (frame := next_frame()) is not None:
-                (correlation_id,) = struct.unpack(">i", frame[4:8])
-                with lock:
-                    produce = correlation_id in ids
-                    ids.discard(correlation_id)
-                if produce and self.lose_produce_answers.is_set():
-                    with self._lock:
-                        self.lost += 1
-                    continue
-                client.sendall(frame)
-        except OSError:
-            pass
-        finally:
-            client.close()
-            broker.close()
+        def requests(frame: bytes) -> bool:
+            api_key, _, correlation_id = struct.unpack(">hhi", frame[4:12])
+            if api_key == PRODUCE_API_KEY:
+                with ids_lock:
+                    produce_ids.add(correlation_id)
+            return True
+
+        def answers(frame: bytes) -> bool:
+            (correlation_id,) = struct.unpack(">i", frame[4:8])
+            with ids_lock:
+                produce = correlation_id in produce_ids
+                produce_ids.discard(correlation_id)
+            if produce and self.lose_produce_answers.is_set():
+                with self._lock:
+                    self.lost += 1
+                return False
+            return True
+
+        return requests, answers
+
+
+def _relay(source: socket.socket, target: socket.socket, passes: Callable[[bytes], bool]) -> None:
+    """Frames from ``source`` to ``target``, those ``passes`` lets through, until either
+    side closes; then both are closed."""
+    next_frame = _frames(source)
+    try:
+        while (frame := next_frame()) is not None:
+            if passes(frame):
+                target.sendall(frame)
+    except OSError:
+        pass
+    finally:
+        source.close()
+        target.close()

@@ -22,10 +22,10 @@ def test_the_dedup_ids_stop_growing_once_the_grace_has_passed() -> None:
 
 def test_the_harness_keeps_nothing_it_publishes() -> None:
     # A producer that recorded every window row would itself grow without bound.
-    from creatorpulse.bench.memory_harness import DiscardingProducer
+    from streams.testing import RecordingProducer
 
     async def send() -> list[bytes]:
-        producer = DiscardingProducer()
+        producer = RecordingProducer(keep=False)
         await (await producer.send("t", b"k", b"v", 0, None, None))
         return producer.values("t") + [v for _, _, v, _ in producer.sent if v is not None]
 
